@@ -1,0 +1,20 @@
+//! Tenantplane's domain model: typed identifiers, the tenant record and its lifecycle state
+//! machine, plans and quotas, and the error kinds every other crate maps to HTTP statuses.
+//!
+//! Pure logic, no I/O: everything here is unit-tested without a database or a network.
+
+pub mod error;
+pub mod ids;
+pub mod lifecycle;
+pub mod names;
+pub mod plan;
+pub mod tenant;
+
+pub use error::{ErrorKind, FieldError, ValidationErrors};
+pub use ids::{OperatorId, TenantId};
+pub use lifecycle::{TenantAction, TenantStatus};
+pub use names::{DomainName, PlanName, Slug};
+pub use plan::{Plan, Quotas};
+pub use tenant::{
+    Branding, Domain, DomainKind, IsolationMode, Profile, Settings, Tenant, TenantRef,
+};

@@ -1,0 +1,159 @@
+//! Plans and their quotas. Quota values are data (stored in the catalog and editable by
+//! operators); the built-in plans below only seed an empty catalog.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{IsolationMode, PlanName, ValidationErrors};
+
+/// The limits a plan grants each tenant on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Maximum number of tenant user accounts.
+    pub max_users: u64,
+    /// Maximum number of patients (or primary records) stored.
+    pub max_patients: u64,
+    /// Maximum storage, in bytes.
+    pub storage_bytes: u64,
+    /// Sustained request rate allowed per minute.
+    pub requests_per_minute: u64,
+    /// Requests allowed per calendar month.
+    pub requests_per_month: u64,
+}
+
+impl Quotas {
+    /// Checks the quotas are coherent; pointers are relative to `prefix`.
+    pub fn validate(&self, prefix: &str, errs: &mut ValidationErrors) {
+        let fields = [
+            ("max_users", self.max_users),
+            ("max_patients", self.max_patients),
+            ("storage_bytes", self.storage_bytes),
+            ("requests_per_minute", self.requests_per_minute),
+            ("requests_per_month", self.requests_per_month),
+        ];
+        for (name, v) in fields {
+            if v == 0 {
+                errs.push(format!("{prefix}/{name}"), "must be greater than 0");
+            }
+            if v > i64::MAX as u64 {
+                errs.push(format!("{prefix}/{name}"), "is too large");
+            }
+        }
+        if self.requests_per_month < self.requests_per_minute {
+            errs.push(
+                format!("{prefix}/requests_per_month"),
+                "must be at least requests_per_minute",
+            );
+        }
+    }
+}
+
+/// A named bundle of quotas and defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Plan {
+    /// Stable name, e.g. `medium`.
+    pub name: PlanName,
+    /// Human-readable name.
+    pub display_name: String,
+    /// The limits granted.
+    pub quotas: Quotas,
+    /// Isolation mode given to new tenants on this plan unless overridden.
+    pub default_isolation: IsolationMode,
+    /// Optimistic-concurrency version, incremented on every change.
+    pub version: u64,
+}
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The plans a new catalog starts with.
+pub fn builtin_plans() -> Vec<Plan> {
+    let mk = |name: &str, display: &str, q: Quotas, iso: IsolationMode| -> Option<Plan> {
+        Some(Plan {
+            name: name.parse().ok()?,
+            display_name: display.to_owned(),
+            quotas: q,
+            default_isolation: iso,
+            version: 1,
+        })
+    };
+    [
+        mk(
+            "small",
+            "Small",
+            Quotas {
+                max_users: 50,
+                max_patients: 10_000,
+                storage_bytes: 10 * GIB,
+                requests_per_minute: 600,
+                requests_per_month: 1_000_000,
+            },
+            IsolationMode::Sqlite,
+        ),
+        mk(
+            "medium",
+            "Medium",
+            Quotas {
+                max_users: 250,
+                max_patients: 100_000,
+                storage_bytes: 100 * GIB,
+                requests_per_minute: 3_000,
+                requests_per_month: 10_000_000,
+            },
+            IsolationMode::Sqlite,
+        ),
+        mk(
+            "large",
+            "Large",
+            Quotas {
+                max_users: 1_000,
+                max_patients: 1_000_000,
+                storage_bytes: 1_000 * GIB,
+                requests_per_minute: 12_000,
+                requests_per_month: 50_000_000,
+            },
+            IsolationMode::PgSchema,
+        ),
+        mk(
+            "enterprise",
+            "Enterprise",
+            Quotas {
+                max_users: 10_000,
+                max_patients: 10_000_000,
+                storage_bytes: 10_000 * GIB,
+                requests_per_minute: 60_000,
+                requests_per_month: 500_000_000,
+            },
+            IsolationMode::PgDatabase,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_valid() {
+        let plans = builtin_plans();
+        assert_eq!(plans.len(), 4);
+        for p in plans {
+            let mut e = ValidationErrors::new();
+            p.quotas.validate("/quotas", &mut e);
+            assert!(e.is_empty(), "{}: {e}", p.name);
+        }
+    }
+
+    #[test]
+    fn incoherent_quotas_are_refused() {
+        let mut q = builtin_plans()[0].quotas;
+        q.max_users = 0;
+        q.requests_per_month = 1;
+        let mut e = ValidationErrors::new();
+        q.validate("/quotas", &mut e);
+        let pointers: Vec<_> = e.0.iter().map(|f| f.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/quotas/max_users", "/quotas/requests_per_month"]);
+    }
+}
