@@ -1,1 +1,189 @@
-//! placeholder
+//! The control-plane catalog: tenants, their domains, plans and operators.
+//!
+//! One [`CatalogStore`] trait, two backends — embedded SQLite ([`SqliteCatalog`]) and
+//! PostgreSQL ([`PgCatalog`]) — and one conformance suite (see `tests/it/conformance.rs`)
+//! that runs the same behavioural tests against both.
+//!
+//! The store is deliberately dumb: validation and the lifecycle state machine live in
+//! `tenantplane-core` and the service layer; the store guarantees uniqueness (slugs,
+//! custom domains, operator names), optimistic concurrency (compare-and-swap on `version`)
+//! and a monotonically increasing change sequence that replicas poll to keep their
+//! in-memory tenant indexes fresh.
+
+mod migrations;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tenantplane_core::{
+    IsolationMode, Operator, OperatorId, Plan, PlanName, Profile, Tenant, TenantId, TenantRef,
+    TenantStatus,
+};
+use time::OffsetDateTime;
+
+pub use postgres::PgCatalog;
+pub use sqlite::SqliteCatalog;
+
+/// What a uniqueness conflict was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// The slug is taken.
+    Slug(String),
+    /// A custom domain belongs to another tenant.
+    Domain(String),
+    /// An operator name is taken.
+    OperatorName(String),
+    /// The id exists already.
+    Id,
+}
+
+/// Errors of catalog operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The addressed record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint was violated.
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    /// Compare-and-swap failed: the record is at `current`, not at the expected version.
+    #[error("version mismatch (current version {current})")]
+    VersionMismatch {
+        /// The version the record is at now.
+        current: u64,
+    },
+    /// The backend cannot be reached.
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt row, driver bug). The message is for logs only.
+    #[error("catalog internal error: {0}")]
+    Internal(String),
+}
+
+/// Result alias for catalog operations.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Filters and paging for tenant listings.
+#[derive(Debug, Clone, Default)]
+pub struct TenantQuery {
+    /// Only tenants in this status.
+    pub status: Option<TenantStatus>,
+    /// Only tenants with this profile.
+    pub profile: Option<Profile>,
+    /// Only tenants on this plan.
+    pub plan: Option<PlanName>,
+    /// Only tenants with this isolation mode.
+    pub isolation: Option<IsolationMode>,
+    /// Slug prefix or case-insensitive display-name substring.
+    pub q: Option<String>,
+    /// Return tenants created after this one (exclusive), in creation order.
+    pub after: Option<TenantId>,
+    /// Page size (the caller bounds it).
+    pub limit: usize,
+}
+
+/// One page of tenants.
+#[derive(Debug, Clone)]
+pub struct TenantPage {
+    /// The tenants, in creation order.
+    pub items: Vec<Tenant>,
+    /// Whether more tenants match after the last one.
+    pub has_more: bool,
+}
+
+/// Tenants changed after a sequence number, for cache invalidation.
+#[derive(Debug, Clone)]
+pub struct ChangeBatch {
+    /// The changed tenants, in change order (each at its latest state).
+    pub tenants: Vec<Tenant>,
+    /// The highest change sequence included (or the input when nothing changed).
+    pub last_seq: u64,
+}
+
+/// The control-plane store.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Brings the catalog schema up to date and seeds built-in plans when none exist.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Cheap liveness check of the backend.
+    async fn ping(&self) -> Result<()>;
+
+    /// Inserts a new tenant (its `version` must be 1).
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<Tenant>;
+
+    /// Looks a tenant up by id or slug.
+    async fn get_tenant(&self, r: &TenantRef) -> Result<Option<Tenant>>;
+
+    /// Lists tenants in creation order.
+    async fn list_tenants(&self, q: &TenantQuery) -> Result<TenantPage>;
+
+    /// Replaces a tenant if it is still at `expected_version`; stores it at
+    /// `expected_version + 1` and returns what was stored.
+    async fn update_tenant(&self, tenant: &Tenant, expected_version: u64) -> Result<Tenant>;
+
+    /// Tenants changed after `seq`, at most `limit`.
+    async fn changes_since(&self, seq: u64, limit: usize) -> Result<ChangeBatch>;
+
+    /// Tenants in `deleting` whose grace period ended at or before `now`.
+    async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Tenant>>;
+
+    /// Number of tenants per status.
+    async fn count_by_status(&self) -> Result<Vec<(TenantStatus, u64)>>;
+
+    /// All plans, by name.
+    async fn list_plans(&self) -> Result<Vec<Plan>>;
+
+    /// One plan.
+    async fn get_plan(&self, name: &PlanName) -> Result<Option<Plan>>;
+
+    /// Replaces a plan if it is at `expected_version` (stored at `expected_version + 1`).
+    async fn update_plan(&self, plan: &Plan, expected_version: u64) -> Result<Plan>;
+
+    /// Inserts an operator.
+    async fn create_operator(&self, op: &Operator) -> Result<()>;
+
+    /// One operator by id.
+    async fn get_operator(&self, id: OperatorId) -> Result<Option<Operator>>;
+
+    /// One operator by name.
+    async fn get_operator_by_name(&self, name: &str) -> Result<Option<Operator>>;
+
+    /// All operators, by name.
+    async fn list_operators(&self) -> Result<Vec<Operator>>;
+
+    /// Replaces an operator record (token rotation, disabling).
+    async fn update_operator(&self, op: &Operator) -> Result<()>;
+}
+
+/// A shared catalog handle.
+pub type Catalog = Arc<dyn CatalogStore>;
+
+/// Opens the catalog named by `url`: `postgres://…`/`postgresql://…` or a path to a
+/// SQLite file (created if missing).
+pub async fn open(url: &str, pg_pool_size: usize) -> Result<Catalog> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgCatalog::connect(url, pg_pool_size).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Arc::new(SqliteCatalog::open(std::path::Path::new(path)).await?))
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| CatalogError::Internal(format!("encode: {e}")))
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| CatalogError::Internal(format!("decode: {e}")))
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| CatalogError::Internal(format!("time: {e}")))
+}

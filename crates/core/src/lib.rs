@@ -7,6 +7,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod names;
+pub mod operator;
 pub mod plan;
 pub mod tenant;
 
@@ -14,6 +15,7 @@ pub use error::{ErrorKind, FieldError, ValidationErrors};
 pub use ids::{OperatorId, TenantId};
 pub use lifecycle::{TenantAction, TenantStatus};
 pub use names::{DomainName, PlanName, Slug};
+pub use operator::{Operator, OperatorRole};
 pub use plan::{Plan, Quotas};
 pub use tenant::{
     Branding, Domain, DomainKind, IsolationMode, Profile, Settings, Tenant, TenantRef,

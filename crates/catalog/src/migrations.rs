@@ -1,0 +1,85 @@
+//! Versioned catalog schema, one list per dialect, embedded in the binary.
+
+/// A catalog migration.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial catalog",
+    sql: r#"
+CREATE TABLE tenants (
+    id            TEXT PRIMARY KEY,
+    slug          TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    profile       TEXT NOT NULL,
+    plan          TEXT NOT NULL,
+    isolation     TEXT NOT NULL,
+    delete_after  TEXT,
+    version       INTEGER NOT NULL,
+    change_seq    INTEGER NOT NULL,
+    doc           TEXT NOT NULL
+) STRICT;
+CREATE INDEX tenants_change_seq ON tenants (change_seq);
+CREATE INDEX tenants_status ON tenants (status, id);
+CREATE TABLE tenant_domains (
+    name       TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants (id)
+) STRICT;
+CREATE INDEX tenant_domains_tenant ON tenant_domains (tenant_id);
+CREATE TABLE catalog_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL) STRICT;
+INSERT INTO catalog_seq (id, value) VALUES (1, 0);
+CREATE TABLE plans (
+    name     TEXT PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+) STRICT;
+CREATE TABLE operators (
+    id    TEXT PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE,
+    doc   TEXT NOT NULL
+) STRICT;
+"#,
+}];
+
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial catalog",
+    sql: r#"
+CREATE TABLE tenants (
+    id            UUID PRIMARY KEY,
+    slug          TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    profile       TEXT NOT NULL,
+    plan          TEXT NOT NULL,
+    isolation     TEXT NOT NULL,
+    delete_after  TIMESTAMPTZ,
+    version       BIGINT NOT NULL,
+    change_seq    BIGINT NOT NULL,
+    doc           JSONB NOT NULL
+);
+CREATE INDEX tenants_change_seq ON tenants (change_seq);
+CREATE INDEX tenants_status ON tenants (status, id);
+CREATE TABLE tenant_domains (
+    name       TEXT PRIMARY KEY,
+    tenant_id  UUID NOT NULL REFERENCES tenants (id)
+);
+CREATE INDEX tenant_domains_tenant ON tenant_domains (tenant_id);
+CREATE SEQUENCE catalog_change_seq;
+CREATE TABLE plans (
+    name     TEXT PRIMARY KEY,
+    version  BIGINT NOT NULL,
+    doc      JSONB NOT NULL
+);
+CREATE TABLE operators (
+    id    UUID PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE,
+    doc   JSONB NOT NULL
+);
+"#,
+}];
