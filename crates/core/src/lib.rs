@@ -3,6 +3,7 @@
 //!
 //! Pure logic, no I/O: everything here is unit-tested without a database or a network.
 
+pub mod api;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;

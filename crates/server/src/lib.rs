@@ -1,1 +1,20 @@
-//! placeholder
+//! The Tenantplane HTTP edge: configuration, tenant resolution, the control-plane API with
+//! problem+json errors and its OpenAPI document, and the server composition.
+//!
+//! Request path: request id → trace span → timeout → body limit → router. Platform routes
+//! (`/healthz`, `/readyz`, `/metrics`, `/api/v1/…`) are matched first; everything else is a
+//! tenant route and goes through [`tenant_api::resolve_tenant`], which is the only producer
+//! of a [`tenant_api::TenantCtx`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod extract;
+pub mod problem;
+pub mod resolver;
+pub mod service;
+pub mod tenant_api;
+
+pub use app::{AppState, Server};
+pub use config::Config;

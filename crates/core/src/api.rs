@@ -1,0 +1,308 @@
+//! Wire types of the control-plane and tenant APIs, shared by the server and the client.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{
+    Branding, Domain, IsolationMode, OperatorId, OperatorRole, Plan, Profile, Quotas, Settings,
+    Slug, Tenant, TenantId, TenantStatus,
+};
+
+/// A tenant as the control-plane API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantView {
+    /// Immutable identity.
+    pub id: TenantId,
+    /// Unique URL-safe name.
+    pub slug: Slug,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Kind of organisation.
+    pub profile: Profile,
+    /// Plan name.
+    pub plan: String,
+    /// Where its data lives.
+    pub isolation: IsolationMode,
+    /// Database server it is placed on, if any.
+    pub placement: Option<String>,
+    /// Platform subdomain first, then custom domains.
+    pub domains: Vec<Domain>,
+    /// Presentation.
+    pub branding: Branding,
+    /// Free-form settings.
+    #[schema(value_type = Object)]
+    pub settings: Settings,
+    /// Lifecycle status.
+    pub status: TenantStatus,
+    /// Why it is in this status.
+    pub status_reason: Option<String>,
+    /// For `deleting` tenants: when deletion becomes final.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delete_after: Option<OffsetDateTime>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// Version for optimistic concurrency (also the `ETag`).
+    pub version: u64,
+}
+
+impl TenantView {
+    /// Builds the API view of a stored tenant.
+    pub fn from_tenant(t: &Tenant, base_domain: &str) -> Self {
+        Self {
+            id: t.id,
+            slug: t.slug.clone(),
+            display_name: t.display_name.clone(),
+            profile: t.profile,
+            plan: t.plan.to_string(),
+            isolation: t.isolation,
+            placement: t.placement.clone(),
+            domains: t.domains(base_domain),
+            branding: t.branding.clone(),
+            settings: t.settings.clone(),
+            status: t.status,
+            status_reason: t.status_reason.clone(),
+            delete_after: t.delete_after,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            version: t.version,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/tenants`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 3–63 characters: lowercase letters, digits, '-'; starts with a letter.
+    pub slug: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Kind of organisation (default `other`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// Plan name (default from configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Isolation mode (default: the plan's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationMode>,
+    /// Custom domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_domains: Vec<String>,
+    /// Presentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Branding>,
+    /// Free-form settings (a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Settings>,
+}
+
+/// Body of `PATCH /api/v1/tenants/{tenant}`: only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// New profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// New plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// New branding (replaces the whole object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Branding>,
+    /// New settings (replaces the whole object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Settings>,
+}
+
+/// Optional body of the lifecycle actions (suspend, resume, delete, restore).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    /// Why (kept as `status_reason`), at most 500 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A page of tenants.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantList {
+    /// The tenants, in creation order.
+    pub items: Vec<TenantView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /api/v1/tenants/{tenant}/domains`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    /// The custom domain, e.g. `records.hospital.example`.
+    pub domain: String,
+}
+
+/// Body of `PATCH /api/v1/plans/{plan}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlan {
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// New quotas (all five values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Quotas>,
+    /// New default isolation mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_isolation: Option<IsolationMode>,
+}
+
+/// The plans.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PlanList {
+    /// Every plan, by name.
+    pub items: Vec<Plan>,
+}
+
+/// An operator as the API shows it (never with its token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatorView {
+    /// Identity.
+    pub id: OperatorId,
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: OperatorRole,
+    /// Disabled operators cannot authenticate.
+    pub disabled: bool,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&crate::Operator> for OperatorView {
+    fn from(o: &crate::Operator) -> Self {
+        Self {
+            id: o.id,
+            name: o.name.clone(),
+            role: o.role,
+            disabled: o.disabled,
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// The operators.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatorList {
+    /// Every operator, by name.
+    pub items: Vec<OperatorView>,
+}
+
+/// Body of `POST /api/v1/operators`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOperator {
+    /// Login name: a-z, 0-9, '.', '_', '-', '@'.
+    pub name: String,
+    /// Role (default `platform-admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<OperatorRole>,
+}
+
+/// An operator with its new token, shown exactly once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatorCredentials {
+    /// The operator.
+    pub operator: OperatorView,
+    /// Bearer token; only its hash is stored, so keep it now.
+    pub token: String,
+}
+
+/// `GET /api/tenant`: a tenant's public profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PublicTenant {
+    /// Immutable identity.
+    pub id: TenantId,
+    /// URL-safe name.
+    pub slug: Slug,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Kind of organisation.
+    pub profile: Profile,
+    /// Presentation.
+    pub branding: Branding,
+    /// Where it is reachable.
+    pub domains: Vec<Domain>,
+}
+
+/// One field-level error in a problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProblemFieldError {
+    /// JSON pointer into the request body.
+    pub pointer: String,
+    /// Why it was refused.
+    pub detail: String,
+}
+
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the problem kind, `urn:tenantplane:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short human summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Human explanation of this occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Request id, for support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Field-level validation errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemFieldError>,
+    /// For illegal transitions: the statuses reachable from the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_transitions: Option<Vec<TenantStatus>>,
+    /// For version conflicts: the current version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+}
+
+impl Problem {
+    /// The `<code>` part of `type`.
+    pub fn code(&self) -> &str {
+        self.kind
+            .strip_prefix("urn:tenantplane:problem:")
+            .unwrap_or(&self.kind)
+    }
+}
+
+/// `GET /readyz` and `/healthz` bodies.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Catalog backend (`sqlite`, `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// Tenants in the in-memory index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants_indexed: Option<u64>,
+}

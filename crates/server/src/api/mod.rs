@@ -1,0 +1,105 @@
+//! The control-plane API under `/api/v1` (operator bearer tokens) and its OpenAPI document.
+
+pub mod docs;
+pub mod operators;
+pub mod plans;
+pub mod tenants;
+
+use axum::{
+    Json, Router,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tenantplane_core::{Tenant, api::TenantView};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{app::AppState, extract::etag};
+
+/// The OpenAPI document of the control-plane API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tenantplane control-plane API",
+        description = "Operate tenants, domains, plans and operators. Every error is an RFC 9457 \
+                       problem+json document with a stable `type` (`urn:tenantplane:problem:<code>`).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        tenants::create, tenants::list, tenants::get, tenants::update, tenants::suspend,
+        tenants::resume, tenants::delete, tenants::restore, tenants::add_domain,
+        tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
+        operators::me, operators::reset_token, operators::disable, crate::tenant_api::profile
+    ),
+    components(schemas(tenantplane_core::api::Problem)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Tenant lifecycle, domains and branding"),
+        (name = "plans", description = "Plans and quotas"),
+        (name = "operators", description = "Platform operator accounts"),
+        (name = "tenant", description = "Served on a tenant's own host")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The generated OpenAPI document (3.1).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Routes of `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/api/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::update).delete(tenants::delete),
+        )
+        .route("/api/v1/tenants/{tenant}/suspend", post(tenants::suspend))
+        .route("/api/v1/tenants/{tenant}/resume", post(tenants::resume))
+        .route("/api/v1/tenants/{tenant}/restore", post(tenants::restore))
+        .route("/api/v1/tenants/{tenant}/domains", post(tenants::add_domain))
+        .route(
+            "/api/v1/tenants/{tenant}/domains/{domain}",
+            axum::routing::delete(tenants::remove_domain),
+        )
+        .route("/api/v1/plans", get(plans::list))
+        .route("/api/v1/plans/{plan}", axum::routing::patch(plans::update))
+        .route("/api/v1/operators", get(operators::list).post(operators::create))
+        .route("/api/v1/operators/me", get(operators::me))
+        .route("/api/v1/operators/{operator}/reset-token", post(operators::reset_token))
+        .route("/api/v1/operators/{operator}/disable", post(operators::disable))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/docs", get(docs::page))
+}
+
+async fn openapi_json() -> Response {
+    let body = openapi().to_pretty_json().unwrap_or_default();
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A tenant as a JSON response with its `ETag`.
+pub fn tenant_response(state: &AppState, status: StatusCode, t: &Tenant) -> Response {
+    let view = TenantView::from_tenant(t, state.svc.base_domain());
+    let mut r = (status, Json(view)).into_response();
+    r.headers_mut().insert(header::ETAG, etag(t.version));
+    r
+}

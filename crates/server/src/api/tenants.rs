@@ -1,0 +1,234 @@
+//! `/api/v1/tenants`: create, list, read, update, lifecycle and domains.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
+};
+use tenantplane_core::{
+    api::{AddDomain, CreateTenant, Problem, TenantList, TenantView, TransitionRequest, UpdateTenant},
+    lifecycle::TenantAction,
+};
+
+use super::tenant_response;
+use crate::{
+    app::AppState,
+    auth::OperatorCtx,
+    extract::{ApiJson, ApiQuery, IfMatch, OptionalJson},
+    problem::ApiResult,
+    service::ListParams,
+};
+
+/// Create a tenant.
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    security(("operator_token" = [])),
+    responses(
+        (status = 201, description = "Created (and provisioned)", body = TenantView,
+         headers(("ETag" = String), ("Location" = String))),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Slug or domain taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let t = s.svc.create(req).await?;
+    let mut r = tenant_response(&s, StatusCode::CREATED, &t);
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tenants/{}", t.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+/// List tenants, filtered, in creation order, with cursor paging.
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(ListParams),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantList),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(s): State<AppState>,
+    _op: OperatorCtx,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Json<TenantList>> {
+    let (items, next_cursor) = s.svc.list(p).await?;
+    let bd = s.svc.base_domain();
+    Ok(Json(TenantList {
+        items: items.iter().map(|t| TenantView::from_tenant(t, bd)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read a tenant (by id or slug).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView, headers(("ETag" = String))),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(State(s): State<AppState>, _op: OperatorCtx, Path(t): Path<String>) -> ApiResult<Response> {
+    let t = s.svc.get(&t).await?;
+    Ok(tenant_response(&s, StatusCode::OK, &t))
+}
+
+/// Update a tenant's display name, profile, plan, branding or settings.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
+    params(("tenant" = String, Path, description = "Tenant id or slug"),
+           ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Updated", body = TenantView, headers(("ETag" = String))),
+        (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    ApiJson(req): ApiJson<UpdateTenant>,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let t = s.svc.update(&t, req, v).await?;
+    Ok(tenant_response(&s, StatusCode::OK, &t))
+}
+
+async fn act(
+    s: AppState,
+    op: OperatorCtx,
+    t: String,
+    v: Option<u64>,
+    req: TransitionRequest,
+    action: TenantAction,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let t = s.svc.transition(&t, action, req.reason, v).await?;
+    Ok(tenant_response(&s, status, &t))
+}
+
+/// Suspend an active tenant (its hosts answer 403 `tenant-suspended`).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/suspend", tag = "tenants",
+    request_body(content = Option<TransitionRequest>),
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Suspended", body = TenantView),
+        (status = 409, description = "Illegal transition (lists the allowed ones)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn suspend(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    OptionalJson(req): OptionalJson<TransitionRequest>,
+) -> ApiResult<Response> {
+    act(s, op, t, v, req, TenantAction::Suspend, StatusCode::OK).await
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/resume", tag = "tenants",
+    request_body(content = Option<TransitionRequest>),
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Active again", body = TenantView),
+        (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resume(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    OptionalJson(req): OptionalJson<TransitionRequest>,
+) -> ApiResult<Response> {
+    act(s, op, t, v, req, TenantAction::Resume, StatusCode::OK).await
+}
+
+/// Delete a tenant: it enters `deleting` for the grace period (restorable), then `deleted`.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants",
+    request_body(content = Option<TransitionRequest>),
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 202, description = "Scheduled for deletion", body = TenantView),
+        (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    OptionalJson(req): OptionalJson<TransitionRequest>,
+) -> ApiResult<Response> {
+    act(s, op, t, v, req, TenantAction::Delete, StatusCode::ACCEPTED).await
+}
+
+/// Restore a tenant from `deleting` to the status it had.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/restore", tag = "tenants",
+    request_body(content = Option<TransitionRequest>),
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Restored", body = TenantView),
+        (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn restore(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    OptionalJson(req): OptionalJson<TransitionRequest>,
+) -> ApiResult<Response> {
+    act(s, op, t, v, req, TenantAction::Restore, StatusCode::OK).await
+}
+
+/// Add a custom domain (unique across tenants).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/domains", tag = "tenants", request_body = AddDomain,
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 201, description = "Added", body = TenantView),
+        (status = 400, description = "Invalid domain", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Domain taken", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_domain(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    IfMatch(v): IfMatch,
+    ApiJson(req): ApiJson<AddDomain>,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let t = s.svc.add_domain(&t, &req.domain, v).await?;
+    Ok(tenant_response(&s, StatusCode::CREATED, &t))
+}
+
+/// Remove a custom domain.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/domains/{domain}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id or slug"),
+           ("domain" = String, Path, description = "The custom domain")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Removed", body = TenantView),
+        (status = 404, description = "No such tenant or domain", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_domain(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path((t, d)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let t = s.svc.remove_domain(&t, &d, v).await?;
+    Ok(tenant_response(&s, StatusCode::OK, &t))
+}

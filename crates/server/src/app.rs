@@ -1,0 +1,265 @@
+//! Composition of the HTTP server: state, router, background tasks and graceful shutdown.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, State},
+    http::{Request, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tenantplane_core::api::Health;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    api, auth::OperatorCache, config::Config, problem::ApiError, resolver::TenantIndex,
+    service::Service, tenant_api,
+};
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The control-plane service.
+    pub svc: Arc<Service>,
+}
+
+/// A configured server, its catalog open and migrated and its tenant index loaded.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    config: Arc<Config>,
+}
+
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .clone()
+}
+
+/// Reads the catalog change feed into the index until it is drained.
+pub async fn sync_index(svc: &Service) -> Result<usize, tenantplane_catalog::CatalogError> {
+    let mut n = 0;
+    loop {
+        let batch = svc.catalog.changes_since(svc.index.last_seq(), 5000).await?;
+        if batch.tenants.is_empty() {
+            return Ok(n);
+        }
+        n += batch.tenants.len();
+        svc.index.apply(batch.tenants, Some(batch.last_seq));
+    }
+}
+
+impl Server {
+    /// Opens the catalog, migrates it and loads every tenant into memory.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let location = config.catalog_location();
+        let catalog = tenantplane_catalog::open(&location, config.catalog.pool_size)
+            .await
+            .with_context(|| format!("opening the catalog at {}", crate::config::redact_url(&location)))?;
+        catalog.migrate().await.context("migrating the catalog")?;
+        let index = Arc::new(TenantIndex::new(
+            &config.server.base_domain,
+            config.server.trusted_proxies.clone(),
+        ));
+        let svc = Arc::new(Service {
+            catalog,
+            index,
+            operators: OperatorCache::default(),
+            config: config.clone(),
+        });
+        let loaded = sync_index(&svc).await?;
+        tracing::info!(tenants = loaded, catalog = svc.catalog.backend(), "tenant index loaded");
+        Ok(Self {
+            state: AppState { svc },
+            config,
+        })
+    }
+
+    /// The service (for in-process use: CLI commands, tests).
+    pub fn service(&self) -> Arc<Service> {
+        self.state.svc.clone()
+    }
+
+    /// Creates the first operator if there is none; returns a generated token to show once.
+    pub async fn bootstrap(&self) -> anyhow::Result<Option<String>> {
+        self.state
+            .svc
+            .bootstrap(
+                self.config.bootstrap.token_file.as_deref(),
+                &self.config.bootstrap.operator_name,
+            )
+            .await
+    }
+
+    /// The full router.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let tenant = tenant_api::router(state.clone());
+        let platform = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_route))
+            .merge(api::router())
+            .route("/api/v1/{*rest}", axum::routing::any(api_not_found))
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(state)
+            .fallback_service(tenant);
+        platform
+            .layer(DefaultBodyLimit::max(self.config.server.max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(self.config.server.request_timeout_secs.max(1)),
+            ))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let rid = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|r| r.header_value().to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
+                        request_id = %rid, tenant_id = tracing::field::Empty)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
+    /// (up to `server.shutdown_timeout_secs`).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let tasks = self.spawn_background(cancel.clone());
+        let app = self.router();
+        let grace = Duration::from_secs(self.config.server.shutdown_timeout_secs);
+        let stop = cancel.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            stop.cancel();
+        };
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
+        let forced = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = serve => r.context("serving")?,
+            () = forced => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
+        }
+        cancel.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+
+    fn spawn_background(&self, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let svc = self.state.svc.clone();
+        let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
+        let c1 = cancel.clone();
+        let poller = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = c1.cancelled() => break,
+                    _ = tick.tick() => {
+                        match sync_index(&svc).await {
+                            Ok(n) if n > 0 => tracing::debug!(changed = n, "tenant index refreshed"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "tenant index refresh failed"),
+                        }
+                        metrics::gauge!("tenantplane_tenants_indexed").set(svc.index.len() as f64);
+                    }
+                }
+            }
+        });
+        let svc = self.state.svc.clone();
+        let every = Duration::from_secs(self.config.tenants.purge_interval_secs.max(1));
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = svc.purge_due().await {
+                            tracing::warn!(code = e.code, "purge run failed");
+                        }
+                    }
+                }
+            }
+        });
+        vec![poller, purger]
+    }
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        catalog: None,
+        tenants_indexed: None,
+    })
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let ok = s.svc.catalog.ping().await.is_ok();
+    let body = Health {
+        status: if ok { "ok" } else { "unavailable" }.into(),
+        catalog: Some(s.svc.catalog.backend().into()),
+        tenants_indexed: Some(s.svc.index.len() as u64),
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_route() -> Response {
+    match metrics_handle() {
+        Some(h) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::unavailable("metrics recorder not installed", 60).into_response(),
+    }
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such API route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+}
+
+/// Installs the metrics recorder (idempotent). Call once at start.
+pub fn install_metrics() -> bool {
+    metrics_handle().is_some()
+}

@@ -1,0 +1,294 @@
+//! Typed configuration: defaults → `tenantplane.toml` → `TENANTPLANE__SECTION__KEY`
+//! environment variables → command-line flags. Unknown keys are rejected everywhere.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener and edge behaviour.
+    pub server: ServerConfig,
+    /// Local storage.
+    pub storage: StorageConfig,
+    /// The control-plane catalog.
+    pub catalog: CatalogConfig,
+    /// First-start operator bootstrap.
+    pub bootstrap: BootstrapConfig,
+    /// Tenant defaults and lifecycle timings.
+    pub tenants: TenantsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Tenants are reachable at `{slug}.{base_domain}`.
+    pub base_domain: String,
+    /// Peers allowed to name the tenant with `X-Tenant-Id` (CIDRs). Empty: nobody.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish on shutdown, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Per-request timeout, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_domain: "localhost".into(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where embedded data lives (the SQLite catalog, later tenant files).
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tenantplane-data"),
+        }
+    }
+}
+
+/// `[catalog]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `postgres://…` for a PostgreSQL catalog; empty for `{data_dir}/catalog.db`.
+    pub url: String,
+    /// PostgreSQL connections in the catalog pool.
+    pub pool_size: usize,
+    /// How often the in-memory tenant index polls the catalog for changes made by other
+    /// replicas or processes, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 8,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// `[bootstrap]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// A file holding the first operator's token (for automation); when unset, a token is
+    /// generated and printed once.
+    pub token_file: Option<PathBuf>,
+    /// Name of the first operator.
+    pub operator_name: String,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        Self {
+            token_file: None,
+            operator_name: "admin".into(),
+        }
+    }
+}
+
+/// `[tenants]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    /// Plan of new tenants when the request names none.
+    pub default_plan: String,
+    /// How long a deleted tenant stays restorable, in hours.
+    pub deletion_grace_hours: u64,
+    /// How often the purger looks for tenants whose grace period ended, in seconds.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self {
+            default_plan: "small".into(),
+            deletion_grace_hours: 7 * 24,
+            purge_interval_secs: 60,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `tenantplane_server=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The sources could not be merged or contained unknown/ill-typed keys.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A named config file does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (explicit, must exist) or `./tenantplane.toml` (if
+    /// present), then the environment, then `overrides` (flags, as a partial TOML-like tree).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => return Err(ConfigError::MissingFile(f.to_path_buf())),
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file_exact("tenantplane.toml")),
+        }
+        fig = fig.merge(Env::prefixed("TENANTPLANE__").split("__"));
+        fig = fig.merge(overrides);
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks beyond types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bd = &self.server.base_domain;
+        let ok = !bd.is_empty()
+            && bd.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !ok {
+            return Err(ConfigError::Invalid(format!(
+                "server.base_domain '{bd}' is not a lowercase domain name"
+            )));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "server.max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.catalog.poll_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "catalog.poll_interval_ms must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the catalog lives: the configured URL or the embedded SQLite file.
+    pub fn catalog_location(&self) -> String {
+        if self.catalog.url.is_empty() {
+            self.storage
+                .data_dir
+                .join("catalog.db")
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            self.catalog.url.clone()
+        }
+    }
+
+    /// A copy safe to print: passwords in URLs replaced by `***`.
+    pub fn redacted(&self) -> Self {
+        let mut c = self.clone();
+        c.catalog.url = redact_url(&c.catalog.url);
+        c
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host…` (and `password=` pairs) by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map(|i| rest_start + i)
+            .unwrap_or(out.len());
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = rest_start + colon + 1;
+                out.replace_range(start..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map(|j| start + j)
+            .unwrap_or(out.len());
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://tp:s3cret@db:5432/catalog"),
+            "postgres://tp:***@db:5432/catalog"
+        );
+        assert_eq!(
+            redact_url("postgres://db/catalog?user=x&password=hunter2&sslmode=require"),
+            "postgres://db/catalog?user=x&password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://tp@db/c"), "postgres://tp@db/c");
+        assert_eq!(redact_url(""), "");
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+}

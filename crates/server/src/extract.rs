@@ -1,0 +1,171 @@
+//! Request extractors that turn every bad input into a stable problem: JSON bodies with
+//! field pointers, `If-Match` preconditions, query strings.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// A JSON body; problems: 415 wrong content type, 413 too large, 400 malformed (with the
+/// JSON pointer of the offending field).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// Like [`ApiJson`] but an empty body yields `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let json = is_json(req.headers());
+    let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
+                .detail("the request body exceeds the configured limit")
+        } else {
+            ApiError::malformed("the request body could not be read", None)
+        }
+    })?;
+    Ok((json, bytes))
+}
+
+/// Parses JSON, reporting the pointer of the first failing field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde_json appends " at line X column Y"; keep the message, drop positions for
+        // field errors (the pointer says where).
+        let pointer = if path == "." || path.is_empty() {
+            None
+        } else {
+            Some(format!("/{}", path.replace('.', "/")))
+        };
+        let msg = match msg.rfind(" at line ") {
+            Some(i) if pointer.is_some() => msg[..i].to_owned(),
+            _ => msg,
+        };
+        ApiError::malformed(msg, pointer)
+    })
+}
+
+fn unsupported() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+    )
+    .detail("send the body as application/json")
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (json, bytes) = body_bytes(req, state).await?;
+        if !json {
+            return Err(unsupported());
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (json, bytes) = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(unsupported());
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// The `If-Match` precondition: `None` when absent or `*`.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let s = v.to_str().unwrap_or("").trim();
+        if s == "*" {
+            return Ok(IfMatch(None));
+        }
+        // Weak validators never match for If-Match (RFC 9110 §13.1.1).
+        let parsed = s
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .and_then(|n| n.parse::<u64>().ok());
+        match parsed {
+            Some(n) => Ok(IfMatch(Some(n))),
+            None => Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version-mismatch",
+                "The resource changed since you read it",
+            )
+            .detail("If-Match must be an ETag returned by this API, like \"3\"")),
+        }
+    }
+}
+
+/// The `ETag` header value for a version.
+pub fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// A query string; problems: 400 naming the parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded_parse(q).map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_parse<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::field("?", "the query string is not valid"))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| {
+        use axum::extract::rejection::QueryRejection;
+        let detail = match e {
+            QueryRejection::FailedToDeserializeQueryString(inner) => inner.body_text(),
+            other => other.body_text(),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameters")
+            .detail(detail.replace("Failed to deserialize query string: ", ""))
+    })
+}

@@ -1,0 +1,230 @@
+//! RFC 9457 problem+json errors: one type for every API failure, one mapping from error
+//! kind to HTTP status and stable `type`. Internal messages are logged, never sent.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use tenantplane_catalog::{CatalogError, Conflict};
+use tenantplane_core::{
+    ErrorKind, TenantStatus, ValidationErrors,
+    api::{Problem, ProblemFieldError},
+    lifecycle::IllegalTransition,
+};
+
+/// An API failure, rendered as `application/problem+json`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable problem code (the suffix of `type`).
+    pub code: &'static str,
+    /// Human summary of the kind.
+    pub title: &'static str,
+    /// Human explanation of this occurrence (never internal details).
+    pub detail: Option<String>,
+    /// Field errors.
+    pub errors: Vec<ProblemFieldError>,
+    /// Reachable statuses, for illegal transitions.
+    pub allowed: Option<Vec<TenantStatus>>,
+    /// Current version, for precondition failures.
+    pub current_version: Option<u64>,
+    /// Seconds to wait, for 503s.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A problem with no extra members.
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: None,
+            errors: Vec::new(),
+            allowed: None,
+            current_version: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a detail message.
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+
+    /// The error kind this problem belongs to.
+    pub fn kind(&self) -> ErrorKind {
+        match self.status.as_u16() {
+            400 | 413 | 415 | 422 => ErrorKind::Validation,
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 | 405 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            410 => ErrorKind::Gone,
+            412 => ErrorKind::PreconditionFailed,
+            503 => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// 400 with field errors.
+    pub fn validation(errs: ValidationErrors) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "validation-failed", "Invalid request")
+            .detail("one or more fields are invalid");
+        e.errors = errs
+            .0
+            .into_iter()
+            .map(|f| ProblemFieldError {
+                pointer: f.pointer,
+                detail: f.detail,
+            })
+            .collect();
+        e
+    }
+
+    /// 400 for one field.
+    pub fn field(pointer: &str, detail: impl Into<String>) -> Self {
+        Self::validation(ValidationErrors::single(pointer, detail))
+    }
+
+    /// 400 for a body that is not the expected JSON.
+    pub fn malformed(detail: impl Into<String>, pointer: Option<String>) -> Self {
+        let detail = detail.into();
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
+            .detail(detail.clone());
+        if let Some(p) = pointer {
+            e.errors.push(ProblemFieldError { pointer: p, detail });
+        }
+        e
+    }
+
+    /// 401.
+    pub fn unauthorized(detail: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required").detail(detail)
+    }
+
+    /// 403.
+    pub fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed").detail(detail)
+    }
+
+    /// 404 for a named resource kind.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!("{what} not found"))
+    }
+
+    /// 412 with the current version.
+    pub fn version_mismatch(current: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version-mismatch",
+            "The resource changed since you read it",
+        )
+        .detail(format!(
+            "If-Match does not match the current version {current}; read it again and retry"
+        ));
+        e.current_version = Some(current);
+        e
+    }
+
+    /// 409 for an illegal lifecycle transition.
+    pub fn illegal_transition(t: &IllegalTransition) -> Self {
+        let mut e = Self::new(StatusCode::CONFLICT, "illegal-transition", "Illegal status transition")
+            .detail(t.to_string());
+        e.allowed = Some(t.allowed.clone());
+        e
+    }
+
+    /// 500; `internal` is logged, not sent.
+    pub fn internal(internal: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %internal, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+            .detail("an unexpected error occurred; it has been logged")
+    }
+
+    /// 503.
+    pub fn unavailable(detail: &str, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            .detail(detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// The problem document.
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            kind: format!("urn:tenantplane:problem:{}", self.code),
+            title: self.title.to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            instance: None,
+            errors: self.errors.clone(),
+            allowed_transitions: self.allowed.clone(),
+            current_version: self.current_version,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
+        let mut res = (self.status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenantplane\""),
+            );
+        }
+        res
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        Self::validation(e)
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound => Self::not_found("resource"),
+            CatalogError::Conflict(Conflict::Slug(s)) => {
+                Self::new(StatusCode::CONFLICT, "slug-taken", "Slug already in use")
+                    .detail(format!("a tenant with slug '{s}' already exists"))
+            }
+            CatalogError::Conflict(Conflict::Domain(d)) => {
+                Self::new(StatusCode::CONFLICT, "domain-taken", "Domain already in use")
+                    .detail(format!("domain '{d}' is already assigned"))
+            }
+            CatalogError::Conflict(Conflict::OperatorName(n)) => Self::new(
+                StatusCode::CONFLICT,
+                "operator-name-taken",
+                "Operator name already in use",
+            )
+            .detail(format!("an operator named '{n}' already exists")),
+            CatalogError::Conflict(Conflict::Id) => {
+                Self::new(StatusCode::CONFLICT, "conflict", "Conflict").detail("id already exists")
+            }
+            CatalogError::VersionMismatch { current } => Self::version_mismatch(current),
+            CatalogError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "catalog unavailable");
+                Self::unavailable("the catalog is unavailable; retry shortly", 5)
+            }
+            CatalogError::Internal(msg) => Self::internal(&msg),
+        }
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,595 @@
+//! Control-plane operations: validation, the lifecycle state machine, optimistic
+//! concurrency and cache invalidation around the catalog store.
+
+use std::{path::Path, sync::Arc};
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use tenantplane_catalog::{Catalog, CatalogError, TenantQuery};
+use tenantplane_core::{
+    DomainName, Operator, OperatorId, OperatorRole, Plan, PlanName, Profile, Slug, Tenant,
+    TenantId, TenantRef, TenantStatus, ValidationErrors,
+    api::{CreateOperator, CreateTenant, UpdatePlan, UpdateTenant},
+    lifecycle::{TenantAction, target_status},
+    operator::validate_operator_name,
+    tenant::{validate_display_name, validate_settings},
+};
+use time::OffsetDateTime;
+
+use crate::{
+    auth::{self, OperatorCache},
+    config::Config,
+    problem::{ApiError, ApiResult},
+    resolver::TenantIndex,
+};
+
+/// Attempts of a read-modify-write when the caller sent no `If-Match`.
+const CAS_ATTEMPTS: usize = 8;
+/// Largest page of a tenant listing.
+pub const MAX_PAGE: usize = 200;
+
+/// The control-plane service.
+pub struct Service {
+    /// The catalog store.
+    pub catalog: Catalog,
+    /// The in-memory tenant index (updated on every local write).
+    pub index: Arc<TenantIndex>,
+    /// Operator token cache.
+    pub operators: OperatorCache,
+    /// Effective configuration.
+    pub config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+fn now() -> OffsetDateTime {
+    let n = OffsetDateTime::now_utc();
+    n.replace_nanosecond(n.nanosecond() / 1000 * 1000).unwrap_or(n)
+}
+
+/// Listing parameters as the API receives them.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Filter by status.
+    pub status: Option<TenantStatus>,
+    /// Filter by profile.
+    pub profile: Option<Profile>,
+    /// Filter by plan name.
+    pub plan: Option<String>,
+    /// Filter by isolation mode.
+    pub isolation: Option<tenantplane_core::IsolationMode>,
+    /// Slug prefix or display-name substring (case-insensitive).
+    pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<usize>,
+    /// Cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+fn encode_cursor(id: TenantId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("t1:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<TenantId> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    s.strip_prefix("t1:")?.parse().ok()
+}
+
+impl Service {
+    /// The configured base domain.
+    pub fn base_domain(&self) -> &str {
+        &self.config.server.base_domain
+    }
+
+    fn parse_ref(&self, r: &str) -> ApiResult<TenantRef> {
+        r.parse::<TenantRef>()
+            .map_err(|_| ApiError::not_found("tenant"))
+    }
+
+    /// A tenant by id or slug.
+    pub async fn get(&self, r: &str) -> ApiResult<Tenant> {
+        let r = self.parse_ref(r)?;
+        self.catalog
+            .get_tenant(&r)
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant"))
+    }
+
+    fn validate_custom_domain(&self, pointer: &str, raw: &str, errs: &mut ValidationErrors) -> Option<DomainName> {
+        let d = errs.check(pointer, raw.parse::<DomainName>())?;
+        let bd = self.base_domain();
+        if d.as_str() == bd || d.as_str().ends_with(&format!(".{bd}")) {
+            errs.push(
+                pointer,
+                format!("domains under the platform base domain '{bd}' are reserved for tenant subdomains"),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    async fn require_plan(&self, pointer: &str, name: &str, errs: &mut ValidationErrors) -> ApiResult<Option<Plan>> {
+        let Some(p) = errs.check(pointer, name.parse::<PlanName>()) else {
+            return Ok(None);
+        };
+        let plan = self.catalog.get_plan(&p).await?;
+        if plan.is_none() {
+            errs.push(pointer, format!("unknown plan '{p}'"));
+        }
+        Ok(plan)
+    }
+
+    /// Creates a tenant: validates everything, records it as `provisioning`, runs the
+    /// provisioning steps, and activates it.
+    pub async fn create(&self, req: CreateTenant) -> ApiResult<Tenant> {
+        let mut errs = ValidationErrors::new();
+        let slug = errs.check("/slug", req.slug.parse::<Slug>());
+        validate_display_name("/display_name", &req.display_name, &mut errs);
+        let plan_name = req.plan.clone().unwrap_or_else(|| self.config.tenants.default_plan.clone());
+        let plan = self.require_plan("/plan", &plan_name, &mut errs).await?;
+        let mut domains: Vec<DomainName> = Vec::new();
+        for (i, raw) in req.custom_domains.iter().enumerate() {
+            let p = format!("/custom_domains/{i}");
+            if let Some(d) = self.validate_custom_domain(&p, raw, &mut errs) {
+                if domains.contains(&d) {
+                    errs.push(p, "listed twice");
+                } else {
+                    domains.push(d);
+                }
+            }
+        }
+        if domains.len() > 20 {
+            errs.push("/custom_domains", "at most 20 custom domains");
+        }
+        let branding = req.branding.unwrap_or_default();
+        branding.validate("/branding", &mut errs);
+        let settings = req.settings.unwrap_or_default();
+        validate_settings("/settings", &settings, &mut errs);
+        errs.clone().into_result()?;
+        let (Some(slug), Some(plan)) = (slug, plan) else {
+            return Err(ApiError::validation(errs));
+        };
+        let ts = now();
+        let tenant = Tenant {
+            id: TenantId::new(),
+            slug,
+            display_name: req.display_name.trim().to_owned(),
+            profile: req.profile.unwrap_or(tenantplane_core::Profile::Other),
+            plan: plan.name.clone(),
+            isolation: req.isolation.unwrap_or(plan.default_isolation),
+            placement: None,
+            custom_domains: domains,
+            branding,
+            settings,
+            status: TenantStatus::Provisioning,
+            status_reason: None,
+            restore_to: None,
+            delete_after: None,
+            created_at: ts,
+            updated_at: ts,
+            version: 1,
+        };
+        let stored = self.catalog.create_tenant(&tenant).await?;
+        self.index.apply([stored.clone()], None);
+        tracing::info!(tenant_id = %stored.id, slug = %stored.slug, "tenant created");
+        // The tenant-data layer plugs its provisioning steps in here; with the catalog as the
+        // only store so far, provisioning is complete once the record exists.
+        self.transition_tenant(stored, TenantAction::Activate, None, None).await
+    }
+
+    /// Lists tenants.
+    pub async fn list(&self, p: ListParams) -> ApiResult<(Vec<Tenant>, Option<String>)> {
+        let mut errs = ValidationErrors::new();
+        let limit = p.limit.unwrap_or(50);
+        if limit == 0 || limit > MAX_PAGE {
+            errs.push("?limit", format!("must be between 1 and {MAX_PAGE}"));
+        }
+        let after = match p.cursor.as_deref() {
+            Some(c) => {
+                let id = decode_cursor(c);
+                if id.is_none() {
+                    errs.push("?cursor", "not a cursor returned by this API");
+                }
+                id
+            }
+            None => None,
+        };
+        let plan = p.plan.as_deref().and_then(|s| errs.check("?plan", s.parse::<PlanName>()));
+        if p.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+            errs.push("?q", "at most 200 characters");
+        }
+        errs.into_result()?;
+        let page = self
+            .catalog
+            .list_tenants(&TenantQuery {
+                status: p.status,
+                profile: p.profile,
+                plan,
+                isolation: p.isolation,
+                q: p.q,
+                after,
+                limit,
+            })
+            .await?;
+        let next = if page.has_more {
+            page.items.last().map(|t| encode_cursor(t.id))
+        } else {
+            None
+        };
+        Ok((page.items, next))
+    }
+
+    /// Read-modify-write of one tenant with optimistic concurrency. With `if_match` the
+    /// caller's version must be current (else 412); without, the change is re-applied on the
+    /// latest state until it lands, so concurrent updates never overwrite each other.
+    async fn modify<F>(&self, r: &str, if_match: Option<u64>, mut f: F) -> ApiResult<Tenant>
+    where
+        F: FnMut(&mut Tenant) -> ApiResult<()>,
+    {
+        let r = self.parse_ref(r)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let mut t = self
+                .catalog
+                .get_tenant(&r)
+                .await?
+                .ok_or_else(|| ApiError::not_found("tenant"))?;
+            let expected = t.version;
+            if let Some(v) = if_match {
+                if v != expected {
+                    return Err(ApiError::version_mismatch(expected));
+                }
+            }
+            f(&mut t)?;
+            t.updated_at = now();
+            match self.catalog.update_tenant(&t, expected).await {
+                Ok(stored) => {
+                    self.index.apply([stored.clone()], None);
+                    return Ok(stored);
+                }
+                Err(CatalogError::VersionMismatch { current }) => {
+                    if if_match.is_some() {
+                        return Err(ApiError::version_mismatch(current));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(StatusCode::CONFLICT, "contention", "Too many concurrent changes")
+            .detail("the tenant is being changed concurrently; retry"))
+    }
+
+    /// Applies a partial update.
+    pub async fn update(&self, r: &str, req: UpdateTenant, if_match: Option<u64>) -> ApiResult<Tenant> {
+        let mut errs = ValidationErrors::new();
+        if let Some(n) = &req.display_name {
+            validate_display_name("/display_name", n, &mut errs);
+        }
+        let plan = match &req.plan {
+            Some(p) => self.require_plan("/plan", p, &mut errs).await?,
+            None => None,
+        };
+        if let Some(b) = &req.branding {
+            b.validate("/branding", &mut errs);
+        }
+        if let Some(s) = &req.settings {
+            validate_settings("/settings", s, &mut errs);
+        }
+        errs.into_result()?;
+        self.modify(r, if_match, |t| {
+            if matches!(t.status, TenantStatus::Deleted) {
+                return Err(gone());
+            }
+            if let Some(n) = &req.display_name {
+                t.display_name = n.trim().to_owned();
+            }
+            if let Some(p) = req.profile {
+                t.profile = p;
+            }
+            if let Some(p) = &plan {
+                t.plan = p.name.clone();
+            }
+            if let Some(b) = &req.branding {
+                t.branding = b.clone();
+            }
+            if let Some(s) = &req.settings {
+                t.settings = s.clone();
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves a tenant through its lifecycle.
+    pub async fn transition(
+        &self,
+        r: &str,
+        action: TenantAction,
+        reason: Option<String>,
+        if_match: Option<u64>,
+    ) -> ApiResult<Tenant> {
+        if let Some(reason) = &reason {
+            if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+                return Err(ApiError::field("/reason", "at most 500 characters, no control characters"));
+            }
+        }
+        let grace = time::Duration::hours(self.config.tenants.deletion_grace_hours.min(24 * 3650) as i64);
+        let stored = self
+            .modify(r, if_match, |t| apply_action(t, action, reason.clone(), grace))
+            .await?;
+        tracing::info!(tenant_id = %stored.id, action = action.as_str(), status = %stored.status, "tenant transition");
+        Ok(stored)
+    }
+
+    async fn transition_tenant(
+        &self,
+        t: Tenant,
+        action: TenantAction,
+        reason: Option<String>,
+        if_match: Option<u64>,
+    ) -> ApiResult<Tenant> {
+        self.transition(&t.id.to_string(), action, reason, if_match).await
+    }
+
+    /// Adds a custom domain.
+    pub async fn add_domain(&self, r: &str, domain: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
+        let mut errs = ValidationErrors::new();
+        let d = self.validate_custom_domain("/domain", domain, &mut errs);
+        errs.into_result()?;
+        let Some(d) = d else {
+            return Err(ApiError::field("/domain", "invalid domain"));
+        };
+        self.modify(r, if_match, |t| {
+            if matches!(t.status, TenantStatus::Deleted | TenantStatus::Deleting) {
+                return Err(gone());
+            }
+            if t.custom_domains.contains(&d) {
+                return Err(ApiError::new(StatusCode::CONFLICT, "domain-taken", "Domain already in use")
+                    .detail(format!("domain '{d}' is already assigned to this tenant")));
+            }
+            if t.custom_domains.len() >= 20 {
+                return Err(ApiError::field("/domain", "a tenant may have at most 20 custom domains"));
+            }
+            t.custom_domains.push(d.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes a custom domain.
+    pub async fn remove_domain(&self, r: &str, domain: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
+        let d: DomainName = domain
+            .parse()
+            .map_err(|_| ApiError::not_found("domain"))?;
+        self.modify(r, if_match, |t| {
+            let before = t.custom_domains.len();
+            t.custom_domains.retain(|x| x != &d);
+            if t.custom_domains.len() == before {
+                return Err(ApiError::not_found("domain"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves every `deleting` tenant whose grace period ended to `deleted`, releasing its
+    /// custom domains. Returns how many were purged.
+    pub async fn purge_due(&self) -> ApiResult<usize> {
+        let due = self.catalog.due_for_purge(OffsetDateTime::now_utc(), 100).await?;
+        let mut n = 0;
+        for t in due {
+            let res = self
+                .modify(&t.id.to_string(), None, |t| {
+                    apply_action(t, TenantAction::Purge, None, time::Duration::ZERO)?;
+                    t.custom_domains.clear();
+                    Ok(())
+                })
+                .await;
+            match res {
+                Ok(t) => {
+                    n += 1;
+                    tracing::info!(tenant_id = %t.id, "tenant purged after grace period");
+                }
+                Err(e) => tracing::warn!(tenant_id = %t.id, code = e.code, "purge skipped"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// All plans.
+    pub async fn plans(&self) -> ApiResult<Vec<Plan>> {
+        Ok(self.catalog.list_plans().await?)
+    }
+
+    /// Edits a plan.
+    pub async fn update_plan(&self, name: &str, req: UpdatePlan, if_match: Option<u64>) -> ApiResult<Plan> {
+        let name: PlanName = name.parse().map_err(|_| ApiError::not_found("plan"))?;
+        let mut errs = ValidationErrors::new();
+        if let Some(n) = &req.display_name {
+            validate_display_name("/display_name", n, &mut errs);
+        }
+        if let Some(q) = &req.quotas {
+            q.validate("/quotas", &mut errs);
+        }
+        errs.into_result()?;
+        for _ in 0..CAS_ATTEMPTS {
+            let mut plan = self
+                .catalog
+                .get_plan(&name)
+                .await?
+                .ok_or_else(|| ApiError::not_found("plan"))?;
+            let expected = plan.version;
+            if let Some(v) = if_match {
+                if v != expected {
+                    return Err(ApiError::version_mismatch(expected));
+                }
+            }
+            if let Some(n) = &req.display_name {
+                plan.display_name = n.trim().to_owned();
+            }
+            if let Some(q) = req.quotas {
+                plan.quotas = q;
+            }
+            if let Some(i) = req.default_isolation {
+                plan.default_isolation = i;
+            }
+            match self.catalog.update_plan(&plan, expected).await {
+                Ok(p) => {
+                    tracing::info!(plan = %p.name, version = p.version, "plan updated");
+                    return Ok(p);
+                }
+                Err(CatalogError::VersionMismatch { current }) if if_match.is_some() => {
+                    return Err(ApiError::version_mismatch(current));
+                }
+                Err(CatalogError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(StatusCode::CONFLICT, "contention", "Too many concurrent changes"))
+    }
+
+    /// All operators.
+    pub async fn operators(&self) -> ApiResult<Vec<Operator>> {
+        Ok(self.catalog.list_operators().await?)
+    }
+
+    /// Creates an operator and returns it with its token (shown once).
+    pub async fn create_operator(&self, req: CreateOperator) -> ApiResult<(Operator, String)> {
+        validate_operator_name(&req.name).map_err(|e| ApiError::field("/name", e))?;
+        let token = auth::generate_token();
+        let op = Operator {
+            id: OperatorId::new(),
+            name: req.name,
+            role: req.role.unwrap_or(OperatorRole::PlatformAdmin),
+            token_hash: auth::hash_token(&token),
+            disabled: false,
+            created_at: now(),
+        };
+        self.catalog.create_operator(&op).await?;
+        self.operators.invalidate();
+        tracing::info!(operator = %op.name, role = %op.role, "operator created");
+        Ok((op, token))
+    }
+
+    /// Replaces an operator's token (and re-enables it); returns the new token.
+    pub async fn reset_operator(&self, id_or_name: &str) -> ApiResult<(Operator, String)> {
+        let mut op = self.find_operator(id_or_name).await?;
+        let token = auth::generate_token();
+        op.token_hash = auth::hash_token(&token);
+        op.disabled = false;
+        self.catalog.update_operator(&op).await?;
+        self.operators.invalidate();
+        tracing::info!(operator = %op.name, "operator token reset");
+        Ok((op, token))
+    }
+
+    /// Disables an operator (its token stops working within seconds on every replica).
+    pub async fn disable_operator(&self, id_or_name: &str, caller: &Operator) -> ApiResult<Operator> {
+        let mut op = self.find_operator(id_or_name).await?;
+        if op.id == caller.id {
+            return Err(ApiError::new(StatusCode::CONFLICT, "self-disable", "Cannot disable yourself")
+                .detail("another platform-admin must disable this operator"));
+        }
+        op.disabled = true;
+        self.catalog.update_operator(&op).await?;
+        self.operators.invalidate();
+        Ok(op)
+    }
+
+    async fn find_operator(&self, id_or_name: &str) -> ApiResult<Operator> {
+        let op = match id_or_name.parse::<OperatorId>() {
+            Ok(id) => self.catalog.get_operator(id).await?,
+            Err(_) => self.catalog.get_operator_by_name(id_or_name).await?,
+        };
+        op.ok_or_else(|| ApiError::not_found("operator"))
+    }
+
+    /// On first start (no operator exists): creates the first operator, from the token in
+    /// `token_file` or with a generated token, which is returned so the caller can show it
+    /// once. Returns `None` when operators already exist.
+    pub async fn bootstrap(&self, token_file: Option<&Path>, name: &str) -> anyhow::Result<Option<String>> {
+        let supplied = match token_file {
+            Some(p) => {
+                let raw = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read bootstrap token file {}: {e}", p.display()))?;
+                let t = raw.trim().to_owned();
+                auth::validate_supplied_token(&t)
+                    .map_err(|e| anyhow::anyhow!("bootstrap token file {}: {e}", p.display()))?;
+                Some(t)
+            }
+            None => None,
+        };
+        if !self.catalog.list_operators().await?.is_empty() {
+            if let Some(t) = &supplied {
+                let h = auth::hash_token(t);
+                if !self.catalog.list_operators().await?.iter().any(|o| o.token_hash == h) {
+                    tracing::warn!("bootstrap token file ignored: operators already exist");
+                }
+            }
+            return Ok(None);
+        }
+        validate_operator_name(name).map_err(|e| anyhow::anyhow!("bootstrap.operator_name: {e}"))?;
+        let (token, show) = match supplied {
+            Some(t) => (t, false),
+            None => (auth::generate_token(), true),
+        };
+        let op = Operator {
+            id: OperatorId::new(),
+            name: name.to_owned(),
+            role: OperatorRole::PlatformAdmin,
+            token_hash: auth::hash_token(&token),
+            disabled: false,
+            created_at: now(),
+        };
+        match self.catalog.create_operator(&op).await {
+            Ok(()) => {}
+            // Another replica bootstrapped at the same moment.
+            Err(CatalogError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        self.operators.invalidate();
+        tracing::info!(operator = %op.name, from_file = !show, "first operator created");
+        Ok(show.then_some(token))
+    }
+}
+
+fn gone() -> ApiError {
+    ApiError::new(StatusCode::GONE, "tenant-gone", "Tenant deleted")
+        .detail("the tenant has been deleted")
+}
+
+/// Applies a lifecycle action to a tenant record (pure; used inside read-modify-write).
+pub fn apply_action(
+    t: &mut Tenant,
+    action: TenantAction,
+    reason: Option<String>,
+    grace: time::Duration,
+) -> ApiResult<()> {
+    let to = target_status(t.status, action, t.restore_to)
+        .map_err(|e| ApiError::illegal_transition(&e))?;
+    let from = t.status;
+    t.status = to;
+    match to {
+        TenantStatus::Deleting => {
+            t.restore_to = Some(from);
+            t.delete_after = Some(now() + grace);
+        }
+        _ => {
+            if from == TenantStatus::Deleting && to != TenantStatus::Deleted {
+                t.delete_after = None;
+                t.restore_to = None;
+            }
+        }
+    }
+    t.status_reason = match to {
+        TenantStatus::Active => None,
+        _ => reason.or_else(|| t.status_reason.take()),
+    };
+    Ok(())
+}

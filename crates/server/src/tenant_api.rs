@@ -1,0 +1,169 @@
+//! Tenant-facing routes and the tower layer that resolves the tenant for them.
+//!
+//! [`resolve_tenant`] is the only place a [`TenantCtx`] is created; handlers of tenant routes
+//! take a `TenantCtx` and so cannot run without a resolved, servable tenant.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, FromRequestParts, Request, State},
+    http::{HeaderName, StatusCode, Uri, header, request::Parts, uri::PathAndQuery},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tenantplane_core::{Tenant, TenantStatus, api::PublicTenant};
+
+use crate::{
+    app::AppState,
+    problem::ApiError,
+    resolver::{RequestFacts, Resolution},
+};
+
+/// Header a trusted proxy uses to name the tenant.
+pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+
+/// The resolved tenant of a request. Only [`resolve_tenant`] creates one.
+#[derive(Debug, Clone)]
+pub struct TenantCtx {
+    tenant: Arc<Tenant>,
+}
+
+impl TenantCtx {
+    /// The tenant.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<TenantCtx>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal(&"tenant route reached without a resolved tenant"))
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "tenant-not-found", "Tenant not found")
+        .detail("no tenant is served at this address; use the tenant's domain or /t/{slug}/")
+}
+
+/// Whether a tenant in `status` is served, and the problem otherwise.
+pub fn servable(status: TenantStatus) -> Result<(), ApiError> {
+    match status {
+        TenantStatus::Active => Ok(()),
+        TenantStatus::Suspended => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tenant-suspended",
+            "Tenant suspended",
+        )
+        .detail("this tenant is suspended; contact the platform operator")),
+        TenantStatus::Deleting | TenantStatus::Deleted => Err(ApiError::new(
+            StatusCode::GONE,
+            "tenant-gone",
+            "Tenant deleted",
+        )
+        .detail("this tenant has been deleted")),
+        TenantStatus::Provisioning => Err(ApiError::unavailable("this tenant is being provisioned", 5)),
+        TenantStatus::Failed => Err(ApiError::unavailable("this tenant is unavailable", 60)),
+    }
+}
+
+/// Middleware: resolves the tenant, refuses unservable ones, strips a `/t/{slug}` prefix.
+pub async fn resolve_tenant(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let facts = RequestFacts {
+        host,
+        tenant_header: req.headers().get(&X_TENANT_ID).and_then(|h| h.to_str().ok()),
+        peer,
+        path: req.uri().path(),
+    };
+    let (res, untrusted) = state.svc.index.resolve(facts);
+    if untrusted {
+        metrics::counter!("tenantplane_untrusted_tenant_header_total").increment(1);
+        tracing::warn!(peer = ?peer, "ignored X-Tenant-Id from an untrusted address");
+    }
+    let (tenant, via, strip) = match res {
+        Resolution::Found { tenant, via, strip } => (tenant, via, strip),
+        Resolution::Unknown(via) => {
+            metrics::counter!("tenantplane_tenant_resolution_total", "outcome" => "unknown", "via" => via.as_str()).increment(1);
+            return not_found().into_response();
+        }
+        Resolution::NoTenant => {
+            metrics::counter!("tenantplane_tenant_resolution_total", "outcome" => "none", "via" => "none").increment(1);
+            return not_found().into_response();
+        }
+    };
+    metrics::counter!("tenantplane_tenant_resolution_total", "outcome" => "found", "via" => via.as_str()).increment(1);
+    if let Err(e) = servable(tenant.status) {
+        return e.into_response();
+    }
+    if strip > 0 {
+        let path = req.uri().path();
+        let rest = path.get(strip..).filter(|r| !r.is_empty()).unwrap_or("/");
+        let pq = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = PathAndQuery::try_from(pq).ok();
+        match Uri::from_parts(parts) {
+            Ok(u) => *req.uri_mut() = u,
+            Err(_) => return not_found().into_response(),
+        }
+    }
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
+    req.extensions_mut().insert(TenantCtx { tenant });
+    next.run(req).await
+}
+
+/// `GET /api/tenant`: the tenant's public profile and branding.
+#[utoipa::path(get, path = "/api/tenant", tag = "tenant",
+    responses(
+        (status = 200, description = "Public profile", body = PublicTenant),
+        (status = 403, description = "Tenant suspended", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Tenant deleted", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn profile(State(s): State<AppState>, ctx: TenantCtx) -> Json<PublicTenant> {
+    let t = ctx.tenant();
+    let mut branding = t.branding.clone();
+    if branding.display_name.is_none() {
+        branding.display_name = Some(t.display_name.clone());
+    }
+    Json(PublicTenant {
+        id: t.id,
+        slug: t.slug.clone(),
+        display_name: t.display_name.clone(),
+        profile: t.profile,
+        branding,
+        domains: t.domains(s.svc.base_domain()),
+    })
+}
+
+async fn tenant_route_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such route for this tenant")
+}
+
+/// Routes served on a tenant's host, behind [`resolve_tenant`].
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/tenant", get(profile))
+        .fallback(tenant_route_not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), resolve_tenant))
+        .with_state(state)
+}
