@@ -26,7 +26,7 @@ use tower_http::{
 };
 
 use crate::{
-    api, auth::OperatorCache, config::Config, problem::ApiError, resolver::TenantIndex,
+    api, config::Config, problem::ApiError, resolver::TenantIndex,
     service::Service, tenant_api,
 };
 
@@ -82,12 +82,7 @@ impl Server {
             &config.server.base_domain,
             config.server.trusted_proxies.clone(),
         ));
-        let svc = Arc::new(Service {
-            catalog,
-            index,
-            operators: OperatorCache::default(),
-            config: config.clone(),
-        });
+        let svc = Arc::new(Service::new(catalog, index, config.clone()));
         let loaded = sync_index(&svc).await?;
         tracing::info!(tenants = loaded, catalog = svc.catalog.backend(), "tenant index loaded");
         Ok(Self {
@@ -115,7 +110,7 @@ impl Server {
     /// The full router.
     pub fn router(&self) -> Router {
         let state = self.state.clone();
-        let tenant = tenant_api::router(state.clone());
+        let tenant = tenant_api::service(state.clone());
         let platform = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))

@@ -24,7 +24,9 @@ use crate::{
 };
 
 /// Attempts of a read-modify-write when the caller sent no `If-Match`.
-const CAS_ATTEMPTS: usize = 8;
+const CAS_ATTEMPTS: usize = 16;
+/// Number of per-tenant write locks (tenants hash onto them).
+const STRIPES: usize = 64;
 /// Largest page of a tenant listing.
 pub const MAX_PAGE: usize = 200;
 
@@ -38,6 +40,8 @@ pub struct Service {
     pub operators: OperatorCache,
     /// Effective configuration.
     pub config: Arc<Config>,
+    /// Striped per-tenant write locks.
+    write_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -83,6 +87,23 @@ fn decode_cursor(c: &str) -> Option<TenantId> {
 }
 
 impl Service {
+    /// A service over `catalog` and `index` with `config`.
+    pub fn new(catalog: Catalog, index: Arc<TenantIndex>, config: Arc<Config>) -> Self {
+        Self {
+            catalog,
+            index,
+            operators: OperatorCache::default(),
+            config,
+            write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    fn stripe(&self, id: &TenantId) -> &tokio::sync::Mutex<()> {
+        let b = id.as_uuid().as_bytes();
+        let h = b.iter().fold(0usize, |acc, x| acc.wrapping_mul(31).wrapping_add(*x as usize));
+        &self.write_locks[h % self.write_locks.len()]
+    }
+
     /// The configured base domain.
     pub fn base_domain(&self) -> &str {
         &self.config.server.base_domain
@@ -234,7 +255,25 @@ impl Service {
         F: FnMut(&mut Tenant) -> ApiResult<()>,
     {
         let r = self.parse_ref(r)?;
-        for _ in 0..CAS_ATTEMPTS {
+        // Writers of one tenant in this process queue on a striped lock instead of spinning
+        // on version conflicts; writers on other replicas are handled by compare-and-swap.
+        let id = match &r {
+            TenantRef::Id(id) => *id,
+            TenantRef::Slug(_) => {
+                self.catalog
+                    .get_tenant(&r)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("tenant"))?
+                    .id
+            }
+        };
+        let _guard = self.stripe(&id).lock().await;
+        let r = TenantRef::Id(id);
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                let jitter = rand::random::<u64>() % (5 * attempt as u64);
+                tokio::time::sleep(std::time::Duration::from_millis(1 + jitter)).await;
+            }
             let mut t = self
                 .catalog
                 .get_tenant(&r)

@@ -159,11 +159,25 @@ async fn tenant_route_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such route for this tenant")
 }
 
-/// Routes served on a tenant's host, behind [`resolve_tenant`].
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Routes served on a tenant's host, wrapped (outside the router, so that a stripped
+/// `/t/{slug}` prefix is routed on the rewritten path) by [`resolve_tenant`].
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let router = Router::new()
         .route("/api/tenant", get(profile))
         .fallback(tenant_route_not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), resolve_tenant))
-        .with_state(state)
+        .with_state(state.clone());
+    tower::Layer::layer(
+        &axum::middleware::from_fn_with_state(state, resolve_tenant),
+        router,
+    )
 }

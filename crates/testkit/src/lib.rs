@@ -8,4 +8,6 @@
 pub mod pg;
 pub mod server;
 
+pub use server::{TestServer, TestServerOptions};
+
 

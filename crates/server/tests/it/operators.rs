@@ -1,0 +1,51 @@
+//! Operator accounts: bootstrap, creation, token reset and disabling.
+
+use std::time::Duration;
+
+use tenantplane_core::{OperatorRole, api::CreateOperator};
+use tenantplane_testkit::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_tokens_lifecycle() {
+    let s = TestServer::start().await.unwrap();
+    let me = s.client.me().await.unwrap();
+    assert_eq!((me.name.as_str(), me.role), ("admin", OperatorRole::PlatformAdmin));
+    let stored = s.service.catalog.list_operators().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0].token_hash, s.token, "only a hash is stored");
+
+    let creds = s.client.create_operator(&CreateOperator { name: "ops@hospital".into(), role: None }).await.unwrap();
+    let ops = s.client.with_token(Some(creds.token.clone()));
+    assert_eq!(ops.me().await.unwrap().name, "ops@hospital");
+    let e = s.client.create_operator(&CreateOperator { name: "ops@hospital".into(), role: None }).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().code(), "operator-name-taken");
+    let e = s.client.create_operator(&CreateOperator { name: "Bad Name".into(), role: None }).await.unwrap_err();
+    assert_eq!(e.problem().unwrap().errors[0].pointer, "/name");
+
+    let reset = s.client.reset_operator("ops@hospital").await.unwrap();
+    assert_ne!(reset.token, creds.token);
+    assert_eq!(ops.me().await.unwrap_err().problem().unwrap().status, 401, "old token dead");
+    let ops2 = s.client.with_token(Some(reset.token));
+    ops2.me().await.unwrap();
+
+    s.client.disable_operator("ops@hospital").await.unwrap();
+    assert_eq!(ops2.me().await.unwrap_err().problem().unwrap().status, 401);
+    let e = s.client.disable_operator("admin").await.unwrap_err();
+    assert_eq!(e.problem().unwrap().code(), "self-disable");
+    let list = s.client.list_operators().await.unwrap();
+    assert_eq!(list.items.len(), 2);
+    let json = serde_json::to_string(&list).unwrap();
+    assert!(!json.contains("token"), "listings never show tokens or hashes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_and_frees_the_port() {
+    let s = TestServer::start().await.unwrap();
+    let addr = s.addr;
+    let c = s.client.clone();
+    let inflight = tokio::spawn(async move { c.list_plans().await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    s.stop().await.unwrap();
+    assert!(inflight.await.unwrap().is_ok());
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+}
