@@ -181,7 +181,10 @@ impl Config {
         match file {
             Some(f) if !f.exists() => return Err(ConfigError::MissingFile(f.to_path_buf())),
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
-            None => fig = fig.merge(Toml::file_exact("tenantplane.toml")),
+            None if Path::new("tenantplane.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("tenantplane.toml"))
+            }
+            None => {}
         }
         fig = fig.merge(Env::prefixed("TENANTPLANE__").split("__"));
         fig = fig.merge(overrides);

@@ -1,0 +1,724 @@
+//! Command-line interface: server commands (`serve`, `config`, `operator`, `demo`) and client
+//! commands that talk to a server over the API (`tenant`, `domain`, `plan`, `login`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use figment::{Figment, providers::Serialized};
+use serde::{Deserialize, Serialize};
+use tenantplane_client::{Client, ClientError, ListQuery};
+use tenantplane_core::{
+    Branding, IsolationMode, OperatorRole, Profile, Quotas,
+    api::{CreateOperator, CreateTenant, OperatorView, UpdatePlan, UpdateTenant},
+};
+use tenantplane_server::{Config, Server};
+
+use crate::output::{Output, print_plans, print_tenant, print_tenants};
+
+/// Tenantplane: one deployment, many organisations.
+#[derive(Debug, Parser)]
+#[command(name = "tenantplane", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./tenantplane.toml when present).
+    #[arg(long, global = true, env = "TENANTPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServerFlags),
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Manage operator accounts directly in the catalog (works without a running server).
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Start a server (or target one) and create the seed's demo tenants.
+    Demo(DemoArgs),
+    /// Manage tenants on a server.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage tenants' custom domains on a server.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Manage plans and quotas on a server.
+    #[command(subcommand)]
+    Plan(PlanCmd),
+    /// Save the server address and an operator token for later commands.
+    Login(LoginArgs),
+}
+
+/// Flags that override configuration for server-side commands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerFlags {
+    /// Data directory (embedded catalog, later tenant files).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Catalog database URL (postgres://…); default: embedded SQLite in the data directory.
+    #[arg(long)]
+    pub catalog: Option<String>,
+    /// File holding the first operator's token (instead of generating one).
+    #[arg(long)]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Base domain for tenant subdomains.
+    #[arg(long)]
+    pub base_domain: Option<String>,
+}
+
+impl ServerFlags {
+    fn figment(&self) -> Figment {
+        let mut f = Figment::new();
+        if let Some(d) = &self.data_dir {
+            f = f.merge(Serialized::default("storage.data_dir", d));
+        }
+        if let Some(l) = &self.listen {
+            f = f.merge(Serialized::default("server.listen", l));
+        }
+        if let Some(c) = &self.catalog {
+            f = f.merge(Serialized::default("catalog.url", c));
+        }
+        if let Some(t) = &self.bootstrap_token_file {
+            f = f.merge(Serialized::default("bootstrap.token_file", t));
+        }
+        if let Some(b) = &self.base_domain {
+            f = f.merge(Serialized::default("server.base_domain", b));
+        }
+        f
+    }
+
+    /// Loads the configuration with these overrides.
+    pub fn load(&self, file: Option<&Path>) -> anyhow::Result<Config> {
+        Ok(Config::load(file, self.figment())?)
+    }
+}
+
+/// `config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective configuration (secrets redacted) as TOML.
+    Print(ServerFlags),
+}
+
+/// `operator …`.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Create an operator and print its token once.
+    Create {
+        /// Login name.
+        name: String,
+        /// Role.
+        #[arg(long, value_enum, default_value = "platform-admin")]
+        role: RoleArg,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+    /// Issue a new token for an operator (for lost credentials); re-enables it.
+    Reset {
+        /// Login name or id.
+        name: String,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+}
+
+/// Operator roles on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Full control.
+    PlatformAdmin,
+    /// Read-only.
+    BillingViewer,
+}
+
+impl From<RoleArg> for OperatorRole {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::PlatformAdmin => OperatorRole::PlatformAdmin,
+            RoleArg::BillingViewer => OperatorRole::BillingViewer,
+        }
+    }
+}
+
+/// How to reach a server.
+#[derive(Debug, Args, Clone)]
+pub struct Remote {
+    /// Server URL (default: from `tenantplane login`, else http://127.0.0.1:8080).
+    #[arg(long, env = "TENANTPLANE_SERVER")]
+    pub server: Option<String>,
+    /// File holding the operator token (default: $TENANTPLANE_TOKEN, else the login file).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Create the tenants on this running server instead of starting one.
+    #[arg(long, env = "TENANTPLANE_SERVER")]
+    pub server: Option<String>,
+    /// File holding the operator token (with --server; default $TENANTPLANE_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Create the tenants and exit instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+    #[command(flatten)]
+    pub flags: ServerFlags,
+}
+
+/// `tenant …`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create(TenantCreate),
+    /// List tenants.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only this plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Slug prefix or name substring.
+        #[arg(long)]
+        q: Option<String>,
+        /// Page size (1-200); with --all, the size of each request.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Follow cursors and print every matching tenant.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one tenant (by slug or id).
+    Show {
+        /// Slug or id.
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Change a tenant's name, profile, plan or branding.
+    Update(TenantUpdate),
+    /// Suspend a tenant.
+    Suspend(TenantAct),
+    /// Resume a suspended tenant.
+    Resume(TenantAct),
+    /// Delete a tenant (restorable during the grace period).
+    Delete(TenantAct),
+    /// Restore a tenant being deleted.
+    Restore(TenantAct),
+}
+
+/// `tenant create`.
+#[derive(Debug, Args)]
+pub struct TenantCreate {
+    /// Slug: 3-63 lowercase letters, digits, '-'.
+    pub slug: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Profile.
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
+    /// Plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Isolation mode.
+    #[arg(long, value_enum)]
+    pub isolation: Option<IsolationArg>,
+    /// Custom domain (repeatable).
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
+    #[command(flatten)]
+    pub branding: BrandingArgs,
+    /// Setting as KEY=JSON (repeatable), e.g. --setting departments=4.
+    #[arg(long = "setting")]
+    pub settings: Vec<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Branding flags.
+#[derive(Debug, Args, Default)]
+pub struct BrandingArgs {
+    /// Logo URL (https://).
+    #[arg(long)]
+    pub logo_url: Option<String>,
+    /// Primary colour (#rrggbb).
+    #[arg(long)]
+    pub primary_color: Option<String>,
+    /// Secondary colour (#rrggbb).
+    #[arg(long)]
+    pub secondary_color: Option<String>,
+}
+
+impl BrandingArgs {
+    fn is_set(&self) -> bool {
+        self.logo_url.is_some() || self.primary_color.is_some() || self.secondary_color.is_some()
+    }
+
+    fn into_branding(self, base: Branding) -> Branding {
+        Branding {
+            display_name: base.display_name,
+            logo_url: self.logo_url.or(base.logo_url),
+            primary_color: self.primary_color.or(base.primary_color),
+            secondary_color: self.secondary_color.or(base.secondary_color),
+        }
+    }
+}
+
+/// `tenant update`.
+#[derive(Debug, Args)]
+pub struct TenantUpdate {
+    /// Slug or id.
+    pub tenant: String,
+    /// New display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New profile.
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
+    /// New plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    #[command(flatten)]
+    pub branding: BrandingArgs,
+    /// Only apply if the tenant is still at this version (its ETag).
+    #[arg(long)]
+    pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Lifecycle commands.
+#[derive(Debug, Args)]
+pub struct TenantAct {
+    /// Slug or id.
+    pub tenant: String,
+    /// Why (kept as the status reason).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Profiles on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileArg {
+    /// Hospital.
+    Hospital,
+    /// City council.
+    Council,
+    /// Company.
+    Company,
+    /// Other.
+    Other,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Hospital => Profile::Hospital,
+            ProfileArg::Council => Profile::Council,
+            ProfileArg::Company => Profile::Company,
+            ProfileArg::Other => Profile::Other,
+        }
+    }
+}
+
+/// Isolation modes on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IsolationArg {
+    /// One SQLite file per tenant.
+    Sqlite,
+    /// One PostgreSQL database per tenant.
+    PgDatabase,
+    /// One PostgreSQL schema per tenant.
+    PgSchema,
+    /// Shared PostgreSQL tables with row-level security.
+    PgShared,
+}
+
+impl From<IsolationArg> for IsolationMode {
+    fn from(i: IsolationArg) -> Self {
+        match i {
+            IsolationArg::Sqlite => IsolationMode::Sqlite,
+            IsolationArg::PgDatabase => IsolationMode::PgDatabase,
+            IsolationArg::PgSchema => IsolationMode::PgSchema,
+            IsolationArg::PgShared => IsolationMode::PgShared,
+        }
+    }
+}
+
+/// `domain …`.
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    /// Add a custom domain to a tenant.
+    Add {
+        /// Slug or id.
+        tenant: String,
+        /// The domain.
+        domain: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a custom domain from a tenant.
+    Remove {
+        /// Slug or id.
+        tenant: String,
+        /// The domain.
+        domain: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `plan …`.
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    /// List plans and their quotas.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Change a plan's quotas (unspecified quotas keep their values).
+    Update {
+        /// Plan name.
+        name: String,
+        /// New display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Maximum users per tenant.
+        #[arg(long)]
+        max_users: Option<u64>,
+        /// Maximum patients per tenant.
+        #[arg(long)]
+        max_patients: Option<u64>,
+        /// Storage per tenant, in bytes.
+        #[arg(long)]
+        storage_bytes: Option<u64>,
+        /// Requests per minute per tenant.
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
+        /// Requests per month per tenant.
+        #[arg(long)]
+        requests_per_month: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Read the token from this file (default: standard input).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// What `tenantplane login` stores.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliFile {
+    /// Server URL.
+    pub server: Option<String>,
+    /// Operator token.
+    pub token: Option<String>,
+}
+
+fn cli_file_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TENANTPLANE_CLI_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("tenantplane").join("cli.toml"))
+}
+
+fn read_cli_file() -> CliFile {
+    cli_file_path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| toml::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn read_token_file(p: &Path) -> anyhow::Result<String> {
+    let t = std::fs::read_to_string(p).with_context(|| format!("reading token file {}", p.display()))?;
+    Ok(t.trim().to_owned())
+}
+
+impl Remote {
+    /// A client for the chosen server with the chosen token.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let file = read_cli_file();
+        let server = self
+            .server
+            .clone()
+            .or(file.server)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = match &self.token_file {
+            Some(p) => Some(read_token_file(p)?),
+            None => std::env::var("TENANTPLANE_TOKEN").ok().filter(|t| !t.is_empty()).or(file.token),
+        };
+        Ok(Client::new(&server, token))
+    }
+}
+
+/// Exit codes: 1 other, 2 usage, 3 invalid input, 4 not found/gone, 5 conflict/precondition,
+/// 6 authentication/permission, 7 server unreachable/unavailable.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Api(p)) => match p.status {
+            400 | 413 | 415 | 422 => 3,
+            404 | 410 => 4,
+            409 | 412 => 5,
+            401 | 403 => 6,
+            503 => 7,
+            _ => 1,
+        },
+        Some(ClientError::Transport(_)) => 7,
+        _ => 1,
+    }
+}
+
+fn api(e: ClientError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+fn parse_settings(raw: &[String]) -> anyhow::Result<Option<tenantplane_core::Settings>> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mut s = tenantplane_core::Settings::new();
+    for kv in raw {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--setting expects KEY=VALUE, got '{kv}'"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        s.insert(k.to_owned(), value);
+    }
+    Ok(Some(s))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg_file = cli.config.as_deref();
+    match cli.command {
+        Command::Serve(flags) => crate::serve::serve(flags.load(cfg_file)?).await,
+        Command::Config(ConfigCmd::Print(flags)) => {
+            let cfg = flags.load(cfg_file)?;
+            print!("{}", toml::to_string_pretty(&cfg.redacted())?);
+            Ok(())
+        }
+        Command::Operator(cmd) => operator(cmd, cfg_file).await,
+        Command::Demo(args) => crate::demo::run(args, cfg_file).await,
+        Command::Tenant(cmd) => tenant(cmd).await,
+        Command::Domain(cmd) => {
+            let (remote, t) = match cmd {
+                DomainCmd::Add { tenant, domain, remote } => {
+                    let c = remote.client()?;
+                    (remote, c.add_domain(&tenant, &domain).await.map_err(api)?)
+                }
+                DomainCmd::Remove { tenant, domain, remote } => {
+                    let c = remote.client()?;
+                    (remote, c.remove_domain(&tenant, &domain).await.map_err(api)?)
+                }
+            };
+            print_tenant(&t, remote.output)
+        }
+        Command::Plan(PlanCmd::List { remote }) => {
+            let plans = remote.client()?.list_plans().await.map_err(api)?;
+            print_plans(&plans.items, remote.output)
+        }
+        Command::Plan(PlanCmd::Update {
+            name,
+            display_name,
+            max_users,
+            max_patients,
+            storage_bytes,
+            requests_per_minute,
+            requests_per_month,
+            remote,
+        }) => {
+            let c = remote.client()?;
+            let plans = c.list_plans().await.map_err(api)?;
+            let current = plans
+                .items
+                .iter()
+                .find(|p| p.name.as_str() == name)
+                .ok_or_else(|| anyhow!("no plan named '{name}'"))?;
+            let q = current.quotas;
+            let quotas = Quotas {
+                max_users: max_users.unwrap_or(q.max_users),
+                max_patients: max_patients.unwrap_or(q.max_patients),
+                storage_bytes: storage_bytes.unwrap_or(q.storage_bytes),
+                requests_per_minute: requests_per_minute.unwrap_or(q.requests_per_minute),
+                requests_per_month: requests_per_month.unwrap_or(q.requests_per_month),
+            };
+            let p = c
+                .update_plan(
+                    &name,
+                    &UpdatePlan {
+                        display_name,
+                        quotas: Some(quotas),
+                        default_isolation: None,
+                    },
+                )
+                .await
+                .map_err(api)?;
+            print_plans(&[p], remote.output)
+        }
+        Command::Login(args) => login(args).await,
+    }
+}
+
+async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Create(a) => {
+            let c = a.remote.client()?;
+            let branding = a.branding.is_set().then(|| a.branding.into_branding(Branding::default()));
+            let req = CreateTenant {
+                slug: a.slug,
+                display_name: a.name,
+                profile: a.profile.map(Into::into),
+                plan: a.plan,
+                isolation: a.isolation.map(Into::into),
+                custom_domains: a.domains,
+                branding,
+                settings: parse_settings(&a.settings)?,
+            };
+            let t = c.create_tenant(&req).await.map_err(api)?;
+            print_tenant(&t, a.remote.output)
+        }
+        TenantCmd::List { status, profile, plan, q, limit, all, remote } => {
+            let c = remote.client()?;
+            let query = ListQuery { status, profile, plan, q, limit, cursor: None };
+            if all {
+                let items = c.list_all_tenants(&query).await.map_err(api)?;
+                print_tenants(&items, None, remote.output)
+            } else {
+                let page = c.list_tenants(&query).await.map_err(api)?;
+                print_tenants(&page.items, page.next_cursor.as_deref(), remote.output)
+            }
+        }
+        TenantCmd::Show { tenant, remote } => {
+            let t = remote.client()?.get_tenant(&tenant).await.map_err(api)?;
+            print_tenant(&t, remote.output)
+        }
+        TenantCmd::Update(a) => {
+            let c = a.remote.client()?;
+            let branding = if a.branding.is_set() {
+                let cur = c.get_tenant(&a.tenant).await.map_err(api)?;
+                Some(a.branding.into_branding(cur.branding))
+            } else {
+                None
+            };
+            let req = UpdateTenant {
+                display_name: a.name,
+                profile: a.profile.map(Into::into),
+                plan: a.plan,
+                branding,
+                settings: None,
+            };
+            let t = c.update_tenant(&a.tenant, &req, a.if_version).await.map_err(api)?;
+            print_tenant(&t, a.remote.output)
+        }
+        TenantCmd::Suspend(a) => act(a, "suspend").await,
+        TenantCmd::Resume(a) => act(a, "resume").await,
+        TenantCmd::Restore(a) => act(a, "restore").await,
+        TenantCmd::Delete(a) => {
+            let t = a.remote.client()?.delete_tenant(&a.tenant, a.reason).await.map_err(api)?;
+            print_tenant(&t, a.remote.output)
+        }
+    }
+}
+
+async fn act(a: TenantAct, action: &str) -> anyhow::Result<()> {
+    let t = a.remote.client()?.transition(&a.tenant, action, a.reason).await.map_err(api)?;
+    print_tenant(&t, a.remote.output)
+}
+
+async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<()> {
+    let (flags, action) = match &cmd {
+        OperatorCmd::Create { flags, .. } | OperatorCmd::Reset { flags, .. } => (flags, &cmd),
+    };
+    let server = Server::build(flags.load(cfg_file)?).await?;
+    let svc = server.service();
+    let res = match action {
+        OperatorCmd::Create { name, role, .. } => {
+            svc.create_operator(CreateOperator {
+                name: name.clone(),
+                role: Some((*role).into()),
+            })
+            .await
+        }
+        OperatorCmd::Reset { name, .. } => svc.reset_operator(name).await,
+    };
+    let (op, token) = res.map_err(|e| anyhow!("{}", e.detail.unwrap_or_else(|| e.title.to_owned())))?;
+    let view = OperatorView::from(&op);
+    println!("operator '{}' ({}) token, shown once (only a hash is stored):\n\n    {token}\n", view.name, view.role);
+    println!("use it:  export TENANTPLANE_TOKEN={token}");
+    Ok(())
+}
+
+async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(p) => read_token_file(p)?,
+        None => {
+            let mut s = String::new();
+            std::io::stdin().read_line(&mut s)?;
+            s.trim().to_owned()
+        }
+    };
+    let client = Client::new(&args.server, Some(token.clone()));
+    let me = client.me().await.map_err(api)?;
+    let path = cli_file_path().ok_or_else(|| anyhow!("cannot locate a config directory (set HOME)"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let body = toml::to_string(&CliFile {
+        server: Some(args.server.clone()),
+        token: Some(token),
+    })?;
+    write_private(&path, body.as_bytes())?;
+    println!("logged in to {} as {} ({}); saved to {}", args.server, me.name, me.role, path.display());
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(body)?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, body)?;
+    Ok(())
+}

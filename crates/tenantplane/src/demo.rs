@@ -1,0 +1,146 @@
+//! `tenantplane demo`: the seed documents' organisations as tenants, in one command.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use tenantplane_client::{Client, ClientError};
+use tenantplane_core::{Branding, IsolationMode, Profile, Settings, api::CreateTenant};
+use tenantplane_server::Server;
+
+use crate::cli::DemoArgs;
+
+fn settings(v: serde_json::Value) -> Option<Settings> {
+    serde_json::from_value(v).ok()
+}
+
+/// The seed's tenants: three hospitals and a city council.
+pub fn seed_tenants() -> Vec<CreateTenant> {
+    let hospital = |slug: &str, name: &str, plan: &str, users: u32, depts: &[&str], colors: (&str, &str)| CreateTenant {
+        slug: slug.into(),
+        display_name: name.into(),
+        profile: Some(Profile::Hospital),
+        plan: Some(plan.into()),
+        isolation: Some(IsolationMode::Sqlite),
+        custom_domains: vec![],
+        branding: Some(Branding {
+            display_name: None,
+            logo_url: None,
+            primary_color: Some(colors.0.into()),
+            secondary_color: Some(colors.1.into()),
+        }),
+        settings: settings(serde_json::json!({
+            "daily_users": users,
+            "departments": depts,
+            "modules": {"records": true}
+        })),
+    };
+    vec![
+        hospital(
+            "real-hospital-portugues",
+            "Real Hospital Português",
+            "medium",
+            200,
+            &["Emergência", "Cardiologia", "Pediatria", "Oncologia"],
+            ("#004b87", "#c8102e"),
+        ),
+        hospital(
+            "hospital-santa-maria",
+            "Hospital Santa Maria",
+            "large",
+            500,
+            &["Emergência", "Cardiologia", "Pediatria", "Oncologia", "Neurologia", "Ortopedia", "Obstetrícia", "Cuidados Intensivos"],
+            ("#00703c", "#f2a900"),
+        ),
+        hospital(
+            "hospital-sao-joao",
+            "Hospital São João",
+            "medium",
+            150,
+            &["Emergência", "Medicina Interna", "Cirurgia Geral"],
+            ("#5b2c83", "#ffffff"),
+        ),
+        CreateTenant {
+            slug: "camara-santarem".into(),
+            display_name: "Câmara Municipal de Santarém".into(),
+            profile: Some(Profile::Council),
+            plan: Some("small".into()),
+            isolation: Some(IsolationMode::Sqlite),
+            custom_domains: vec![],
+            branding: Some(Branding {
+                display_name: None,
+                logo_url: None,
+                primary_color: Some("#8a1538".into()),
+                secondary_color: Some("#d4af37".into()),
+            }),
+            settings: settings(serde_json::json!({"modules": {"records": false, "legislative": true}})),
+        },
+    ]
+}
+
+fn print_reach(base: &str, base_domain: &str, slug: &str, name: &str) {
+    let port = base.rsplit(':').next().unwrap_or("8080");
+    println!("  {name}");
+    println!("      {base}/t/{slug}/api/tenant");
+    println!("      http://{slug}.{base_domain}:{port}/api/tenant");
+}
+
+/// Creates the seed tenants through `client`, skipping those that exist.
+pub async fn seed_via_api(client: &Client, base_domain: &str) -> anyhow::Result<()> {
+    println!("Demo tenants on {}:", client.base());
+    for req in seed_tenants() {
+        match client.create_tenant(&req).await {
+            Ok(_) => {}
+            Err(ClientError::Api(p)) if p.code() == "slug-taken" => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("creating {}", req.slug))),
+        }
+        print_reach(client.base(), base_domain, &req.slug, &req.display_name);
+    }
+    Ok(())
+}
+
+/// Runs `demo`.
+pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(server) = &args.server {
+        let token = match &args.token_file {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?.trim().to_owned()),
+            None => std::env::var("TENANTPLANE_TOKEN").ok(),
+        };
+        let client = Client::new(server, token);
+        let me = client.me().await.map_err(anyhow::Error::new)?;
+        let _ = me;
+        let base_domain = args.flags.base_domain.clone().unwrap_or_else(|| "localhost".into());
+        return seed_via_api(&client, &base_domain).await;
+    }
+    let cfg = args.flags.load(cfg_file)?;
+    crate::serve::init_logging(&cfg);
+    tenantplane_server::app::install_metrics();
+    let listen = cfg.server.listen;
+    let base_domain = cfg.server.base_domain.clone();
+    let name = cfg.bootstrap.operator_name.clone();
+    let server = Server::build(cfg).await?;
+    if let Some(token) = server.bootstrap().await? {
+        crate::serve::announce_token(&name, &token);
+    }
+    // Seed in-process (no token needed: this process owns the catalog).
+    let svc = server.service();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    println!("Demo tenants on {base}:");
+    for req in seed_tenants() {
+        let slug = req.slug.clone();
+        let name = req.display_name.clone();
+        match svc.create(req).await {
+            Ok(_) => {}
+            Err(e) if e.code == "slug-taken" => {}
+            Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.unwrap_or_default()),
+        }
+        print_reach(&base, &base_domain, &slug, &name);
+    }
+    if args.no_serve {
+        return Ok(());
+    }
+    println!("\nServing; Ctrl-C to stop. Operator API: {base}/api/v1/docs");
+    server.serve(listener, crate::serve::shutdown_signal()).await
+}

@@ -1,0 +1,164 @@
+//! Rendering of API objects as a table, JSON or YAML.
+
+use clap::ValueEnum;
+use serde::Serialize;
+use tenantplane_core::{Plan, api::TenantView};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+fn structured<T: Serialize>(v: &T, out: Output) -> anyhow::Result<bool> {
+    match out {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(v)?);
+            Ok(true)
+        }
+        Output::Yaml => {
+            print!("{}", serde_saphyr::to_string(v)?);
+            Ok(true)
+        }
+        Output::Table => Ok(false),
+    }
+}
+
+/// Prints rows as aligned columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                format!("{c:<w$}")
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+fn tenant_row(t: &TenantView) -> Vec<String> {
+    vec![
+        t.slug.to_string(),
+        t.display_name.clone(),
+        t.profile.to_string(),
+        t.plan.clone(),
+        t.status.to_string(),
+        t.isolation.to_string(),
+        t.domains
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]
+}
+
+const TENANT_HEADERS: [&str; 7] = ["SLUG", "NAME", "PROFILE", "PLAN", "STATUS", "ISOLATION", "DOMAINS"];
+
+/// Prints a list of tenants.
+pub fn print_tenants(items: &[TenantView], next: Option<&str>, out: Output) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Page<'a> {
+        items: &'a [TenantView],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<&'a str>,
+    }
+    if structured(&Page { items, next_cursor: next }, out)? {
+        return Ok(());
+    }
+    let rows: Vec<_> = items.iter().map(tenant_row).collect();
+    print!("{}", table(&TENANT_HEADERS, &rows));
+    if let Some(n) = next {
+        eprintln!("(more: --all, or the API's cursor={n})");
+    }
+    Ok(())
+}
+
+/// Prints one tenant.
+pub fn print_tenant(t: &TenantView, out: Output) -> anyhow::Result<()> {
+    if structured(t, out)? {
+        return Ok(());
+    }
+    let mut rows = vec![
+        vec!["id".into(), t.id.to_string()],
+        vec!["slug".into(), t.slug.to_string()],
+        vec!["name".into(), t.display_name.clone()],
+        vec!["profile".into(), t.profile.to_string()],
+        vec!["plan".into(), t.plan.clone()],
+        vec!["isolation".into(), t.isolation.to_string()],
+        vec!["status".into(), t.status.to_string()],
+    ];
+    if let Some(r) = &t.status_reason {
+        rows.push(vec!["reason".into(), r.clone()]);
+    }
+    if let Some(d) = t.delete_after {
+        rows.push(vec!["delete after".into(), d.to_string()]);
+    }
+    for d in &t.domains {
+        rows.push(vec![format!("domain ({})", serde_json::to_value(d.kind)?.as_str().unwrap_or("")), d.name.to_string()]);
+    }
+    rows.push(vec!["version".into(), t.version.to_string()]);
+    print!("{}", table(&["FIELD", "VALUE"], &rows));
+    Ok(())
+}
+
+/// Prints plans.
+pub fn print_plans(plans: &[Plan], out: Output) -> anyhow::Result<()> {
+    if structured(&plans, out)? {
+        return Ok(());
+    }
+    let rows: Vec<_> = plans
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.to_string(),
+                p.quotas.max_users.to_string(),
+                p.quotas.max_patients.to_string(),
+                format!("{} GiB", p.quotas.storage_bytes / (1024 * 1024 * 1024)),
+                p.quotas.requests_per_minute.to_string(),
+                p.quotas.requests_per_month.to_string(),
+                p.default_isolation.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["PLAN", "USERS", "PATIENTS", "STORAGE", "REQ/MIN", "REQ/MONTH", "ISOLATION"], &rows)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_unicode() {
+        let t = table(&["A", "B"], &[vec!["São João".into(), "x".into()], vec!["ab".into(), "yy".into()]]);
+        assert_eq!(t, "A         B\nSão João  x\nab        yy\n");
+    }
+}
