@@ -172,10 +172,10 @@ impl Branding {
             ("primary_color", &self.primary_color),
             ("secondary_color", &self.secondary_color),
         ] {
-            if let Some(c) = v {
-                if !is_hex_color(c) {
-                    errs.push(format!("{prefix}/{name}"), "must be a colour like #0a7d5c or #fff");
-                }
+            if let Some(c) = v
+                && !is_hex_color(c)
+            {
+                errs.push(format!("{prefix}/{name}"), "must be a colour like #0a7d5c or #fff");
             }
         }
     }

@@ -18,10 +18,15 @@ use crate::output::{Output, print_plans, print_tenant, print_tenants};
 
 /// Tenantplane: one deployment, many organisations.
 #[derive(Debug, Parser)]
-#[command(name = "tenantplane", version, about, long_about = None)]
+#[command(
+    name = "tenantplane",
+    version,
+    about = "Tenantplane: one deployment serving many organisations, each a tenant with hard isolation.",
+    long_about = None
+)]
 pub struct Cli {
     /// Configuration file (default: ./tenantplane.toml when present).
-    #[arg(long, global = true, env = "TENANTPLANE_CONFIG")]
+    #[arg(long, global = true, env = "TENANTPLANE_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -151,7 +156,7 @@ impl From<RoleArg> for OperatorRole {
 #[derive(Debug, Args, Clone)]
 pub struct Remote {
     /// Server URL (default: from `tenantplane login`, else http://127.0.0.1:8080).
-    #[arg(long, env = "TENANTPLANE_SERVER")]
+    #[arg(long, env = "TENANTPLANE_SERVER", hide_env_values = true)]
     pub server: Option<String>,
     /// File holding the operator token (default: $TENANTPLANE_TOKEN, else the login file).
     #[arg(long)]
@@ -165,7 +170,7 @@ pub struct Remote {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Create the tenants on this running server instead of starting one.
-    #[arg(long, env = "TENANTPLANE_SERVER")]
+    #[arg(long, env = "TENANTPLANE_SERVER", hide_env_values = true)]
     pub server: Option<String>,
     /// File holding the operator token (with --server; default $TENANTPLANE_TOKEN).
     #[arg(long)]
