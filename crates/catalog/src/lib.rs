@@ -171,7 +171,9 @@ pub async fn open(url: &str, pg_pool_size: usize) -> Result<Catalog> {
         Ok(Arc::new(PgCatalog::connect(url, pg_pool_size).await?))
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        Ok(Arc::new(SqliteCatalog::open(std::path::Path::new(path)).await?))
+        Ok(Arc::new(
+            SqliteCatalog::open(std::path::Path::new(path)).await?,
+        ))
     }
 }
 

@@ -150,7 +150,10 @@ impl CatalogStore for PgCatalog {
         .await
         .map_err(db_err)?;
         let current: i64 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM catalog_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM catalog_migrations",
+                &[],
+            )
             .await
             .map_err(db_err)?
             .get(0);
@@ -211,7 +214,9 @@ impl CatalogStore for PgCatalog {
         )
         .await
         .map_err(|e| match unique_constraint(&e) {
-            Some(c) if c.contains("slug") => CatalogError::Conflict(Conflict::Slug(t.slug.to_string())),
+            Some(c) if c.contains("slug") => {
+                CatalogError::Conflict(Conflict::Slug(t.slug.to_string()))
+            }
             Some(_) => CatalogError::Conflict(Conflict::Id),
             None => db_err(e),
         })?;
@@ -240,7 +245,10 @@ impl CatalogStore for PgCatalog {
         let plan = q.plan.as_ref().map(|p| p.as_str());
         let isolation = q.isolation.map(|i| i.as_str());
         let after = q.after.map(|a| *a.as_uuid());
-        let text = q.q.as_deref().filter(|s| !s.is_empty()).map(str::to_lowercase);
+        let text =
+            q.q.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(str::to_lowercase);
         let limit = to_i64(q.limit as u64 + 1);
         let mut items: Vec<Tenant> = self
             .query_docs(
@@ -313,7 +321,9 @@ impl CatalogStore for PgCatalog {
         let mut last_seq = seq;
         let mut tenants = Vec::with_capacity(rows.len());
         for r in rows {
-            let doc: Json<Tenant> = r.try_get(0).map_err(|e| CatalogError::Internal(e.to_string()))?;
+            let doc: Json<Tenant> = r
+                .try_get(0)
+                .map_err(|e| CatalogError::Internal(e.to_string()))?;
             let s: i64 = r.get(1);
             tenants.push(doc.0);
             last_seq = last_seq.max(s as u64);
@@ -370,7 +380,12 @@ impl CatalogStore for PgCatalog {
         let n = c
             .execute(
                 "UPDATE plans SET version = $2, doc = $3 WHERE name = $1 AND version = $4",
-                &[&p.name.as_str(), &to_i64(p.version), &Json(&p), &to_i64(expected_version)],
+                &[
+                    &p.name.as_str(),
+                    &to_i64(p.version),
+                    &Json(&p),
+                    &to_i64(expected_version),
+                ],
             )
             .await
             .map_err(db_err)?;
@@ -378,7 +393,10 @@ impl CatalogStore for PgCatalog {
             return Ok(p);
         }
         let row = c
-            .query_opt("SELECT version FROM plans WHERE name = $1", &[&p.name.as_str()])
+            .query_opt(
+                "SELECT version FROM plans WHERE name = $1",
+                &[&p.name.as_str()],
+            )
             .await
             .map_err(db_err)?;
         match row {
@@ -433,6 +451,10 @@ impl CatalogStore for PgCatalog {
             )
             .await
             .map_err(db_err)?;
-        if n == 0 { Err(CatalogError::NotFound) } else { Ok(()) }
+        if n == 0 {
+            Err(CatalogError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 }

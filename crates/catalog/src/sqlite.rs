@@ -10,8 +10,7 @@ use std::{
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tenantplane_core::{
-    Operator, OperatorId, Plan, PlanName, Tenant, TenantRef, TenantStatus,
-    plan::builtin_plans,
+    Operator, OperatorId, Plan, PlanName, Tenant, TenantRef, TenantStatus, plan::builtin_plans,
 };
 use time::OffsetDateTime;
 
@@ -29,7 +28,9 @@ pub struct SqliteCatalog {
 
 impl std::fmt::Debug for SqliteCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteCatalog").field("path", &self.path).finish()
+        f.debug_struct("SqliteCatalog")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -55,12 +56,12 @@ impl SqliteCatalog {
         let path = path.to_path_buf();
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            if let Some(dir) = p.parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        CatalogError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
+            if let Some(dir) = p.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    CatalogError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
             }
             let conn = Connection::open(&p).map_err(|e| {
                 CatalogError::Unavailable(format!("cannot open {}: {e}", p.display()))
@@ -236,7 +237,10 @@ impl CatalogStore for SqliteCatalog {
             TenantRef::Slug(s) => ("SELECT doc FROM tenants WHERE slug = ?1", s.to_string()),
         };
         self.with(move |c| {
-            let doc: Option<String> = c.query_row(sql, [key], row_doc).optional().map_err(internal)?;
+            let doc: Option<String> = c
+                .query_row(sql, [key], row_doc)
+                .optional()
+                .map_err(internal)?;
             doc.map(|d| decode(&d)).transpose()
         })
         .await
@@ -424,8 +428,12 @@ impl CatalogStore for SqliteCatalog {
         let mut p = plan.clone();
         self.with(move |c| {
             let tx = c.transaction().map_err(internal)?;
-            let current = version_of(&tx, "SELECT version FROM plans WHERE name = ?1", p.name.as_str())?
-                .ok_or(CatalogError::NotFound)?;
+            let current = version_of(
+                &tx,
+                "SELECT version FROM plans WHERE name = ?1",
+                p.name.as_str(),
+            )?
+            .ok_or(CatalogError::NotFound)?;
             if current != expected_version {
                 return Err(CatalogError::VersionMismatch { current });
             }
@@ -517,4 +525,3 @@ impl CatalogStore for SqliteCatalog {
         .await
     }
 }
-

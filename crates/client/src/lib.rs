@@ -120,7 +120,10 @@ impl Client {
                 Ok(p) => Err(ClientError::Api(p)),
                 Err(_) => Err(ClientError::Unexpected(format!(
                     "HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
                 ))),
             }
         }
@@ -173,21 +176,45 @@ impl Client {
 
     /// `GET /api/v1/tenants/{tenant}`.
     pub async fn get_tenant(&self, tenant: &str) -> Result<TenantView> {
-        Self::send(self.request(Method::GET, &format!("/api/v1/tenants/{}", Self::seg(tenant)))).await
+        Self::send(self.request(
+            Method::GET,
+            &format!("/api/v1/tenants/{}", Self::seg(tenant)),
+        ))
+        .await
     }
 
     /// `PATCH /api/v1/tenants/{tenant}`.
-    pub async fn update_tenant(&self, tenant: &str, req: &UpdateTenant, if_match: Option<u64>) -> Result<TenantView> {
+    pub async fn update_tenant(
+        &self,
+        tenant: &str,
+        req: &UpdateTenant,
+        if_match: Option<u64>,
+    ) -> Result<TenantView> {
         let rb = self
-            .request(Method::PATCH, &format!("/api/v1/tenants/{}", Self::seg(tenant)))
+            .request(
+                Method::PATCH,
+                &format!("/api/v1/tenants/{}", Self::seg(tenant)),
+            )
             .json(req);
         Self::send(Self::if_match(rb, if_match)).await
     }
 
     /// `POST /api/v1/tenants/{tenant}/{suspend|resume|restore}`.
-    pub async fn transition(&self, tenant: &str, action: &str, reason: Option<String>) -> Result<TenantView> {
+    pub async fn transition(
+        &self,
+        tenant: &str,
+        action: &str,
+        reason: Option<String>,
+    ) -> Result<TenantView> {
         let rb = self
-            .request(Method::POST, &format!("/api/v1/tenants/{}/{}", Self::seg(tenant), Self::seg(action)))
+            .request(
+                Method::POST,
+                &format!(
+                    "/api/v1/tenants/{}/{}",
+                    Self::seg(tenant),
+                    Self::seg(action)
+                ),
+            )
             .json(&TransitionRequest { reason });
         Self::send(rb).await
     }
@@ -195,7 +222,10 @@ impl Client {
     /// `DELETE /api/v1/tenants/{tenant}`.
     pub async fn delete_tenant(&self, tenant: &str, reason: Option<String>) -> Result<TenantView> {
         let rb = self
-            .request(Method::DELETE, &format!("/api/v1/tenants/{}", Self::seg(tenant)))
+            .request(
+                Method::DELETE,
+                &format!("/api/v1/tenants/{}", Self::seg(tenant)),
+            )
             .json(&TransitionRequest { reason });
         Self::send(rb).await
     }
@@ -203,7 +233,10 @@ impl Client {
     /// `POST /api/v1/tenants/{tenant}/domains`.
     pub async fn add_domain(&self, tenant: &str, domain: &str) -> Result<TenantView> {
         let rb = self
-            .request(Method::POST, &format!("/api/v1/tenants/{}/domains", Self::seg(tenant)))
+            .request(
+                Method::POST,
+                &format!("/api/v1/tenants/{}/domains", Self::seg(tenant)),
+            )
             .json(&AddDomain {
                 domain: domain.to_owned(),
             });
@@ -214,7 +247,11 @@ impl Client {
     pub async fn remove_domain(&self, tenant: &str, domain: &str) -> Result<TenantView> {
         Self::send(self.request(
             Method::DELETE,
-            &format!("/api/v1/tenants/{}/domains/{}", Self::seg(tenant), Self::seg(domain)),
+            &format!(
+                "/api/v1/tenants/{}/domains/{}",
+                Self::seg(tenant),
+                Self::seg(domain)
+            ),
         ))
         .await
     }
@@ -225,7 +262,11 @@ impl Client {
     }
 
     /// `PATCH /api/v1/plans/{plan}`.
-    pub async fn update_plan(&self, plan: &str, req: &UpdatePlan) -> Result<tenantplane_core::Plan> {
+    pub async fn update_plan(
+        &self,
+        plan: &str,
+        req: &UpdatePlan,
+    ) -> Result<tenantplane_core::Plan> {
         Self::send(
             self.request(Method::PATCH, &format!("/api/v1/plans/{}", Self::seg(plan)))
                 .json(req),
@@ -250,12 +291,20 @@ impl Client {
 
     /// `POST /api/v1/operators/{operator}/reset-token`.
     pub async fn reset_operator(&self, op: &str) -> Result<OperatorCredentials> {
-        Self::send(self.request(Method::POST, &format!("/api/v1/operators/{}/reset-token", Self::seg(op)))).await
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/operators/{}/reset-token", Self::seg(op)),
+        ))
+        .await
     }
 
     /// `POST /api/v1/operators/{operator}/disable`.
     pub async fn disable_operator(&self, op: &str) -> Result<OperatorView> {
-        Self::send(self.request(Method::POST, &format!("/api/v1/operators/{}/disable", Self::seg(op)))).await
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/operators/{}/disable", Self::seg(op)),
+        ))
+        .await
     }
 
     /// `GET /api/tenant` with an explicit `Host` (tenant resolution by domain).
@@ -270,7 +319,11 @@ impl Client {
 
     /// `GET /t/{slug}/api/tenant` (tenant resolution by path prefix).
     pub async fn tenant_profile_by_path(&self, slug: &str) -> Result<PublicTenant> {
-        Self::send(self.http.get(format!("{}/t/{}/api/tenant", self.base, Self::seg(slug)))).await
+        Self::send(
+            self.http
+                .get(format!("{}/t/{}/api/tenant", self.base, Self::seg(slug))),
+        )
+        .await
     }
 
     /// `GET /readyz`; true when ready.

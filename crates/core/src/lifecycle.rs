@@ -15,9 +15,7 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 /// Where a tenant is in its life.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TenantStatus {
     /// Its stores are being created; not served yet.
@@ -183,18 +181,30 @@ mod tests {
 
     #[test]
     fn happy_paths() {
-        assert_eq!(target_status(S::Provisioning, A::Activate, None), Ok(S::Active));
+        assert_eq!(
+            target_status(S::Provisioning, A::Activate, None),
+            Ok(S::Active)
+        );
         assert_eq!(target_status(S::Active, A::Suspend, None), Ok(S::Suspended));
         assert_eq!(target_status(S::Suspended, A::Resume, None), Ok(S::Active));
-        assert_eq!(target_status(S::Suspended, A::Delete, None), Ok(S::Deleting));
+        assert_eq!(
+            target_status(S::Suspended, A::Delete, None),
+            Ok(S::Deleting)
+        );
         assert_eq!(
             target_status(S::Deleting, A::Restore, Some(S::Suspended)),
             Ok(S::Suspended)
         );
-        assert_eq!(target_status(S::Deleting, A::Restore, Some(S::Active)), Ok(S::Active));
+        assert_eq!(
+            target_status(S::Deleting, A::Restore, Some(S::Active)),
+            Ok(S::Active)
+        );
         assert_eq!(target_status(S::Deleting, A::Purge, None), Ok(S::Deleted));
         assert_eq!(target_status(S::Active, A::Fail, None), Ok(S::Failed));
-        assert_eq!(target_status(S::Failed, A::Retry, None), Ok(S::Provisioning));
+        assert_eq!(
+            target_status(S::Failed, A::Retry, None),
+            Ok(S::Provisioning)
+        );
     }
 
     #[test]
@@ -210,7 +220,14 @@ mod tests {
     #[test]
     fn every_action_result_is_in_the_allowed_table() {
         let actions = [
-            A::Activate, A::Suspend, A::Resume, A::Delete, A::Restore, A::Purge, A::Fail, A::Retry,
+            A::Activate,
+            A::Suspend,
+            A::Resume,
+            A::Delete,
+            A::Restore,
+            A::Purge,
+            A::Fail,
+            A::Retry,
         ];
         for from in S::ALL {
             for a in actions {

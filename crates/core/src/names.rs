@@ -16,12 +16,60 @@ fn err(msg: impl Into<String>) -> NameError {
 /// Slugs that would collide with platform routes, infrastructure hostnames or look like
 /// impersonation. A tenant can never be called one of these.
 pub const RESERVED_SLUGS: &[&str] = &[
-    "admin", "administrator", "api", "app", "apps", "assets", "auth", "billing", "blog",
-    "cdn", "console", "dashboard", "default", "dev", "docs", "ftp", "help", "imap", "internal",
-    "localhost", "login", "logout", "mail", "metrics", "mx", "news", "ns1", "ns2", "oauth",
-    "operator", "operators", "platform", "pop", "pop3", "portal", "root", "security", "smtp",
-    "sso", "staging", "static", "status", "support", "system", "tenant", "tenantplane",
-    "tenants", "test", "www", "healthz", "readyz", "public", "null", "undefined",
+    "admin",
+    "administrator",
+    "api",
+    "app",
+    "apps",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "console",
+    "dashboard",
+    "default",
+    "dev",
+    "docs",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "localhost",
+    "login",
+    "logout",
+    "mail",
+    "metrics",
+    "mx",
+    "news",
+    "ns1",
+    "ns2",
+    "oauth",
+    "operator",
+    "operators",
+    "platform",
+    "pop",
+    "pop3",
+    "portal",
+    "root",
+    "security",
+    "smtp",
+    "sso",
+    "staging",
+    "static",
+    "status",
+    "support",
+    "system",
+    "tenant",
+    "tenantplane",
+    "tenants",
+    "test",
+    "www",
+    "healthz",
+    "readyz",
+    "public",
+    "null",
+    "undefined",
 ];
 
 /// Validates one DNS label (RFC 1123, lowercase only).
@@ -72,7 +120,9 @@ impl FromStr for Slug {
             return Err(err("slug must start with a letter"));
         }
         if s.get(2..4) == Some("--") {
-            return Err(err("slug must not have '--' at positions 3-4 (reserved for IDNs)"));
+            return Err(err(
+                "slug must not have '--' at positions 3-4 (reserved for IDNs)",
+            ));
         }
         if RESERVED_SLUGS.contains(&s) {
             return Err(err(format!("slug '{s}' is reserved")));
@@ -138,7 +188,9 @@ impl FromStr for DomainName {
         }
         let labels: Vec<&str> = s.split('.').collect();
         if labels.len() < 2 {
-            return Err(err("domain must have at least two labels (e.g. example.org)"));
+            return Err(err(
+                "domain must have at least two labels (e.g. example.org)",
+            ));
         }
         for l in &labels {
             check_label(l, "domain")?;
@@ -208,13 +260,27 @@ mod tests {
 
     #[test]
     fn slugs() {
-        for ok in ["abc", "real-hospital-portugues", "h1", "a23"].iter().filter(|s| s.len() >= 3) {
+        for ok in ["abc", "real-hospital-portugues", "h1", "a23"]
+            .iter()
+            .filter(|s| s.len() >= 3)
+        {
             assert!(ok.parse::<Slug>().is_ok(), "{ok}");
         }
         let long = "a".repeat(64);
         for bad in [
-            "ab", "Abc", "1abc", "abc-", "-abc", "a_b", "ab c", "xn--abc", "admin", "www",
-            "ação", long.as_str(), "",
+            "ab",
+            "Abc",
+            "1abc",
+            "abc-",
+            "-abc",
+            "a_b",
+            "ab c",
+            "xn--abc",
+            "admin",
+            "www",
+            "ação",
+            long.as_str(),
+            "",
         ] {
             assert!(bad.parse::<Slug>().is_err(), "{bad}");
         }
@@ -228,15 +294,29 @@ mod tests {
             "example.org.".parse::<DomainName>().unwrap().as_str(),
             "example.org"
         );
-        for bad in ["localhost", "Example.org", "a..b", "-a.org", "10.0.0.1", "a b.org", "x.org:80"] {
+        for bad in [
+            "localhost",
+            "Example.org",
+            "a..b",
+            "-a.org",
+            "10.0.0.1",
+            "a b.org",
+            "x.org:80",
+        ] {
             assert!(bad.parse::<DomainName>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn host_header_normalisation() {
-        assert_eq!(DomainName::from_host_header("A.Example.ORG:8080").as_deref(), Some("a.example.org"));
-        assert_eq!(DomainName::from_host_header("a.example.org.").as_deref(), Some("a.example.org"));
+        assert_eq!(
+            DomainName::from_host_header("A.Example.ORG:8080").as_deref(),
+            Some("a.example.org")
+        );
+        assert_eq!(
+            DomainName::from_host_header("a.example.org.").as_deref(),
+            Some("a.example.org")
+        );
         assert_eq!(DomainName::from_host_header("a.example.org:x"), None);
         assert_eq!(DomainName::from_host_header("user@a.example.org"), None);
         assert_eq!(DomainName::from_host_header("[::1]:80"), None);

@@ -154,6 +154,9 @@ mod tests {
         let mut e = ValidationErrors::new();
         q.validate("/quotas", &mut e);
         let pointers: Vec<_> = e.0.iter().map(|f| f.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/quotas/max_users", "/quotas/requests_per_month"]);
+        assert_eq!(
+            pointers,
+            ["/quotas/max_users", "/quotas/requests_per_month"]
+        );
     }
 }

@@ -78,12 +78,17 @@ impl IsolationMode {
 impl FromStr for IsolationMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Sqlite, Self::PgDatabase, Self::PgSchema, Self::PgShared]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown isolation mode '{s}' (sqlite, pg-database, pg-schema, pg-shared)")
-            })
+        [
+            Self::Sqlite,
+            Self::PgDatabase,
+            Self::PgSchema,
+            Self::PgShared,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| {
+            format!("unknown isolation mode '{s}' (sqlite, pg-database, pg-schema, pg-shared)")
+        })
     }
 }
 
@@ -131,9 +136,8 @@ pub struct Branding {
 }
 
 fn is_hex_color(s: &str) -> bool {
-    s.strip_prefix('#').is_some_and(|h| {
-        (h.len() == 3 || h.len() == 6) && h.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    s.strip_prefix('#')
+        .is_some_and(|h| (h.len() == 3 || h.len() == 6) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Checks a human-readable name: 1–200 characters after trimming, no control characters.
@@ -158,8 +162,7 @@ impl Branding {
             let ok = u.len() <= 2048
                 && u.strip_prefix("https://").is_some_and(|rest| {
                     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                    !host.is_empty()
-                        && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+                    !host.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
                 });
             if !ok {
                 errs.push(
@@ -175,7 +178,10 @@ impl Branding {
             if let Some(c) = v
                 && !is_hex_color(c)
             {
-                errs.push(format!("{prefix}/{name}"), "must be a colour like #0a7d5c or #fff");
+                errs.push(
+                    format!("{prefix}/{name}"),
+                    "must be a colour like #0a7d5c or #fff",
+                );
             }
         }
     }
@@ -200,11 +206,17 @@ fn depth(v: &serde_json::Value) -> usize {
 pub fn validate_settings(pointer: &str, s: &Settings, errs: &mut ValidationErrors) {
     let size = serde_json::to_vec(s).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_SETTINGS_BYTES {
-        errs.push(pointer, format!("must serialize to at most {MAX_SETTINGS_BYTES} bytes"));
+        errs.push(
+            pointer,
+            format!("must serialize to at most {MAX_SETTINGS_BYTES} bytes"),
+        );
     }
     let obj = serde_json::Value::Object(s.clone());
     if depth(&obj) > MAX_SETTINGS_DEPTH {
-        errs.push(pointer, format!("must nest at most {MAX_SETTINGS_DEPTH} levels deep"));
+        errs.push(
+            pointer,
+            format!("must nest at most {MAX_SETTINGS_DEPTH} levels deep"),
+        );
     }
     for k in s.keys() {
         if k.is_empty() || k.len() > 128 {
@@ -344,7 +356,10 @@ mod tests {
 
     #[test]
     fn tenant_ref_parsing() {
-        assert!(matches!("abc-def".parse::<TenantRef>(), Ok(TenantRef::Slug(_))));
+        assert!(matches!(
+            "abc-def".parse::<TenantRef>(),
+            Ok(TenantRef::Slug(_))
+        ));
         let id = TenantId::new();
         assert_eq!(id.to_string().parse::<TenantRef>(), Ok(TenantRef::Id(id)));
         assert!("A!".parse::<TenantRef>().is_err());

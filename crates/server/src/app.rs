@@ -26,8 +26,7 @@ use tower_http::{
 };
 
 use crate::{
-    api, config::Config, problem::ApiError, resolver::TenantIndex,
-    service::Service, tenant_api,
+    api, config::Config, problem::ApiError, resolver::TenantIndex, service::Service, tenant_api,
 };
 
 /// Shared state of every handler.
@@ -59,7 +58,10 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 pub async fn sync_index(svc: &Service) -> Result<usize, tenantplane_catalog::CatalogError> {
     let mut n = 0;
     loop {
-        let batch = svc.catalog.changes_since(svc.index.last_seq(), 5000).await?;
+        let batch = svc
+            .catalog
+            .changes_since(svc.index.last_seq(), 5000)
+            .await?;
         if batch.tenants.is_empty() {
             return Ok(n);
         }
@@ -76,7 +78,12 @@ impl Server {
         let location = config.catalog_location();
         let catalog = tenantplane_catalog::open(&location, config.catalog.pool_size)
             .await
-            .with_context(|| format!("opening the catalog at {}", crate::config::redact_url(&location)))?;
+            .with_context(|| {
+                format!(
+                    "opening the catalog at {}",
+                    crate::config::redact_url(&location)
+                )
+            })?;
         catalog.migrate().await.context("migrating the catalog")?;
         let index = Arc::new(TenantIndex::new(
             &config.server.base_domain,
@@ -84,7 +91,11 @@ impl Server {
         ));
         let svc = Arc::new(Service::new(catalog, index, config.clone()));
         let loaded = sync_index(&svc).await?;
-        tracing::info!(tenants = loaded, catalog = svc.catalog.backend(), "tenant index loaded");
+        tracing::info!(
+            tenants = loaded,
+            catalog = svc.catalog.backend(),
+            "tenant index loaded"
+        );
         Ok(Self {
             state: AppState { svc },
             config,
@@ -144,7 +155,11 @@ impl Server {
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
     /// (up to `server.shutdown_timeout_secs`).
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let tasks = self.spawn_background(cancel.clone());
         let app = self.router();
@@ -231,14 +246,21 @@ async fn readyz(State(s): State<AppState>) -> Response {
         catalog: Some(s.svc.catalog.backend().into()),
         tenants_indexed: Some(s.svc.index.len() as u64),
     };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
 async fn metrics_route() -> Response {
     match metrics_handle() {
         Some(h) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
             h.render(),
         )
             .into_response(),
@@ -251,7 +273,11 @@ async fn api_not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
 }
 
 /// Installs the metrics recorder (idempotent). Call once at start.

@@ -69,13 +69,17 @@ impl OperatorCache {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    async fn lookup(&self, catalog: &Catalog, hash: &str) -> Result<Option<Operator>, CatalogError> {
+    async fn lookup(
+        &self,
+        catalog: &Catalog,
+        hash: &str,
+    ) -> Result<Option<Operator>, CatalogError> {
         {
             let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, map)) = guard.as_ref() {
-                if at.elapsed() < CACHE_TTL {
-                    return Ok(find(map, hash));
-                }
+            if let Some((at, map)) = guard.as_ref()
+                && at.elapsed() < CACHE_TTL
+            {
+                return Ok(find(map, hash));
             }
         }
         let ops = catalog.list_operators().await?;
@@ -119,10 +123,9 @@ impl FromRequestParts<AppState> for OperatorCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("send an operator token as 'Authorization: Bearer <token>'"))?;
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("send an operator token as 'Authorization: Bearer <token>'")
+        })?;
         let token = value
             .to_str()
             .ok()

@@ -35,8 +35,12 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
     let json = is_json(req.headers());
     let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
-                .detail("the request body exceeds the configured limit")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+            )
+            .detail("the request body exceeds the configured limit")
         } else {
             ApiError::malformed("the request body could not be read", None)
         }
@@ -165,7 +169,11 @@ fn serde_urlencoded_parse<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
             QueryRejection::FailedToDeserializeQueryString(inner) => inner.body_text(),
             other => other.body_text(),
         };
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameters")
-            .detail(detail.replace("Failed to deserialize query string: ", ""))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query parameters",
+        )
+        .detail(detail.replace("Failed to deserialize query string: ", ""))
     })
 }

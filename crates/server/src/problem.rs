@@ -12,9 +12,27 @@ use tenantplane_core::{
     lifecycle::IllegalTransition,
 };
 
-/// An API failure, rendered as `application/problem+json`.
+/// An API failure, rendered as `application/problem+json` (boxed: errors stay one pointer
+/// wide on the happy path).
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorInner>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorInner;
+    fn deref(&self) -> &ApiErrorInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorInner {
+        &mut self.0
+    }
+}
+
+/// The members of an [`ApiError`].
+#[derive(Debug, Clone)]
+pub struct ApiErrorInner {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable problem code (the suffix of `type`).
@@ -36,7 +54,7 @@ pub struct ApiError {
 impl ApiError {
     /// A problem with no extra members.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self {
+        Self(Box::new(ApiErrorInner {
             status,
             code,
             title,
@@ -45,7 +63,7 @@ impl ApiError {
             allowed: None,
             current_version: None,
             retry_after: None,
-        }
+        }))
     }
 
     /// Adds a detail message.
@@ -71,8 +89,12 @@ impl ApiError {
 
     /// 400 with field errors.
     pub fn validation(errs: ValidationErrors) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "validation-failed", "Invalid request")
-            .detail("one or more fields are invalid");
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation-failed",
+            "Invalid request",
+        )
+        .detail("one or more fields are invalid");
         e.errors = errs
             .0
             .into_iter()
@@ -92,8 +114,12 @@ impl ApiError {
     /// 400 for a body that is not the expected JSON.
     pub fn malformed(detail: impl Into<String>, pointer: Option<String>) -> Self {
         let detail = detail.into();
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body")
-            .detail(detail.clone());
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+        )
+        .detail(detail.clone());
         if let Some(p) = pointer {
             e.errors.push(ProblemFieldError { pointer: p, detail });
         }
@@ -102,7 +128,12 @@ impl ApiError {
 
     /// 401.
     pub fn unauthorized(detail: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required").detail(detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+        )
+        .detail(detail)
     }
 
     /// 403.
@@ -112,7 +143,8 @@ impl ApiError {
 
     /// 404 for a named resource kind.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!("{what} not found"))
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail(format!("{what} not found"))
     }
 
     /// 412 with the current version.
@@ -131,8 +163,12 @@ impl ApiError {
 
     /// 409 for an illegal lifecycle transition.
     pub fn illegal_transition(t: &IllegalTransition) -> Self {
-        let mut e = Self::new(StatusCode::CONFLICT, "illegal-transition", "Illegal status transition")
-            .detail(t.to_string());
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "illegal-transition",
+            "Illegal status transition",
+        )
+        .detail(t.to_string());
         e.allowed = Some(t.allowed.clone());
         e
     }
@@ -140,14 +176,22 @@ impl ApiError {
     /// 500; `internal` is logged, not sent.
     pub fn internal(internal: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %internal, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            .detail("an unexpected error occurred; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("an unexpected error occurred; it has been logged")
     }
 
     /// 503.
     pub fn unavailable(detail: &str, retry_after: u64) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            .detail(detail);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .detail(detail);
         e.retry_after = Some(retry_after);
         e
     }
@@ -203,10 +247,12 @@ impl From<CatalogError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "slug-taken", "Slug already in use")
                     .detail(format!("a tenant with slug '{s}' already exists"))
             }
-            CatalogError::Conflict(Conflict::Domain(d)) => {
-                Self::new(StatusCode::CONFLICT, "domain-taken", "Domain already in use")
-                    .detail(format!("domain '{d}' is already assigned"))
-            }
+            CatalogError::Conflict(Conflict::Domain(d)) => Self::new(
+                StatusCode::CONFLICT,
+                "domain-taken",
+                "Domain already in use",
+            )
+            .detail(format!("domain '{d}' is already assigned")),
             CatalogError::Conflict(Conflict::OperatorName(n)) => Self::new(
                 StatusCode::CONFLICT,
                 "operator-name-taken",

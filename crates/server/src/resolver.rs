@@ -105,7 +105,11 @@ impl TenantIndex {
 
     /// Number of tenants indexed.
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).by_id.len()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .len()
     }
 
     /// True when no tenant is indexed.
@@ -115,7 +119,10 @@ impl TenantIndex {
 
     /// The highest catalog change sequence applied.
     pub fn last_seq(&self) -> u64 {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).last_seq
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_seq
     }
 
     /// Applies tenants at their latest state (older versions than indexed are ignored), and
@@ -164,13 +171,14 @@ impl TenantIndex {
             if let Some(t) = g.by_domain.get(host) {
                 return (found(t, Via::CustomDomain, 0), false);
             }
-            if let Some(label) = host.strip_suffix(self.base_suffix.as_str()) {
-                if !label.is_empty() && !label.contains('.') {
-                    return match g.by_slug.get(label) {
-                        Some(t) => (found(t, Via::Subdomain, 0), false),
-                        None => (Resolution::Unknown(Via::Subdomain), false),
-                    };
-                }
+            if let Some(label) = host.strip_suffix(self.base_suffix.as_str())
+                && !label.is_empty()
+                && !label.contains('.')
+            {
+                return match g.by_slug.get(label) {
+                    Some(t) => (found(t, Via::Subdomain, 0), false),
+                    None => (Resolution::Unknown(Via::Subdomain), false),
+                };
             }
         }
         let mut untrusted_header = false;
@@ -221,9 +229,7 @@ fn found(t: &Arc<Tenant>, via: Via, strip: usize) -> Resolution {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenantplane_core::{
-        Branding, IsolationMode, Profile, Settings, TenantStatus,
-    };
+    use tenantplane_core::{Branding, IsolationMode, Profile, Settings, TenantStatus};
     use time::OffsetDateTime;
 
     fn t(slug: &str, domains: &[&str]) -> Tenant {
@@ -248,7 +254,12 @@ mod tests {
         }
     }
 
-    fn facts<'a>(host: &'a str, header: Option<&'a str>, peer: &str, path: &'a str) -> RequestFacts<'a> {
+    fn facts<'a>(
+        host: &'a str,
+        header: Option<&'a str>,
+        peer: &str,
+        path: &'a str,
+    ) -> RequestFacts<'a> {
         RequestFacts {
             host: Some(host),
             tenant_header: header,
@@ -259,7 +270,9 @@ mod tests {
 
     fn slug_of(r: &Resolution) -> Option<(String, Via, usize)> {
         match r {
-            Resolution::Found { tenant, via, strip } => Some((tenant.slug.to_string(), *via, *strip)),
+            Resolution::Found { tenant, via, strip } => {
+                Some((tenant.slug.to_string(), *via, *strip))
+            }
             _ => None,
         }
     }
@@ -271,28 +284,69 @@ mod tests {
         let b = t("bravo", &[]);
         idx.apply([a.clone(), b.clone()], Some(2));
         let r = |h, hd, p, path| slug_of(&idx.resolve(facts(h, hd, p, path)).0);
-        assert_eq!(r("records.alpha.org", None, "1.2.3.4", "/"), Some(("alpha".into(), Via::CustomDomain, 0)));
-        assert_eq!(r("RECORDS.alpha.org.:443", None, "1.2.3.4", "/"), Some(("alpha".into(), Via::CustomDomain, 0)));
-        assert_eq!(r("bravo.tp.example", None, "1.2.3.4", "/"), Some(("bravo".into(), Via::Subdomain, 0)));
+        assert_eq!(
+            r("records.alpha.org", None, "1.2.3.4", "/"),
+            Some(("alpha".into(), Via::CustomDomain, 0))
+        );
+        assert_eq!(
+            r("RECORDS.alpha.org.:443", None, "1.2.3.4", "/"),
+            Some(("alpha".into(), Via::CustomDomain, 0))
+        );
+        assert_eq!(
+            r("bravo.tp.example", None, "1.2.3.4", "/"),
+            Some(("bravo".into(), Via::Subdomain, 0))
+        );
         // Host wins over header and path.
-        assert_eq!(r("bravo.tp.example", Some("alpha"), "10.1.1.1", "/t/alpha/x"), Some(("bravo".into(), Via::Subdomain, 0)));
+        assert_eq!(
+            r("bravo.tp.example", Some("alpha"), "10.1.1.1", "/t/alpha/x"),
+            Some(("bravo".into(), Via::Subdomain, 0))
+        );
         // Trusted header.
-        assert_eq!(r("127.0.0.1", Some("alpha"), "10.1.1.1", "/"), Some(("alpha".into(), Via::Header, 0)));
-        assert_eq!(r("127.0.0.1", Some(&a.id.to_string()), "::ffff:10.1.1.1", "/"), Some(("alpha".into(), Via::Header, 0)));
+        assert_eq!(
+            r("127.0.0.1", Some("alpha"), "10.1.1.1", "/"),
+            Some(("alpha".into(), Via::Header, 0))
+        );
+        assert_eq!(
+            r("127.0.0.1", Some(&a.id.to_string()), "::ffff:10.1.1.1", "/"),
+            Some(("alpha".into(), Via::Header, 0))
+        );
         // Untrusted header: ignored (and reported), falls through to the path.
-        let (res, untrusted) = idx.resolve(facts("127.0.0.1", Some("alpha"), "1.2.3.4", "/t/bravo/api"));
+        let (res, untrusted) =
+            idx.resolve(facts("127.0.0.1", Some("alpha"), "1.2.3.4", "/t/bravo/api"));
         assert!(untrusted);
         assert_eq!(slug_of(&res), Some(("bravo".into(), Via::PathPrefix, 8)));
         let (res, untrusted) = idx.resolve(facts("127.0.0.1", Some("alpha"), "1.2.3.4", "/api"));
         assert!(untrusted);
         assert!(matches!(res, Resolution::NoTenant));
         // Look-alike hosts do not resolve.
-        assert!(matches!(idx.resolve(facts("alpha.tp.example.evil.org", None, "1.2.3.4", "/")).0, Resolution::NoTenant));
-        assert!(matches!(idx.resolve(facts("x.alpha.tp.example", None, "1.2.3.4", "/")).0, Resolution::NoTenant));
-        assert!(matches!(idx.resolve(facts("evil-records.alpha.org", None, "1.2.3.4", "/")).0, Resolution::NoTenant));
-        assert!(matches!(idx.resolve(facts("nope.tp.example", None, "1.2.3.4", "/t/alpha/")).0, Resolution::Unknown(Via::Subdomain)));
-        assert!(matches!(idx.resolve(facts("h", None, "1.2.3.4", "/t/nope/")).0, Resolution::Unknown(Via::PathPrefix)));
-        assert!(matches!(idx.resolve(facts("h", None, "1.2.3.4", "/t//")).0, Resolution::Unknown(Via::PathPrefix)));
+        assert!(matches!(
+            idx.resolve(facts("alpha.tp.example.evil.org", None, "1.2.3.4", "/"))
+                .0,
+            Resolution::NoTenant
+        ));
+        assert!(matches!(
+            idx.resolve(facts("x.alpha.tp.example", None, "1.2.3.4", "/"))
+                .0,
+            Resolution::NoTenant
+        ));
+        assert!(matches!(
+            idx.resolve(facts("evil-records.alpha.org", None, "1.2.3.4", "/"))
+                .0,
+            Resolution::NoTenant
+        ));
+        assert!(matches!(
+            idx.resolve(facts("nope.tp.example", None, "1.2.3.4", "/t/alpha/"))
+                .0,
+            Resolution::Unknown(Via::Subdomain)
+        ));
+        assert!(matches!(
+            idx.resolve(facts("h", None, "1.2.3.4", "/t/nope/")).0,
+            Resolution::Unknown(Via::PathPrefix)
+        ));
+        assert!(matches!(
+            idx.resolve(facts("h", None, "1.2.3.4", "/t//")).0,
+            Resolution::Unknown(Via::PathPrefix)
+        ));
     }
 
     #[test]

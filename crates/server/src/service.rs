@@ -52,7 +52,8 @@ impl std::fmt::Debug for Service {
 
 fn now() -> OffsetDateTime {
     let n = OffsetDateTime::now_utc();
-    n.replace_nanosecond(n.nanosecond() / 1000 * 1000).unwrap_or(n)
+    n.replace_nanosecond(n.nanosecond() / 1000 * 1000)
+        .unwrap_or(n)
 }
 
 /// Listing parameters as the API receives them.
@@ -81,7 +82,9 @@ fn encode_cursor(id: TenantId) -> String {
 }
 
 fn decode_cursor(c: &str) -> Option<TenantId> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     s.strip_prefix("t1:")?.parse().ok()
 }
@@ -100,7 +103,9 @@ impl Service {
 
     fn stripe(&self, id: &TenantId) -> &tokio::sync::Mutex<()> {
         let b = id.as_uuid().as_bytes();
-        let h = b.iter().fold(0usize, |acc, x| acc.wrapping_mul(31).wrapping_add(*x as usize));
+        let h = b.iter().fold(0usize, |acc, x| {
+            acc.wrapping_mul(31).wrapping_add(*x as usize)
+        });
         &self.write_locks[h % self.write_locks.len()]
     }
 
@@ -123,7 +128,12 @@ impl Service {
             .ok_or_else(|| ApiError::not_found("tenant"))
     }
 
-    fn validate_custom_domain(&self, pointer: &str, raw: &str, errs: &mut ValidationErrors) -> Option<DomainName> {
+    fn validate_custom_domain(
+        &self,
+        pointer: &str,
+        raw: &str,
+        errs: &mut ValidationErrors,
+    ) -> Option<DomainName> {
         let d = errs.check(pointer, raw.parse::<DomainName>())?;
         let bd = self.base_domain();
         if d.as_str() == bd || d.as_str().ends_with(&format!(".{bd}")) {
@@ -136,7 +146,12 @@ impl Service {
         Some(d)
     }
 
-    async fn require_plan(&self, pointer: &str, name: &str, errs: &mut ValidationErrors) -> ApiResult<Option<Plan>> {
+    async fn require_plan(
+        &self,
+        pointer: &str,
+        name: &str,
+        errs: &mut ValidationErrors,
+    ) -> ApiResult<Option<Plan>> {
         let Some(p) = errs.check(pointer, name.parse::<PlanName>()) else {
             return Ok(None);
         };
@@ -153,7 +168,10 @@ impl Service {
         let mut errs = ValidationErrors::new();
         let slug = errs.check("/slug", req.slug.parse::<Slug>());
         validate_display_name("/display_name", &req.display_name, &mut errs);
-        let plan_name = req.plan.clone().unwrap_or_else(|| self.config.tenants.default_plan.clone());
+        let plan_name = req
+            .plan
+            .clone()
+            .unwrap_or_else(|| self.config.tenants.default_plan.clone());
         let plan = self.require_plan("/plan", &plan_name, &mut errs).await?;
         let mut domains: Vec<DomainName> = Vec::new();
         for (i, raw) in req.custom_domains.iter().enumerate() {
@@ -202,7 +220,8 @@ impl Service {
         tracing::info!(tenant_id = %stored.id, slug = %stored.slug, "tenant created");
         // The tenant-data layer plugs its provisioning steps in here; with the catalog as the
         // only store so far, provisioning is complete once the record exists.
-        self.transition_tenant(stored, TenantAction::Activate, None, None).await
+        self.transition_tenant(stored, TenantAction::Activate, None, None)
+            .await
     }
 
     /// Lists tenants.
@@ -222,7 +241,10 @@ impl Service {
             }
             None => None,
         };
-        let plan = p.plan.as_deref().and_then(|s| errs.check("?plan", s.parse::<PlanName>()));
+        let plan = p
+            .plan
+            .as_deref()
+            .and_then(|s| errs.check("?plan", s.parse::<PlanName>()));
         if p.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
             errs.push("?q", "at most 200 characters");
         }
@@ -280,10 +302,10 @@ impl Service {
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant"))?;
             let expected = t.version;
-            if let Some(v) = if_match {
-                if v != expected {
-                    return Err(ApiError::version_mismatch(expected));
-                }
+            if let Some(v) = if_match
+                && v != expected
+            {
+                return Err(ApiError::version_mismatch(expected));
             }
             f(&mut t)?;
             t.updated_at = now();
@@ -300,12 +322,21 @@ impl Service {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::new(StatusCode::CONFLICT, "contention", "Too many concurrent changes")
-            .detail("the tenant is being changed concurrently; retry"))
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "contention",
+            "Too many concurrent changes",
+        )
+        .detail("the tenant is being changed concurrently; retry"))
     }
 
     /// Applies a partial update.
-    pub async fn update(&self, r: &str, req: UpdateTenant, if_match: Option<u64>) -> ApiResult<Tenant> {
+    pub async fn update(
+        &self,
+        r: &str,
+        req: UpdateTenant,
+        if_match: Option<u64>,
+    ) -> ApiResult<Tenant> {
         let mut errs = ValidationErrors::new();
         if let Some(n) = &req.display_name {
             validate_display_name("/display_name", n, &mut errs);
@@ -353,14 +384,20 @@ impl Service {
         reason: Option<String>,
         if_match: Option<u64>,
     ) -> ApiResult<Tenant> {
-        if let Some(reason) = &reason {
-            if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-                return Err(ApiError::field("/reason", "at most 500 characters, no control characters"));
-            }
+        if let Some(reason) = &reason
+            && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
+        {
+            return Err(ApiError::field(
+                "/reason",
+                "at most 500 characters, no control characters",
+            ));
         }
-        let grace = time::Duration::hours(self.config.tenants.deletion_grace_hours.min(24 * 3650) as i64);
+        let grace =
+            time::Duration::hours(self.config.tenants.deletion_grace_hours.min(24 * 3650) as i64);
         let stored = self
-            .modify(r, if_match, |t| apply_action(t, action, reason.clone(), grace))
+            .modify(r, if_match, |t| {
+                apply_action(t, action, reason.clone(), grace)
+            })
             .await?;
         tracing::info!(tenant_id = %stored.id, action = action.as_str(), status = %stored.status, "tenant transition");
         Ok(stored)
@@ -373,11 +410,17 @@ impl Service {
         reason: Option<String>,
         if_match: Option<u64>,
     ) -> ApiResult<Tenant> {
-        self.transition(&t.id.to_string(), action, reason, if_match).await
+        self.transition(&t.id.to_string(), action, reason, if_match)
+            .await
     }
 
     /// Adds a custom domain.
-    pub async fn add_domain(&self, r: &str, domain: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
+    pub async fn add_domain(
+        &self,
+        r: &str,
+        domain: &str,
+        if_match: Option<u64>,
+    ) -> ApiResult<Tenant> {
         let mut errs = ValidationErrors::new();
         let d = self.validate_custom_domain("/domain", domain, &mut errs);
         errs.into_result()?;
@@ -389,11 +432,18 @@ impl Service {
                 return Err(gone());
             }
             if t.custom_domains.contains(&d) {
-                return Err(ApiError::new(StatusCode::CONFLICT, "domain-taken", "Domain already in use")
-                    .detail(format!("domain '{d}' is already assigned to this tenant")));
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "domain-taken",
+                    "Domain already in use",
+                )
+                .detail(format!("domain '{d}' is already assigned to this tenant")));
             }
             if t.custom_domains.len() >= 20 {
-                return Err(ApiError::field("/domain", "a tenant may have at most 20 custom domains"));
+                return Err(ApiError::field(
+                    "/domain",
+                    "a tenant may have at most 20 custom domains",
+                ));
             }
             t.custom_domains.push(d.clone());
             Ok(())
@@ -402,10 +452,13 @@ impl Service {
     }
 
     /// Removes a custom domain.
-    pub async fn remove_domain(&self, r: &str, domain: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
-        let d: DomainName = domain
-            .parse()
-            .map_err(|_| ApiError::not_found("domain"))?;
+    pub async fn remove_domain(
+        &self,
+        r: &str,
+        domain: &str,
+        if_match: Option<u64>,
+    ) -> ApiResult<Tenant> {
+        let d: DomainName = domain.parse().map_err(|_| ApiError::not_found("domain"))?;
         self.modify(r, if_match, |t| {
             let before = t.custom_domains.len();
             t.custom_domains.retain(|x| x != &d);
@@ -420,7 +473,10 @@ impl Service {
     /// Moves every `deleting` tenant whose grace period ended to `deleted`, releasing its
     /// custom domains. Returns how many were purged.
     pub async fn purge_due(&self) -> ApiResult<usize> {
-        let due = self.catalog.due_for_purge(OffsetDateTime::now_utc(), 100).await?;
+        let due = self
+            .catalog
+            .due_for_purge(OffsetDateTime::now_utc(), 100)
+            .await?;
         let mut n = 0;
         for t in due {
             let res = self
@@ -447,7 +503,12 @@ impl Service {
     }
 
     /// Edits a plan.
-    pub async fn update_plan(&self, name: &str, req: UpdatePlan, if_match: Option<u64>) -> ApiResult<Plan> {
+    pub async fn update_plan(
+        &self,
+        name: &str,
+        req: UpdatePlan,
+        if_match: Option<u64>,
+    ) -> ApiResult<Plan> {
         let name: PlanName = name.parse().map_err(|_| ApiError::not_found("plan"))?;
         let mut errs = ValidationErrors::new();
         if let Some(n) = &req.display_name {
@@ -464,10 +525,10 @@ impl Service {
                 .await?
                 .ok_or_else(|| ApiError::not_found("plan"))?;
             let expected = plan.version;
-            if let Some(v) = if_match {
-                if v != expected {
-                    return Err(ApiError::version_mismatch(expected));
-                }
+            if let Some(v) = if_match
+                && v != expected
+            {
+                return Err(ApiError::version_mismatch(expected));
             }
             if let Some(n) = &req.display_name {
                 plan.display_name = n.trim().to_owned();
@@ -490,7 +551,11 @@ impl Service {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::new(StatusCode::CONFLICT, "contention", "Too many concurrent changes"))
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "contention",
+            "Too many concurrent changes",
+        ))
     }
 
     /// All operators.
@@ -529,11 +594,19 @@ impl Service {
     }
 
     /// Disables an operator (its token stops working within seconds on every replica).
-    pub async fn disable_operator(&self, id_or_name: &str, caller: &Operator) -> ApiResult<Operator> {
+    pub async fn disable_operator(
+        &self,
+        id_or_name: &str,
+        caller: &Operator,
+    ) -> ApiResult<Operator> {
         let mut op = self.find_operator(id_or_name).await?;
         if op.id == caller.id {
-            return Err(ApiError::new(StatusCode::CONFLICT, "self-disable", "Cannot disable yourself")
-                .detail("another platform-admin must disable this operator"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "self-disable",
+                "Cannot disable yourself",
+            )
+            .detail("another platform-admin must disable this operator"));
         }
         op.disabled = true;
         self.catalog.update_operator(&op).await?;
@@ -552,11 +625,16 @@ impl Service {
     /// On first start (no operator exists): creates the first operator, from the token in
     /// `token_file` or with a generated token, which is returned so the caller can show it
     /// once. Returns `None` when operators already exist.
-    pub async fn bootstrap(&self, token_file: Option<&Path>, name: &str) -> anyhow::Result<Option<String>> {
+    pub async fn bootstrap(
+        &self,
+        token_file: Option<&Path>,
+        name: &str,
+    ) -> anyhow::Result<Option<String>> {
         let supplied = match token_file {
             Some(p) => {
-                let raw = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("cannot read bootstrap token file {}: {e}", p.display()))?;
+                let raw = std::fs::read_to_string(p).map_err(|e| {
+                    anyhow::anyhow!("cannot read bootstrap token file {}: {e}", p.display())
+                })?;
                 let t = raw.trim().to_owned();
                 auth::validate_supplied_token(&t)
                     .map_err(|e| anyhow::anyhow!("bootstrap token file {}: {e}", p.display()))?;
@@ -567,13 +645,20 @@ impl Service {
         if !self.catalog.list_operators().await?.is_empty() {
             if let Some(t) = &supplied {
                 let h = auth::hash_token(t);
-                if !self.catalog.list_operators().await?.iter().any(|o| o.token_hash == h) {
+                if !self
+                    .catalog
+                    .list_operators()
+                    .await?
+                    .iter()
+                    .any(|o| o.token_hash == h)
+                {
                     tracing::warn!("bootstrap token file ignored: operators already exist");
                 }
             }
             return Ok(None);
         }
-        validate_operator_name(name).map_err(|e| anyhow::anyhow!("bootstrap.operator_name: {e}"))?;
+        validate_operator_name(name)
+            .map_err(|e| anyhow::anyhow!("bootstrap.operator_name: {e}"))?;
         let (token, show) = match supplied {
             Some(t) => (t, false),
             None => (auth::generate_token(), true),

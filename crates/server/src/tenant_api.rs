@@ -50,8 +50,12 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantCtx {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "tenant-not-found", "Tenant not found")
-        .detail("no tenant is served at this address; use the tenant's domain or /t/{slug}/")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "tenant-not-found",
+        "Tenant not found",
+    )
+    .detail("no tenant is served at this address; use the tenant's domain or /t/{slug}/")
 }
 
 /// Whether a tenant in `status` is served, and the problem otherwise.
@@ -64,19 +68,25 @@ pub fn servable(status: TenantStatus) -> Result<(), ApiError> {
             "Tenant suspended",
         )
         .detail("this tenant is suspended; contact the platform operator")),
-        TenantStatus::Deleting | TenantStatus::Deleted => Err(ApiError::new(
-            StatusCode::GONE,
-            "tenant-gone",
-            "Tenant deleted",
-        )
-        .detail("this tenant has been deleted")),
-        TenantStatus::Provisioning => Err(ApiError::unavailable("this tenant is being provisioned", 5)),
+        TenantStatus::Deleting | TenantStatus::Deleted => {
+            Err(
+                ApiError::new(StatusCode::GONE, "tenant-gone", "Tenant deleted")
+                    .detail("this tenant has been deleted"),
+            )
+        }
+        TenantStatus::Provisioning => {
+            Err(ApiError::unavailable("this tenant is being provisioned", 5))
+        }
         TenantStatus::Failed => Err(ApiError::unavailable("this tenant is unavailable", 60)),
     }
 }
 
 /// Middleware: resolves the tenant, refuses unservable ones, strips a `/t/{slug}` prefix.
-pub async fn resolve_tenant(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn resolve_tenant(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -88,7 +98,10 @@ pub async fn resolve_tenant(State(state): State<AppState>, mut req: Request, nex
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let facts = RequestFacts {
         host,
-        tenant_header: req.headers().get(&X_TENANT_ID).and_then(|h| h.to_str().ok()),
+        tenant_header: req
+            .headers()
+            .get(&X_TENANT_ID)
+            .and_then(|h| h.to_str().ok()),
         peer,
         path: req.uri().path(),
     };
@@ -156,7 +169,8 @@ pub async fn profile(State(s): State<AppState>, ctx: TenantCtx) -> Json<PublicTe
 }
 
 async fn tenant_route_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such route for this tenant")
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+        .detail("no such route for this tenant")
 }
 
 /// Routes served on a tenant's host, wrapped (outside the router, so that a stripped

@@ -26,7 +26,12 @@ use crate::output::{Output, print_plans, print_tenant, print_tenants};
 )]
 pub struct Cli {
     /// Configuration file (default: ./tenantplane.toml when present).
-    #[arg(long, global = true, env = "TENANTPLANE_CONFIG", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTPLANE_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -467,7 +472,8 @@ fn read_cli_file() -> CliFile {
 }
 
 fn read_token_file(p: &Path) -> anyhow::Result<String> {
-    let t = std::fs::read_to_string(p).with_context(|| format!("reading token file {}", p.display()))?;
+    let t = std::fs::read_to_string(p)
+        .with_context(|| format!("reading token file {}", p.display()))?;
     Ok(t.trim().to_owned())
 }
 
@@ -482,7 +488,10 @@ impl Remote {
             .unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let token = match &self.token_file {
             Some(p) => Some(read_token_file(p)?),
-            None => std::env::var("TENANTPLANE_TOKEN").ok().filter(|t| !t.is_empty()).or(file.token),
+            None => std::env::var("TENANTPLANE_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or(file.token),
         };
         Ok(Client::new(&server, token))
     }
@@ -518,7 +527,8 @@ fn parse_settings(raw: &[String]) -> anyhow::Result<Option<tenantplane_core::Set
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("--setting expects KEY=VALUE, got '{kv}'"))?;
-        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        let value =
+            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
         s.insert(k.to_owned(), value);
     }
     Ok(Some(s))
@@ -539,13 +549,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant(cmd).await,
         Command::Domain(cmd) => {
             let (remote, t) = match cmd {
-                DomainCmd::Add { tenant, domain, remote } => {
+                DomainCmd::Add {
+                    tenant,
+                    domain,
+                    remote,
+                } => {
                     let c = remote.client()?;
                     (remote, c.add_domain(&tenant, &domain).await.map_err(api)?)
                 }
-                DomainCmd::Remove { tenant, domain, remote } => {
+                DomainCmd::Remove {
+                    tenant,
+                    domain,
+                    remote,
+                } => {
                     let c = remote.client()?;
-                    (remote, c.remove_domain(&tenant, &domain).await.map_err(api)?)
+                    (
+                        remote,
+                        c.remove_domain(&tenant, &domain).await.map_err(api)?,
+                    )
                 }
             };
             print_tenant(&t, remote.output)
@@ -600,7 +621,10 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
         TenantCmd::Create(a) => {
             let c = a.remote.client()?;
-            let branding = a.branding.is_set().then(|| a.branding.into_branding(Branding::default()));
+            let branding = a
+                .branding
+                .is_set()
+                .then(|| a.branding.into_branding(Branding::default()));
             let req = CreateTenant {
                 slug: a.slug,
                 display_name: a.name,
@@ -614,9 +638,24 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             let t = c.create_tenant(&req).await.map_err(api)?;
             print_tenant(&t, a.remote.output)
         }
-        TenantCmd::List { status, profile, plan, q, limit, all, remote } => {
+        TenantCmd::List {
+            status,
+            profile,
+            plan,
+            q,
+            limit,
+            all,
+            remote,
+        } => {
             let c = remote.client()?;
-            let query = ListQuery { status, profile, plan, q, limit, cursor: None };
+            let query = ListQuery {
+                status,
+                profile,
+                plan,
+                q,
+                limit,
+                cursor: None,
+            };
             if all {
                 let items = c.list_all_tenants(&query).await.map_err(api)?;
                 print_tenants(&items, None, remote.output)
@@ -644,21 +683,34 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 branding,
                 settings: None,
             };
-            let t = c.update_tenant(&a.tenant, &req, a.if_version).await.map_err(api)?;
+            let t = c
+                .update_tenant(&a.tenant, &req, a.if_version)
+                .await
+                .map_err(api)?;
             print_tenant(&t, a.remote.output)
         }
         TenantCmd::Suspend(a) => act(a, "suspend").await,
         TenantCmd::Resume(a) => act(a, "resume").await,
         TenantCmd::Restore(a) => act(a, "restore").await,
         TenantCmd::Delete(a) => {
-            let t = a.remote.client()?.delete_tenant(&a.tenant, a.reason).await.map_err(api)?;
+            let t = a
+                .remote
+                .client()?
+                .delete_tenant(&a.tenant, a.reason)
+                .await
+                .map_err(api)?;
             print_tenant(&t, a.remote.output)
         }
     }
 }
 
 async fn act(a: TenantAct, action: &str) -> anyhow::Result<()> {
-    let t = a.remote.client()?.transition(&a.tenant, action, a.reason).await.map_err(api)?;
+    let t = a
+        .remote
+        .client()?
+        .transition(&a.tenant, action, a.reason)
+        .await
+        .map_err(api)?;
     print_tenant(&t, a.remote.output)
 }
 
@@ -678,9 +730,13 @@ async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<(
         }
         OperatorCmd::Reset { name, .. } => svc.reset_operator(name).await,
     };
-    let (op, token) = res.map_err(|e| anyhow!("{}", e.detail.unwrap_or_else(|| e.title.to_owned())))?;
+    let (op, token) =
+        res.map_err(|e| anyhow!("{}", e.detail.clone().unwrap_or_else(|| e.title.to_owned())))?;
     let view = OperatorView::from(&op);
-    println!("operator '{}' ({}) token, shown once (only a hash is stored):\n\n    {token}\n", view.name, view.role);
+    println!(
+        "operator '{}' ({}) token, shown once (only a hash is stored):\n\n    {token}\n",
+        view.name, view.role
+    );
     println!("use it:  export TENANTPLANE_TOKEN={token}");
     Ok(())
 }
@@ -696,7 +752,8 @@ async fn login(args: LoginArgs) -> anyhow::Result<()> {
     };
     let client = Client::new(&args.server, Some(token.clone()));
     let me = client.me().await.map_err(api)?;
-    let path = cli_file_path().ok_or_else(|| anyhow!("cannot locate a config directory (set HOME)"))?;
+    let path =
+        cli_file_path().ok_or_else(|| anyhow!("cannot locate a config directory (set HOME)"))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -705,7 +762,13 @@ async fn login(args: LoginArgs) -> anyhow::Result<()> {
         token: Some(token),
     })?;
     write_private(&path, body.as_bytes())?;
-    println!("logged in to {} as {} ({}); saved to {}", args.server, me.name, me.role, path.display());
+    println!(
+        "logged in to {} as {} ({}); saved to {}",
+        args.server,
+        me.name,
+        me.role,
+        path.display()
+    );
     Ok(())
 }
 

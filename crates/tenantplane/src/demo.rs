@@ -15,25 +15,28 @@ fn settings(v: serde_json::Value) -> Option<Settings> {
 
 /// The seed's tenants: three hospitals and a city council.
 pub fn seed_tenants() -> Vec<CreateTenant> {
-    let hospital = |slug: &str, name: &str, plan: &str, users: u32, depts: &[&str], colors: (&str, &str)| CreateTenant {
-        slug: slug.into(),
-        display_name: name.into(),
-        profile: Some(Profile::Hospital),
-        plan: Some(plan.into()),
-        isolation: Some(IsolationMode::Sqlite),
-        custom_domains: vec![],
-        branding: Some(Branding {
-            display_name: None,
-            logo_url: None,
-            primary_color: Some(colors.0.into()),
-            secondary_color: Some(colors.1.into()),
-        }),
-        settings: settings(serde_json::json!({
-            "daily_users": users,
-            "departments": depts,
-            "modules": {"records": true}
-        })),
-    };
+    let hospital =
+        |slug: &str, name: &str, plan: &str, users: u32, depts: &[&str], colors: (&str, &str)| {
+            CreateTenant {
+                slug: slug.into(),
+                display_name: name.into(),
+                profile: Some(Profile::Hospital),
+                plan: Some(plan.into()),
+                isolation: Some(IsolationMode::Sqlite),
+                custom_domains: vec![],
+                branding: Some(Branding {
+                    display_name: None,
+                    logo_url: None,
+                    primary_color: Some(colors.0.into()),
+                    secondary_color: Some(colors.1.into()),
+                }),
+                settings: settings(serde_json::json!({
+                    "daily_users": users,
+                    "departments": depts,
+                    "modules": {"records": true}
+                })),
+            }
+        };
     vec![
         hospital(
             "real-hospital-portugues",
@@ -48,7 +51,16 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
             "Hospital Santa Maria",
             "large",
             500,
-            &["Emergência", "Cardiologia", "Pediatria", "Oncologia", "Neurologia", "Ortopedia", "Obstetrícia", "Cuidados Intensivos"],
+            &[
+                "Emergência",
+                "Cardiologia",
+                "Pediatria",
+                "Oncologia",
+                "Neurologia",
+                "Ortopedia",
+                "Obstetrícia",
+                "Cuidados Intensivos",
+            ],
             ("#00703c", "#f2a900"),
         ),
         hospital(
@@ -72,7 +84,9 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
                 primary_color: Some("#8a1538".into()),
                 secondary_color: Some("#d4af37".into()),
             }),
-            settings: settings(serde_json::json!({"modules": {"records": false, "legislative": true}})),
+            settings: settings(
+                serde_json::json!({"modules": {"records": false, "legislative": true}}),
+            ),
         },
     ]
 }
@@ -102,13 +116,22 @@ pub async fn seed_via_api(client: &Client, base_domain: &str) -> anyhow::Result<
 pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> {
     if let Some(server) = &args.server {
         let token = match &args.token_file {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?.trim().to_owned()),
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
             None => std::env::var("TENANTPLANE_TOKEN").ok(),
         };
         let client = Client::new(server, token);
         let me = client.me().await.map_err(anyhow::Error::new)?;
         let _ = me;
-        let base_domain = args.flags.base_domain.clone().unwrap_or_else(|| "localhost".into());
+        let base_domain = args
+            .flags
+            .base_domain
+            .clone()
+            .unwrap_or_else(|| "localhost".into());
         return seed_via_api(&client, &base_domain).await;
     }
     let cfg = args.flags.load(cfg_file)?;
@@ -134,7 +157,7 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
         match svc.create(req).await {
             Ok(_) => {}
             Err(e) if e.code == "slug-taken" => {}
-            Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.unwrap_or_default()),
+            Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.clone().unwrap_or_default()),
         }
         print_reach(&base, &base_domain, &slug, &name);
     }
@@ -142,5 +165,7 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
         return Ok(());
     }
     println!("\nServing; Ctrl-C to stop. Operator API: {base}/api/v1/docs");
-    server.serve(listener, crate::serve::shutdown_signal()).await
+    server
+        .serve(listener, crate::serve::shutdown_signal())
+        .await
 }

@@ -77,7 +77,15 @@ fn tenant_row(t: &TenantView) -> Vec<String> {
     ]
 }
 
-const TENANT_HEADERS: [&str; 7] = ["SLUG", "NAME", "PROFILE", "PLAN", "STATUS", "ISOLATION", "DOMAINS"];
+const TENANT_HEADERS: [&str; 7] = [
+    "SLUG",
+    "NAME",
+    "PROFILE",
+    "PLAN",
+    "STATUS",
+    "ISOLATION",
+    "DOMAINS",
+];
 
 /// Prints a list of tenants.
 pub fn print_tenants(items: &[TenantView], next: Option<&str>, out: Output) -> anyhow::Result<()> {
@@ -87,7 +95,13 @@ pub fn print_tenants(items: &[TenantView], next: Option<&str>, out: Output) -> a
         #[serde(skip_serializing_if = "Option::is_none")]
         next_cursor: Option<&'a str>,
     }
-    if structured(&Page { items, next_cursor: next }, out)? {
+    if structured(
+        &Page {
+            items,
+            next_cursor: next,
+        },
+        out,
+    )? {
         return Ok(());
     }
     let rows: Vec<_> = items.iter().map(tenant_row).collect();
@@ -119,7 +133,13 @@ pub fn print_tenant(t: &TenantView, out: Output) -> anyhow::Result<()> {
         rows.push(vec!["delete after".into(), d.to_string()]);
     }
     for d in &t.domains {
-        rows.push(vec![format!("domain ({})", serde_json::to_value(d.kind)?.as_str().unwrap_or("")), d.name.to_string()]);
+        rows.push(vec![
+            format!(
+                "domain ({})",
+                serde_json::to_value(d.kind)?.as_str().unwrap_or("")
+            ),
+            d.name.to_string(),
+        ]);
     }
     rows.push(vec!["version".into(), t.version.to_string()]);
     print!("{}", table(&["FIELD", "VALUE"], &rows));
@@ -147,7 +167,18 @@ pub fn print_plans(plans: &[Plan], out: Output) -> anyhow::Result<()> {
         .collect();
     print!(
         "{}",
-        table(&["PLAN", "USERS", "PATIENTS", "STORAGE", "REQ/MIN", "REQ/MONTH", "ISOLATION"], &rows)
+        table(
+            &[
+                "PLAN",
+                "USERS",
+                "PATIENTS",
+                "STORAGE",
+                "REQ/MIN",
+                "REQ/MONTH",
+                "ISOLATION"
+            ],
+            &rows
+        )
     );
     Ok(())
 }
@@ -158,7 +189,13 @@ mod tests {
 
     #[test]
     fn table_aligns_unicode() {
-        let t = table(&["A", "B"], &[vec!["São João".into(), "x".into()], vec!["ab".into(), "yy".into()]]);
+        let t = table(
+            &["A", "B"],
+            &[
+                vec!["São João".into(), "x".into()],
+                vec!["ab".into(), "yy".into()],
+            ],
+        );
         assert_eq!(t, "A         B\nSão João  x\nab        yy\n");
     }
 }

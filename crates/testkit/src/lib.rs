@@ -9,5 +9,3 @@ pub mod pg;
 pub mod server;
 
 pub use server::{TestServer, TestServerOptions};
-
-

@@ -70,8 +70,13 @@ fn is_root() -> bool {
 fn pg_command(bin: &Path, root: bool) -> Command {
     if root {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=postgres", "--regid=postgres", "--clear-groups", "--"])
-            .arg(bin);
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(bin);
         c
     } else {
         Command::new(bin)
@@ -98,7 +103,16 @@ fn start() -> anyhow::Result<PgCluster> {
         }
     }
     let out = pg_command(&bin_dir.join("initdb"), root)
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
         .arg(&data)
         .stdin(Stdio::null())
         .output()

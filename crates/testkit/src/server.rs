@@ -50,7 +50,9 @@ pub struct TestServer {
 
 impl std::fmt::Debug for TestServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestServer").field("addr", &self.addr).finish()
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 

@@ -33,7 +33,8 @@ pub fn tenant(slug: &str) -> Tenant {
 pub async fn create_get_roundtrip(c: Catalog) {
     let mut t = tenant("alpha-hospital");
     t.custom_domains = vec!["records.alpha.example".parse().unwrap()];
-    t.settings.insert("departments".into(), serde_json::json!(["er", "icu"]));
+    t.settings
+        .insert("departments".into(), serde_json::json!(["er", "icu"]));
     c.create_tenant(&t).await.unwrap();
     let by_id = c.get_tenant(&TenantRef::Id(t.id)).await.unwrap().unwrap();
     assert_eq!(by_id, t);
@@ -169,7 +170,10 @@ pub async fn listing_filters_and_paging(c: Catalog) {
             break;
         }
     }
-    assert_eq!(seen, ids, "pages cover every tenant once, in creation order");
+    assert_eq!(
+        seen, ids,
+        "pages cover every tenant once, in creation order"
+    );
     let councils = c
         .list_tenants(&TenantQuery {
             profile: Some(Profile::Council),
@@ -270,10 +274,16 @@ pub async fn plans_seeded_and_editable(c: Catalog) {
         c.update_plan(&p, 1).await,
         Err(CatalogError::VersionMismatch { current: 2 })
     ));
-    assert_eq!(c.get_plan(&name).await.unwrap().unwrap().quotas.max_users, 77);
+    assert_eq!(
+        c.get_plan(&name).await.unwrap().unwrap().quotas.max_users,
+        77
+    );
     // Migrating again keeps edited quotas (quota values are data).
     c.migrate().await.unwrap();
-    assert_eq!(c.get_plan(&name).await.unwrap().unwrap().quotas.max_users, 77);
+    assert_eq!(
+        c.get_plan(&name).await.unwrap().unwrap().quotas.max_users,
+        77
+    );
 }
 
 pub async fn operators(c: Catalog) {
@@ -293,7 +303,13 @@ pub async fn operators(c: Catalog) {
         Err(CatalogError::Conflict(Conflict::OperatorName(_)))
     ));
     assert_eq!(c.get_operator(op.id).await.unwrap().unwrap(), op);
-    assert_eq!(c.get_operator_by_name("ana@platform").await.unwrap().unwrap(), op);
+    assert_eq!(
+        c.get_operator_by_name("ana@platform")
+            .await
+            .unwrap()
+            .unwrap(),
+        op
+    );
     let mut op2 = op.clone();
     op2.disabled = true;
     c.update_operator(&op2).await.unwrap();

@@ -19,7 +19,11 @@ fn schema_name<T>(r: &RefOr<T>) -> String {
 }
 
 fn operation(method: &str, path: &str, op: &Operation, out: &mut String) {
-    let summary = op.summary.as_deref().or(op.description.as_deref()).unwrap_or("");
+    let summary = op
+        .summary
+        .as_deref()
+        .or(op.description.as_deref())
+        .unwrap_or("");
     out.push_str(&format!(
         "<section class=\"op\"><h3><span class=\"m {m}\">{M}</span> <code>{p}</code></h3><p>{s}</p>",
         m = method,

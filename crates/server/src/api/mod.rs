@@ -68,22 +68,36 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/api/v1/tenants/{tenant}",
-            get(tenants::get).patch(tenants::update).delete(tenants::delete),
+            get(tenants::get)
+                .patch(tenants::update)
+                .delete(tenants::delete),
         )
         .route("/api/v1/tenants/{tenant}/suspend", post(tenants::suspend))
         .route("/api/v1/tenants/{tenant}/resume", post(tenants::resume))
         .route("/api/v1/tenants/{tenant}/restore", post(tenants::restore))
-        .route("/api/v1/tenants/{tenant}/domains", post(tenants::add_domain))
+        .route(
+            "/api/v1/tenants/{tenant}/domains",
+            post(tenants::add_domain),
+        )
         .route(
             "/api/v1/tenants/{tenant}/domains/{domain}",
             axum::routing::delete(tenants::remove_domain),
         )
         .route("/api/v1/plans", get(plans::list))
         .route("/api/v1/plans/{plan}", axum::routing::patch(plans::update))
-        .route("/api/v1/operators", get(operators::list).post(operators::create))
+        .route(
+            "/api/v1/operators",
+            get(operators::list).post(operators::create),
+        )
         .route("/api/v1/operators/me", get(operators::me))
-        .route("/api/v1/operators/{operator}/reset-token", post(operators::reset_token))
-        .route("/api/v1/operators/{operator}/disable", post(operators::disable))
+        .route(
+            "/api/v1/operators/{operator}/reset-token",
+            post(operators::reset_token),
+        )
+        .route(
+            "/api/v1/operators/{operator}/disable",
+            post(operators::disable),
+        )
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/docs", get(docs::page))
 }
@@ -91,8 +105,10 @@ pub fn router() -> Router<AppState> {
 async fn openapi_json() -> Response {
     let body = openapi().to_pretty_json().unwrap_or_default();
     let mut r = body.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

@@ -17,7 +17,13 @@ use crate::{app::AppState, auth::OperatorCtx, extract::ApiJson, problem::ApiResu
 pub async fn list(State(s): State<AppState>, op: OperatorCtx) -> ApiResult<Json<OperatorList>> {
     op.require_write()?;
     Ok(Json(OperatorList {
-        items: s.svc.operators().await?.iter().map(OperatorView::from).collect(),
+        items: s
+            .svc
+            .operators()
+            .await?
+            .iter()
+            .map(OperatorView::from)
+            .collect(),
     }))
 }
 

@@ -7,7 +7,9 @@ use axum::{
     response::Response,
 };
 use tenantplane_core::{
-    api::{AddDomain, CreateTenant, Problem, TenantList, TenantView, TransitionRequest, UpdateTenant},
+    api::{
+        AddDomain, CreateTenant, Problem, TenantList, TenantView, TransitionRequest, UpdateTenant,
+    },
     lifecycle::TenantAction,
 };
 
@@ -61,7 +63,10 @@ pub async fn list(
     let (items, next_cursor) = s.svc.list(p).await?;
     let bd = s.svc.base_domain();
     Ok(Json(TenantList {
-        items: items.iter().map(|t| TenantView::from_tenant(t, bd)).collect(),
+        items: items
+            .iter()
+            .map(|t| TenantView::from_tenant(t, bd))
+            .collect(),
         next_cursor,
     }))
 }
@@ -74,7 +79,11 @@ pub async fn list(
         (status = 200, description = "The tenant", body = TenantView, headers(("ETag" = String))),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(State(s): State<AppState>, _op: OperatorCtx, Path(t): Path<String>) -> ApiResult<Response> {
+pub async fn get(
+    State(s): State<AppState>,
+    _op: OperatorCtx,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
     let t = s.svc.get(&t).await?;
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }

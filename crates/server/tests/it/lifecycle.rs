@@ -13,18 +13,40 @@ async fn lifecycle_is_enforced_at_the_edge() {
     let c = &s.client;
     let anon = s.anonymous();
     c.create_tenant(&new_tenant("santa-maria")).await.unwrap();
-    assert_eq!(anon.tenant_profile_by_path("santa-maria").await.unwrap().slug.as_str(), "santa-maria");
+    assert_eq!(
+        anon.tenant_profile_by_path("santa-maria")
+            .await
+            .unwrap()
+            .slug
+            .as_str(),
+        "santa-maria"
+    );
 
-    let t = c.transition("santa-maria", "suspend", Some("maintenance".into())).await.unwrap();
+    let t = c
+        .transition("santa-maria", "suspend", Some("maintenance".into()))
+        .await
+        .unwrap();
     assert_eq!(t.status, TenantStatus::Suspended);
-    let e = anon.tenant_profile_by_path("santa-maria").await.unwrap_err();
-    assert_eq!((e.problem().unwrap().status, e.problem().unwrap().code()), (403, "tenant-suspended"));
+    let e = anon
+        .tenant_profile_by_path("santa-maria")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.problem().unwrap().status, e.problem().unwrap().code()),
+        (403, "tenant-suspended")
+    );
 
     let t = c.delete_tenant("santa-maria", None).await.unwrap();
     assert_eq!(t.status, TenantStatus::Deleting);
     assert!(t.delete_after.is_some());
-    let e = anon.tenant_profile_by_host("santa-maria.tp.test").await.unwrap_err();
-    assert_eq!((e.problem().unwrap().status, e.problem().unwrap().code()), (410, "tenant-gone"));
+    let e = anon
+        .tenant_profile_by_host("santa-maria.tp.test")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.problem().unwrap().status, e.problem().unwrap().code()),
+        (410, "tenant-gone")
+    );
 
     // Restore returns to the status it had before deletion.
     let t = c.transition("santa-maria", "restore", None).await.unwrap();
@@ -49,7 +71,9 @@ async fn grace_period_ends_in_deleted_and_releases_domains() {
     let mut req = new_tenant("sao-joao");
     req.custom_domains = vec!["records.sjh.example".into()];
     c.create_tenant(&req).await.unwrap();
-    c.delete_tenant("sao-joao", Some("contract ended".into())).await.unwrap();
+    c.delete_tenant("sao-joao", Some("contract ended".into()))
+        .await
+        .unwrap();
     let mut status = TenantStatus::Deleting;
     for _ in 0..50 {
         status = c.get_tenant("sao-joao").await.unwrap().status;
@@ -64,11 +88,26 @@ async fn grace_period_ends_in_deleted_and_releases_domains() {
     // Deleted is terminal; the slug stays taken; the domain is free for someone else.
     let e = c.transition("sao-joao", "restore", None).await.unwrap_err();
     assert_eq!(e.problem().unwrap().code(), "illegal-transition");
-    assert_eq!(e.problem().unwrap().allowed_transitions.as_deref(), Some(&[][..]));
-    assert_eq!(c.create_tenant(&new_tenant("sao-joao")).await.unwrap_err().problem().unwrap().code(), "slug-taken");
+    assert_eq!(
+        e.problem().unwrap().allowed_transitions.as_deref(),
+        Some(&[][..])
+    );
+    assert_eq!(
+        c.create_tenant(&new_tenant("sao-joao"))
+            .await
+            .unwrap_err()
+            .problem()
+            .unwrap()
+            .code(),
+        "slug-taken"
+    );
     let mut other = new_tenant("sao-joao-novo");
     other.custom_domains = vec!["records.sjh.example".into()];
     c.create_tenant(&other).await.unwrap();
-    let e = s.anonymous().tenant_profile_by_path("sao-joao").await.unwrap_err();
+    let e = s
+        .anonymous()
+        .tenant_profile_by_path("sao-joao")
+        .await
+        .unwrap_err();
     assert_eq!(e.problem().unwrap().status, 410);
 }

@@ -9,22 +9,50 @@ use tenantplane_testkit::TestServer;
 async fn operator_tokens_lifecycle() {
     let s = TestServer::start().await.unwrap();
     let me = s.client.me().await.unwrap();
-    assert_eq!((me.name.as_str(), me.role), ("admin", OperatorRole::PlatformAdmin));
+    assert_eq!(
+        (me.name.as_str(), me.role),
+        ("admin", OperatorRole::PlatformAdmin)
+    );
     let stored = s.service.catalog.list_operators().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0].token_hash, s.token, "only a hash is stored");
 
-    let creds = s.client.create_operator(&CreateOperator { name: "ops@hospital".into(), role: None }).await.unwrap();
+    let creds = s
+        .client
+        .create_operator(&CreateOperator {
+            name: "ops@hospital".into(),
+            role: None,
+        })
+        .await
+        .unwrap();
     let ops = s.client.with_token(Some(creds.token.clone()));
     assert_eq!(ops.me().await.unwrap().name, "ops@hospital");
-    let e = s.client.create_operator(&CreateOperator { name: "ops@hospital".into(), role: None }).await.unwrap_err();
+    let e = s
+        .client
+        .create_operator(&CreateOperator {
+            name: "ops@hospital".into(),
+            role: None,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.problem().unwrap().code(), "operator-name-taken");
-    let e = s.client.create_operator(&CreateOperator { name: "Bad Name".into(), role: None }).await.unwrap_err();
+    let e = s
+        .client
+        .create_operator(&CreateOperator {
+            name: "Bad Name".into(),
+            role: None,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.problem().unwrap().errors[0].pointer, "/name");
 
     let reset = s.client.reset_operator("ops@hospital").await.unwrap();
     assert_ne!(reset.token, creds.token);
-    assert_eq!(ops.me().await.unwrap_err().problem().unwrap().status, 401, "old token dead");
+    assert_eq!(
+        ops.me().await.unwrap_err().problem().unwrap().status,
+        401,
+        "old token dead"
+    );
     let ops2 = s.client.with_token(Some(reset.token));
     ops2.me().await.unwrap();
 
@@ -35,7 +63,10 @@ async fn operator_tokens_lifecycle() {
     let list = s.client.list_operators().await.unwrap();
     assert_eq!(list.items.len(), 2);
     let json = serde_json::to_string(&list).unwrap();
-    assert!(!json.contains("token"), "listings never show tokens or hashes");
+    assert!(
+        !json.contains("token"),
+        "listings never show tokens or hashes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,5 +78,8 @@ async fn graceful_shutdown_finishes_and_frees_the_port() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     s.stop().await.unwrap();
     assert!(inflight.await.unwrap().is_ok());
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
 }

@@ -52,14 +52,20 @@ fn serve(cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
     });
     let mut stdout = Vec::new();
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not start");
         let done = line.contains("listening on");
         stdout.push(line);
         if done {
             break;
         }
     }
-    Running { child, url: format!("http://{listen}"), stdout }
+    Running {
+        child,
+        url: format!("http://{listen}"),
+        stdout,
+    }
 }
 
 fn token_of(r: &Running) -> Option<String> {
@@ -90,7 +96,10 @@ fn stdout(o: &Output) -> String {
 }
 
 fn sigterm(r: &mut Running) -> std::process::ExitStatus {
-    let st = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &r.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     for _ in 0..200 {
         if let Some(s) = r.child.try_wait().unwrap() {
@@ -107,57 +116,181 @@ fn zero_config_first_start_cli_and_restart() {
     let d = dir.path();
     let mut s = serve(d, &[], &[]);
     let token = token_of(&s).expect("first start prints a token");
-    assert!(d.join("tenantplane-data/catalog.db").exists(), "default data dir");
+    assert!(
+        d.join("tenantplane-data/catalog.db").exists(),
+        "default data dir"
+    );
 
-    let o = cli(d, &["tenant", "create", "alpha-hospital", "--name", "Alpha Hospital", "--profile", "hospital",
-        "--domain", "records.alpha.example", "--setting", "departments=4", "--primary-color", "#003366", "-o", "json"], &s.url, Some(&token));
+    let o = cli(
+        d,
+        &[
+            "tenant",
+            "create",
+            "alpha-hospital",
+            "--name",
+            "Alpha Hospital",
+            "--profile",
+            "hospital",
+            "--domain",
+            "records.alpha.example",
+            "--setting",
+            "departments=4",
+            "--primary-color",
+            "#003366",
+            "-o",
+            "json",
+        ],
+        &s.url,
+        Some(&token),
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!((t["status"].as_str(), t["settings"]["departments"].as_i64()), (Some("active"), Some(4)));
+    assert_eq!(
+        (t["status"].as_str(), t["settings"]["departments"].as_i64()),
+        (Some("active"), Some(4))
+    );
 
     // Exit codes: conflict 5, not found 4, invalid 3, no token 6.
-    assert_eq!(code(&cli(d, &["tenant", "create", "alpha-hospital", "--name", "Again"], &s.url, Some(&token))), 5);
-    assert_eq!(code(&cli(d, &["tenant", "show", "nobody-here"], &s.url, Some(&token))), 4);
-    let o = cli(d, &["tenant", "create", "Bad Slug", "--name", "x"], &s.url, Some(&token));
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "create", "alpha-hospital", "--name", "Again"],
+            &s.url,
+            Some(&token)
+        )),
+        5
+    );
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "show", "nobody-here"],
+            &s.url,
+            Some(&token)
+        )),
+        4
+    );
+    let o = cli(
+        d,
+        &["tenant", "create", "Bad Slug", "--name", "x"],
+        &s.url,
+        Some(&token),
+    );
     assert_eq!(code(&o), 3);
     assert!(String::from_utf8_lossy(&o.stderr).contains("Invalid request"));
     assert_eq!(code(&cli(d, &["tenant", "list"], &s.url, None)), 6);
-    assert_eq!(code(&cli(d, &["tenant", "list"], "http://127.0.0.1:1", Some(&token))), 7);
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "list"],
+            "http://127.0.0.1:1",
+            Some(&token)
+        )),
+        7
+    );
 
     let o = cli(d, &["tenant", "list", "-o", "yaml"], &s.url, Some(&token));
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("slug: alpha-hospital"));
     let o = cli(d, &["tenant", "list"], &s.url, Some(&token));
     assert!(stdout(&o).lines().next().unwrap().starts_with("SLUG"));
-    assert_eq!(code(&cli(d, &["tenant", "suspend", "alpha-hospital", "--reason", "audit"], &s.url, Some(&token))), 0);
-    assert_eq!(code(&cli(d, &["tenant", "suspend", "alpha-hospital"], &s.url, Some(&token))), 5);
-    assert_eq!(code(&cli(d, &["tenant", "resume", "alpha-hospital"], &s.url, Some(&token))), 0);
-    assert_eq!(code(&cli(d, &["domain", "add", "alpha-hospital", "portal.alpha.example"], &s.url, Some(&token))), 0);
-    assert_eq!(code(&cli(d, &["plan", "update", "small", "--max-users", "75", "-o", "json"], &s.url, Some(&token))), 0);
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "suspend", "alpha-hospital", "--reason", "audit"],
+            &s.url,
+            Some(&token)
+        )),
+        0
+    );
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "suspend", "alpha-hospital"],
+            &s.url,
+            Some(&token)
+        )),
+        5
+    );
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "resume", "alpha-hospital"],
+            &s.url,
+            Some(&token)
+        )),
+        0
+    );
+    assert_eq!(
+        code(&cli(
+            d,
+            &["domain", "add", "alpha-hospital", "portal.alpha.example"],
+            &s.url,
+            Some(&token)
+        )),
+        0
+    );
+    assert_eq!(
+        code(&cli(
+            d,
+            &["plan", "update", "small", "--max-users", "75", "-o", "json"],
+            &s.url,
+            Some(&token)
+        )),
+        0
+    );
     let o = cli(d, &["plan", "list", "-o", "json"], &s.url, Some(&token));
     assert!(stdout(&o).contains("\"max_users\": 75"));
 
     // Graceful stop on SIGTERM, then a restart keeps everything and prints no new token.
     assert!(sigterm(&mut s).success());
     let mut s2 = serve(d, &[], &[]);
-    assert!(token_of(&s2).is_none(), "the token is shown only on first start");
-    let o = cli(d, &["tenant", "show", "alpha-hospital", "-o", "json"], &s2.url, Some(&token));
+    assert!(
+        token_of(&s2).is_none(),
+        "the token is shown only on first start"
+    );
+    let o = cli(
+        d,
+        &["tenant", "show", "alpha-hospital", "-o", "json"],
+        &s2.url,
+        Some(&token),
+    );
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("portal.alpha.example"));
     assert!(sigterm(&mut s2).success());
 
     // Lost credentials: reset offline, the old token dies, the new one works.
-    let o = Command::new(BIN).current_dir(d).args(["operator", "reset", "admin"]).output().unwrap();
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["operator", "reset", "admin"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 0);
-    let new_token = stdout(&o).lines().find_map(|l| l.trim().strip_prefix("tpo_").map(|t| format!("tpo_{t}"))).unwrap();
+    let new_token = stdout(&o)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tpo_").map(|t| format!("tpo_{t}")))
+        .unwrap();
     let s3 = serve(d, &[], &[]);
     assert_eq!(code(&cli(d, &["tenant", "list"], &s3.url, Some(&token))), 6);
-    assert_eq!(code(&cli(d, &["tenant", "list"], &s3.url, Some(&new_token))), 0);
+    assert_eq!(
+        code(&cli(d, &["tenant", "list"], &s3.url, Some(&new_token))),
+        0
+    );
 
     // login stores the server and token (0600) for later commands.
     let tf = d.join("tok");
     std::fs::write(&tf, &new_token).unwrap();
-    let o = cli(d, &["login", "--server", &s3.url, "--token-file", tf.to_str().unwrap()], &s3.url, None);
+    let o = cli(
+        d,
+        &[
+            "login",
+            "--server",
+            &s3.url,
+            "--token-file",
+            tf.to_str().unwrap(),
+        ],
+        &s3.url,
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(code(&cli(d, &["tenant", "list"], &s3.url, None)), 0);
 }
@@ -172,13 +305,29 @@ fn acknowledged_writes_survive_kill_9() {
     assert!(token_of(&s).is_none(), "a supplied token is never printed");
     let token = "automation-token-0123456789abcdef";
     for i in 0..15 {
-        let o = cli(d, &["tenant", "create", &format!("durable-{i:02}"), "--name", "D"], &s.url, Some(token));
+        let o = cli(
+            d,
+            &[
+                "tenant",
+                "create",
+                &format!("durable-{i:02}"),
+                "--name",
+                "D",
+            ],
+            &s.url,
+            Some(token),
+        );
         assert_eq!(code(&o), 0);
     }
     s.child.kill().unwrap(); // SIGKILL
     s.child.wait().unwrap();
     let s2 = serve(d, &["--bootstrap-token-file", tf.to_str().unwrap()], &[]);
-    let o = cli(d, &["tenant", "list", "--all", "-o", "json"], &s2.url, Some(token));
+    let o = cli(
+        d,
+        &["tenant", "list", "--all", "-o", "json"],
+        &s2.url,
+        Some(token),
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["items"].as_array().unwrap().len(), 15);
 }
@@ -195,16 +344,42 @@ fn configuration_layers_and_redaction() {
         }
         c.output().unwrap()
     };
-    std::fs::write(d.join("tenantplane.toml"), "[server]\nbase_domain = \"from-file.example\"\nlisten = \"127.0.0.1:9999\"\n").unwrap();
-    let o = run(&["config", "print"], &[("TENANTPLANE__SERVER__LISTEN", "127.0.0.1:7777")]);
+    std::fs::write(
+        d.join("tenantplane.toml"),
+        "[server]\nbase_domain = \"from-file.example\"\nlisten = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let o = run(
+        &["config", "print"],
+        &[("TENANTPLANE__SERVER__LISTEN", "127.0.0.1:7777")],
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
     assert!(out.contains("base_domain = \"from-file.example\""), "{out}");
-    assert!(out.contains("listen = \"127.0.0.1:7777\""), "env beats file: {out}");
-    let o = run(&["config", "print", "--listen", "127.0.0.1:6666", "--catalog", "postgres://tp:s3cret@db.internal/catalog"], &[("TENANTPLANE__SERVER__LISTEN", "127.0.0.1:7777")]);
+    assert!(
+        out.contains("listen = \"127.0.0.1:7777\""),
+        "env beats file: {out}"
+    );
+    let o = run(
+        &[
+            "config",
+            "print",
+            "--listen",
+            "127.0.0.1:6666",
+            "--catalog",
+            "postgres://tp:s3cret@db.internal/catalog",
+        ],
+        &[("TENANTPLANE__SERVER__LISTEN", "127.0.0.1:7777")],
+    );
     let out = stdout(&o);
-    assert!(out.contains("listen = \"127.0.0.1:6666\""), "flags beat env: {out}");
-    assert!(out.contains("postgres://tp:***@db.internal/catalog") && !out.contains("s3cret"), "{out}");
+    assert!(
+        out.contains("listen = \"127.0.0.1:6666\""),
+        "flags beat env: {out}"
+    );
+    assert!(
+        out.contains("postgres://tp:***@db.internal/catalog") && !out.contains("s3cret"),
+        "{out}"
+    );
     // Unknown keys are refused, in the file and in the environment.
     let o = run(&["config", "print"], &[("TENANTPLANE__SERVER__LISTN", "x")]);
     assert_ne!(code(&o), 0);
@@ -224,48 +399,101 @@ fn demo_creates_the_seed_tenants_idempotently() {
     let port = tenantplane_testkit::pg::free_port().unwrap().to_string();
     let listen = format!("127.0.0.1:{port}");
     for _ in 0..2 {
-        let o = Command::new(BIN).current_dir(d).args(["demo", "--no-serve", "--listen", &listen]).env("RUST_LOG", "warn").output().unwrap();
+        let o = Command::new(BIN)
+            .current_dir(d)
+            .args(["demo", "--no-serve", "--listen", &listen])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
         assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
         let out = stdout(&o);
-        for name in ["Real Hospital Português", "Hospital Santa Maria", "Hospital São João", "Câmara Municipal de Santarém"] {
+        for name in [
+            "Real Hospital Português",
+            "Hospital Santa Maria",
+            "Hospital São João",
+            "Câmara Municipal de Santarém",
+        ] {
             assert!(out.contains(name), "{out}");
         }
         assert!(out.contains("/t/hospital-santa-maria/api/tenant"));
     }
     let s = serve(d, &[], &[]);
-    let o = Command::new(BIN).current_dir(d).args(["operator", "create", "viewer", "--role", "billing-viewer"]).output().unwrap();
-    let token = stdout(&o).lines().find_map(|l| l.trim().strip_prefix("tpo_").map(|t| format!("tpo_{t}"))).unwrap();
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["operator", "create", "viewer", "--role", "billing-viewer"])
+        .output()
+        .unwrap();
+    let token = stdout(&o)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tpo_").map(|t| format!("tpo_{t}")))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(5200)); // operator cache TTL
     let o = cli(d, &["tenant", "list", "-o", "json"], &s.url, Some(&token));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
-    let sm = items.iter().find(|t| t["slug"] == "hospital-santa-maria").unwrap();
+    let sm = items
+        .iter()
+        .find(|t| t["slug"] == "hospital-santa-maria")
+        .unwrap();
     assert_eq!(sm["settings"]["daily_users"], 500);
     assert_eq!(sm["settings"]["departments"].as_array().unwrap().len(), 8);
     // A billing-viewer reads but cannot write.
-    assert_eq!(code(&cli(d, &["tenant", "suspend", "hospital-santa-maria"], &s.url, Some(&token))), 6);
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "suspend", "hospital-santa-maria"],
+            &s.url,
+            Some(&token)
+        )),
+        6
+    );
 }
 
 #[test]
 fn postgres_catalog_from_the_command_line() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let url = rt.block_on(tenantplane_testkit::pg::fresh_database()).unwrap();
+    let url = rt
+        .block_on(tenantplane_testkit::pg::fresh_database())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let s = serve(d, &["--catalog", &url], &[]);
     let token = token_of(&s).unwrap();
-    assert_eq!(code(&cli(d, &["tenant", "create", "pg-hospital", "--name", "PG"], &s.url, Some(&token))), 0);
-    let ready: serde_json::Value = rt.block_on(async { reqwest::get(format!("{}/readyz", s.url)).await.unwrap().json().await.unwrap() });
+    assert_eq!(
+        code(&cli(
+            d,
+            &["tenant", "create", "pg-hospital", "--name", "PG"],
+            &s.url,
+            Some(&token)
+        )),
+        0
+    );
+    let ready: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!("{}/readyz", s.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
     assert_eq!(ready["catalog"], "postgres");
     assert!(!d.join("tenantplane-data/catalog.db").exists());
 }
 
 #[test]
 fn cli_help_is_a_reviewed_contract() {
-    for args in [vec!["--help"], vec!["tenant", "--help"], vec!["tenant", "create", "--help"], vec!["serve", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["tenant", "--help"],
+        vec!["tenant", "create", "--help"],
+        vec!["serve", "--help"],
+    ] {
         let o = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(code(&o), 0);
-        insta::assert_snapshot!(format!("help-{}", args.join("-").replace("--", "")), stdout(&o));
+        insta::assert_snapshot!(
+            format!("help-{}", args.join("-").replace("--", "")),
+            stdout(&o)
+        );
     }
 }
