@@ -12,13 +12,19 @@ use time::OffsetDateTime;
 fn tenant(i: usize) -> Tenant {
     Tenant {
         id: TenantId::new(),
-        slug: format!("tenant-{i:05}").parse().unwrap_or_else(|_| unreachable!()),
+        slug: format!("tenant-{i:05}")
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
         display_name: format!("Tenant {i}"),
         profile: Profile::Hospital,
         plan: "small".parse().unwrap_or_else(|_| unreachable!()),
         isolation: IsolationMode::Sqlite,
         placement: None,
-        custom_domains: vec![format!("records.tenant-{i:05}.example.org").parse().unwrap_or_else(|_| unreachable!())],
+        custom_domains: vec![
+            format!("records.tenant-{i:05}.example.org")
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        ],
         branding: Branding::default(),
         settings: Settings::new(),
         status: TenantStatus::Active,
@@ -32,16 +38,44 @@ fn tenant(i: usize) -> Tenant {
 }
 
 fn bench(c: &mut Criterion) {
-    let idx = TenantIndex::new("tp.example", vec!["10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!())]);
+    let idx = TenantIndex::new(
+        "tp.example",
+        vec!["10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!())],
+    );
     idx.apply((0..10_000).map(tenant), Some(10_000));
     let peer = Some("203.0.113.9".parse().unwrap_or_else(|_| unreachable!()));
     let mut g = c.benchmark_group("resolve_10k_tenants");
     let cases = [
-        ("custom_domain", Some("records.tenant-04321.example.org:443"), None, "/api/tenant"),
-        ("subdomain", Some("tenant-04321.tp.example"), None, "/api/tenant"),
-        ("path_prefix", Some("127.0.0.1:8080"), None, "/t/tenant-04321/api/tenant"),
-        ("untrusted_header_then_path", Some("127.0.0.1:8080"), Some("tenant-00001"), "/t/tenant-04321/api/tenant"),
-        ("unknown_subdomain", Some("nobody.tp.example"), None, "/api/tenant"),
+        (
+            "custom_domain",
+            Some("records.tenant-04321.example.org:443"),
+            None,
+            "/api/tenant",
+        ),
+        (
+            "subdomain",
+            Some("tenant-04321.tp.example"),
+            None,
+            "/api/tenant",
+        ),
+        (
+            "path_prefix",
+            Some("127.0.0.1:8080"),
+            None,
+            "/t/tenant-04321/api/tenant",
+        ),
+        (
+            "untrusted_header_then_path",
+            Some("127.0.0.1:8080"),
+            Some("tenant-00001"),
+            "/t/tenant-04321/api/tenant",
+        ),
+        (
+            "unknown_subdomain",
+            Some("nobody.tp.example"),
+            None,
+            "/api/tenant",
+        ),
     ];
     for (name, host, header, path) in cases {
         g.bench_function(name, |b| {

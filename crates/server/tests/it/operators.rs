@@ -70,14 +70,33 @@ async fn operator_tokens_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_and_frees_the_port() {
+async fn graceful_shutdown_finishes_in_flight_requests_and_frees_the_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = TestServer::start().await.unwrap();
     let addr = s.addr;
-    let c = s.client.clone();
-    let inflight = tokio::spawn(async move { c.list_plans().await });
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    s.stop().await.unwrap();
-    assert!(inflight.await.unwrap().is_ok());
+    // Start a request whose body is still arriving when shutdown begins.
+    let body = serde_json::to_vec(&crate::new_tenant("late-hospital")).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tenants HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.token,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(s.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the server waits for the in-flight request"
+    );
+    conn.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    stopping.await.unwrap().unwrap();
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "listener closed"
