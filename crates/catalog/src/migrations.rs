@@ -19,7 +19,7 @@ CREATE TABLE tenants (
     profile       TEXT NOT NULL,
     plan          TEXT NOT NULL,
     isolation     TEXT NOT NULL,
-    delete_after  TEXT,
+    delete_after  INTEGER,
     version       INTEGER NOT NULL,
     change_seq    INTEGER NOT NULL,
     doc           TEXT NOT NULL

@@ -123,12 +123,28 @@ fn write_domains(tx: &Transaction<'_>, t: &Tenant) -> Result<()> {
     Ok(())
 }
 
-fn opt_rfc3339(t: Option<OffsetDateTime>) -> Result<Option<String>> {
-    t.map(rfc3339).transpose()
+/// `delete_after` is stored as Unix seconds so that SQL comparisons are exact.
+fn opt_unix(t: Option<OffsetDateTime>) -> Option<i64> {
+    t.map(OffsetDateTime::unix_timestamp)
 }
 
 fn row_doc(r: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
     r.get(0)
+}
+
+/// Runs `sql` and decodes the JSON document in the first column of every row.
+fn docs<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(internal)?;
+    let raw = stmt
+        .query_map(params, row_doc)
+        .map_err(internal)?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(internal)?;
+    raw.iter().map(|d| decode(d)).collect()
 }
 
 fn version_of(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<Option<u64>> {
@@ -209,7 +225,7 @@ impl CatalogStore for SqliteCatalog {
                     t.profile.as_str(),
                     t.plan.as_str(),
                     t.isolation.as_str(),
-                    opt_rfc3339(t.delete_after)?,
+                    opt_unix(t.delete_after),
                     t.version as i64,
                     seq,
                     encode(&t)?
@@ -279,13 +295,8 @@ impl CatalogStore for SqliteCatalog {
                 ));
             }
             sql.push_str(&format!(" ORDER BY id LIMIT {}", q.limit + 1));
-            let mut stmt = c.prepare(&sql).map_err(internal)?;
-            let docs = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), row_doc)
-                .map_err(internal)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(internal)?;
-            let mut items = docs.iter().map(|d| decode(d)).collect::<Result<Vec<Tenant>>>()?;
+            let mut items: Vec<Tenant> =
+                docs(c, &sql, rusqlite::params_from_iter(args.iter()))?;
             let has_more = items.len() > q.limit;
             items.truncate(q.limit);
             Ok(TenantPage { items, has_more })
@@ -316,7 +327,7 @@ impl CatalogStore for SqliteCatalog {
                     t.profile.as_str(),
                     t.plan.as_str(),
                     t.isolation.as_str(),
-                    opt_rfc3339(t.delete_after)?,
+                    opt_unix(t.delete_after),
                     t.version as i64,
                     seq,
                     encode(&t)?
@@ -357,21 +368,14 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn due_for_purge(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<Tenant>> {
-        let now = rfc3339(now)?;
+        let now = now.unix_timestamp();
         self.with(move |c| {
-            // RFC 3339 UTC strings of equal shape compare like instants.
-            let mut stmt = c
-                .prepare(
-                    "SELECT doc FROM tenants WHERE status = 'deleting' AND delete_after <= ?1 \
-                     ORDER BY delete_after LIMIT ?2",
-                )
-                .map_err(internal)?;
-            let docs = stmt
-                .query_map(params![now, limit as i64], row_doc)
-                .map_err(internal)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(internal)?;
-            docs.iter().map(|d| decode(d)).collect()
+            docs(
+                c,
+                "SELECT doc FROM tenants WHERE status = 'deleting' AND delete_after <= ?1 \
+                 ORDER BY delete_after LIMIT ?2",
+                params![now, limit as i64],
+            )
         })
         .await
     }
@@ -398,18 +402,8 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn list_plans(&self) -> Result<Vec<Plan>> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT doc FROM plans ORDER BY name")
-                .map_err(internal)?;
-            let docs = stmt
-                .query_map([], row_doc)
-                .map_err(internal)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(internal)?;
-            docs.iter().map(|d| decode(d)).collect()
-        })
-        .await
+        self.with(|c| docs(c, "SELECT doc FROM plans ORDER BY name", []))
+            .await
     }
 
     async fn get_plan(&self, name: &PlanName) -> Result<Option<Plan>> {
@@ -493,18 +487,8 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn list_operators(&self) -> Result<Vec<Operator>> {
-        self.with(|c| {
-            let mut stmt = c
-                .prepare("SELECT doc FROM operators ORDER BY name")
-                .map_err(internal)?;
-            let docs = stmt
-                .query_map([], row_doc)
-                .map_err(internal)?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(internal)?;
-            docs.iter().map(|d| decode(d)).collect()
-        })
-        .await
+        self.with(|c| docs(c, "SELECT doc FROM operators ORDER BY name", []))
+            .await
     }
 
     async fn update_operator(&self, op: &Operator) -> Result<()> {

@@ -268,6 +268,37 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// A new tenant record in `provisioning`, version 1, with no domains, default branding
+    /// and empty settings.
+    pub fn new(
+        slug: Slug,
+        display_name: String,
+        profile: Profile,
+        plan: PlanName,
+        isolation: IsolationMode,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: TenantId::new(),
+            slug,
+            display_name,
+            profile,
+            plan,
+            isolation,
+            placement: None,
+            custom_domains: Vec::new(),
+            branding: Branding::default(),
+            settings: Settings::new(),
+            status: TenantStatus::Provisioning,
+            status_reason: None,
+            restore_to: None,
+            delete_after: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     /// The platform subdomain of this tenant under `base_domain`.
     pub fn subdomain(&self, base_domain: &str) -> Option<DomainName> {
         format!("{}.{}", self.slug, base_domain).parse().ok()

@@ -3,37 +3,25 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tenantplane_core::{
-    Branding, IsolationMode, Profile, Settings, Tenant, TenantId, TenantStatus,
-};
+use tenantplane_core::{IsolationMode, Profile, Tenant, TenantStatus};
 use tenantplane_server::resolver::{RequestFacts, TenantIndex};
 use time::OffsetDateTime;
 
 fn tenant(i: usize) -> Tenant {
+    let parse = |s: String| s.parse().unwrap_or_else(|_| unreachable!());
     Tenant {
-        id: TenantId::new(),
-        slug: format!("tenant-{i:05}")
-            .parse()
-            .unwrap_or_else(|_| unreachable!()),
-        display_name: format!("Tenant {i}"),
-        profile: Profile::Hospital,
-        plan: "small".parse().unwrap_or_else(|_| unreachable!()),
-        isolation: IsolationMode::Sqlite,
-        placement: None,
-        custom_domains: vec![
-            format!("records.tenant-{i:05}.example.org")
+        custom_domains: vec![parse(format!("records.tenant-{i:05}.example.org"))],
+        status: TenantStatus::Active,
+        ..Tenant::new(
+            format!("tenant-{i:05}")
                 .parse()
                 .unwrap_or_else(|_| unreachable!()),
-        ],
-        branding: Branding::default(),
-        settings: Settings::new(),
-        status: TenantStatus::Active,
-        status_reason: None,
-        restore_to: None,
-        delete_after: None,
-        created_at: OffsetDateTime::UNIX_EPOCH,
-        updated_at: OffsetDateTime::UNIX_EPOCH,
-        version: 1,
+            format!("Tenant {i}"),
+            Profile::Hospital,
+            "small".parse().unwrap_or_else(|_| unreachable!()),
+            IsolationMode::Sqlite,
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
 }
 

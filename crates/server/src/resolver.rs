@@ -229,28 +229,21 @@ fn found(t: &Arc<Tenant>, via: Via, strip: usize) -> Resolution {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenantplane_core::{Branding, IsolationMode, Profile, Settings, TenantStatus};
+    use tenantplane_core::{IsolationMode, Profile, TenantStatus};
     use time::OffsetDateTime;
 
     fn t(slug: &str, domains: &[&str]) -> Tenant {
         Tenant {
-            id: TenantId::new(),
-            slug: slug.parse().unwrap(),
-            display_name: slug.into(),
-            profile: Profile::Hospital,
-            plan: "small".parse().unwrap(),
-            isolation: IsolationMode::Sqlite,
-            placement: None,
             custom_domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
-            branding: Branding::default(),
-            settings: Settings::new(),
             status: TenantStatus::Active,
-            status_reason: None,
-            restore_to: None,
-            delete_after: None,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            version: 1,
+            ..Tenant::new(
+                slug.parse().unwrap(),
+                slug.into(),
+                Profile::Hospital,
+                "small".parse().unwrap(),
+                IsolationMode::Sqlite,
+                OffsetDateTime::UNIX_EPOCH,
+            )
         }
     }
 

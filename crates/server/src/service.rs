@@ -197,23 +197,17 @@ impl Service {
         };
         let ts = now();
         let tenant = Tenant {
-            id: TenantId::new(),
-            slug,
-            display_name: req.display_name.trim().to_owned(),
-            profile: req.profile.unwrap_or(tenantplane_core::Profile::Other),
-            plan: plan.name.clone(),
-            isolation: req.isolation.unwrap_or(plan.default_isolation),
-            placement: None,
             custom_domains: domains,
             branding,
             settings,
-            status: TenantStatus::Provisioning,
-            status_reason: None,
-            restore_to: None,
-            delete_after: None,
-            created_at: ts,
-            updated_at: ts,
-            version: 1,
+            ..Tenant::new(
+                slug,
+                req.display_name.trim().to_owned(),
+                req.profile.unwrap_or(Profile::Other),
+                plan.name.clone(),
+                req.isolation.unwrap_or(plan.default_isolation),
+                ts,
+            )
         };
         let stored = self.catalog.create_tenant(&tenant).await?;
         self.index.apply([stored.clone()], None);

@@ -2,31 +2,23 @@
 
 use tenantplane_catalog::{Catalog, CatalogError, Conflict, TenantQuery};
 use tenantplane_core::{
-    Branding, IsolationMode, Operator, OperatorId, OperatorRole, PlanName, Profile, Settings,
-    Tenant, TenantId, TenantRef, TenantStatus,
+    IsolationMode, Operator, OperatorId, OperatorRole, PlanName, Profile, Tenant, TenantRef,
+    TenantStatus,
 };
 use time::OffsetDateTime;
 
 pub fn tenant(slug: &str) -> Tenant {
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     Tenant {
-        id: TenantId::new(),
-        slug: slug.parse().unwrap(),
-        display_name: format!("Tenant {slug}"),
-        profile: Profile::Hospital,
-        plan: "small".parse().unwrap(),
-        isolation: IsolationMode::Sqlite,
-        placement: None,
-        custom_domains: vec![],
-        branding: Branding::default(),
-        settings: Settings::new(),
         status: TenantStatus::Active,
-        status_reason: None,
-        restore_to: None,
-        delete_after: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
+        ..Tenant::new(
+            slug.parse().unwrap(),
+            format!("Tenant {slug}"),
+            Profile::Hospital,
+            "small".parse().unwrap(),
+            IsolationMode::Sqlite,
+            now,
+        )
     }
 }
 
