@@ -29,8 +29,8 @@ use crate::{app::AppState, extract::etag};
         license(name = "Apache-2.0")
     ),
     paths(
-        tenants::create, tenants::list, tenants::get, tenants::update, tenants::suspend,
-        tenants::resume, tenants::delete, tenants::restore, tenants::add_domain,
+        tenants::create, tenants::list, tenants::get, tenants::update, tenants::lifecycle,
+        tenants::delete, tenants::add_domain,
         tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
         operators::me, operators::reset_token, operators::disable, crate::tenant_api::profile
     ),
@@ -72,9 +72,10 @@ pub fn router() -> Router<AppState> {
                 .patch(tenants::update)
                 .delete(tenants::delete),
         )
-        .route("/api/v1/tenants/{tenant}/suspend", post(tenants::suspend))
-        .route("/api/v1/tenants/{tenant}/resume", post(tenants::resume))
-        .route("/api/v1/tenants/{tenant}/restore", post(tenants::restore))
+        .route(
+            "/api/v1/tenants/{tenant}/{action}",
+            post(tenants::lifecycle),
+        )
         .route(
             "/api/v1/tenants/{tenant}/domains",
             post(tenants::add_domain),

@@ -18,7 +18,7 @@ use crate::{
     app::AppState,
     auth::OperatorCtx,
     extract::{ApiJson, ApiQuery, IfMatch, OptionalJson},
-    problem::ApiResult,
+    problem::{ApiError, ApiResult},
     service::ListParams,
 };
 
@@ -111,62 +111,71 @@ pub async fn update(
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }
 
+/// A lifecycle action addressed by URL: `POST /api/v1/tenants/{tenant}/{action}`.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleAction {
+    /// active → suspended (its hosts answer 403 `tenant-suspended`).
+    Suspend,
+    /// suspended → active.
+    Resume,
+    /// deleting → the status it had before deletion.
+    Restore,
+}
+
+impl From<LifecycleAction> for TenantAction {
+    fn from(a: LifecycleAction) -> Self {
+        match a {
+            LifecycleAction::Suspend => TenantAction::Suspend,
+            LifecycleAction::Resume => TenantAction::Resume,
+            LifecycleAction::Restore => TenantAction::Restore,
+        }
+    }
+}
+
 async fn act(
-    s: AppState,
-    op: OperatorCtx,
-    t: String,
+    s: &AppState,
+    op: &OperatorCtx,
+    t: &str,
     v: Option<u64>,
     req: TransitionRequest,
     action: TenantAction,
     status: StatusCode,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.transition(&t, action, req.reason, v).await?;
-    Ok(tenant_response(&s, status, &t))
+    let t = s.svc.transition(t, action, req.reason, v).await?;
+    Ok(tenant_response(s, status, &t))
 }
 
-/// Suspend an active tenant (its hosts answer 403 `tenant-suspended`).
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/suspend", tag = "tenants",
+/// Suspend, resume or restore a tenant. Illegal moves answer 409 listing the allowed ones.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/{action}", tag = "tenants",
     request_body(content = Option<TransitionRequest>),
-    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    params(("tenant" = String, Path, description = "Tenant id or slug"),
+           ("action" = LifecycleAction, Path, description = "suspend, resume or restore"),
+           ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
     security(("operator_token" = [])),
     responses(
-        (status = 200, description = "Suspended", body = TenantView),
+        (status = 200, description = "Moved", body = TenantView),
+        (status = 404, description = "No such tenant or action", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal transition (lists the allowed ones)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn suspend(
+pub async fn lifecycle(
     State(s): State<AppState>,
     op: OperatorCtx,
-    Path(t): Path<String>,
+    Path((t, action)): Path<(String, String)>,
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<TransitionRequest>,
 ) -> ApiResult<Response> {
-    act(s, op, t, v, req, TenantAction::Suspend, StatusCode::OK).await
-}
-
-/// Resume a suspended tenant.
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/resume", tag = "tenants",
-    request_body(content = Option<TransitionRequest>),
-    params(("tenant" = String, Path, description = "Tenant id or slug")),
-    security(("operator_token" = [])),
-    responses(
-        (status = 200, description = "Active again", body = TenantView),
-        (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn resume(
-    State(s): State<AppState>,
-    op: OperatorCtx,
-    Path(t): Path<String>,
-    IfMatch(v): IfMatch,
-    OptionalJson(req): OptionalJson<TransitionRequest>,
-) -> ApiResult<Response> {
-    act(s, op, t, v, req, TenantAction::Resume, StatusCode::OK).await
+    let action: LifecycleAction = serde_json::from_value(serde_json::Value::String(action))
+        .map_err(|_| ApiError::not_found("tenant action"))?;
+    act(&s, &op, &t, v, req, action.into(), StatusCode::OK).await
 }
 
 /// Delete a tenant: it enters `deleting` for the grace period (restorable), then `deleted`.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants",
     request_body(content = Option<TransitionRequest>),
-    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    params(("tenant" = String, Path, description = "Tenant id or slug"),
+           ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
     security(("operator_token" = [])),
     responses(
         (status = 202, description = "Scheduled for deletion", body = TenantView),
@@ -179,26 +188,16 @@ pub async fn delete(
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<TransitionRequest>,
 ) -> ApiResult<Response> {
-    act(s, op, t, v, req, TenantAction::Delete, StatusCode::ACCEPTED).await
-}
-
-/// Restore a tenant from `deleting` to the status it had.
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/restore", tag = "tenants",
-    request_body(content = Option<TransitionRequest>),
-    params(("tenant" = String, Path, description = "Tenant id or slug")),
-    security(("operator_token" = [])),
-    responses(
-        (status = 200, description = "Restored", body = TenantView),
-        (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn restore(
-    State(s): State<AppState>,
-    op: OperatorCtx,
-    Path(t): Path<String>,
-    IfMatch(v): IfMatch,
-    OptionalJson(req): OptionalJson<TransitionRequest>,
-) -> ApiResult<Response> {
-    act(s, op, t, v, req, TenantAction::Restore, StatusCode::OK).await
+    act(
+        &s,
+        &op,
+        &t,
+        v,
+        req,
+        TenantAction::Delete,
+        StatusCode::ACCEPTED,
+    )
+    .await
 }
 
 /// Add a custom domain (unique across tenants).

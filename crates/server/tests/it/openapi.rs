@@ -20,7 +20,7 @@ async fn openapi_document_and_docs_page() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("/api/v1/tenants/{tenant}/suspend"));
+    assert!(html.contains("/api/v1/tenants/{tenant}/{action}"));
     assert!(!html.contains("<script"), "no scripts, no CDN");
     assert!(!html.contains("https://"), "nothing loaded from elsewhere");
 
