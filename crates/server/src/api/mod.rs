@@ -34,7 +34,7 @@ use crate::{app::AppState, extract::etag};
         tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
         operators::me, operators::reset_token, operators::disable, crate::tenant_api::profile
     ),
-    components(schemas(tenantplane_core::api::Problem)),
+    components(schemas(tenantplane_core::api::Problem, tenants::LifecycleAction)),
     modifiers(&BearerAuth),
     tags(
         (name = "tenants", description = "Tenant lifecycle, domains and branding"),

@@ -257,7 +257,12 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     )
     .await;
     expect_problem(c.request(Method::GET, "/api/v1/nothing"), 404, "not-found").await;
-    expect_problem(c.request(Method::POST, "/api/v1/tenants/alpha-hospital/explode"), 404, "not-found").await;
+    expect_problem(
+        c.request(Method::POST, "/api/v1/tenants/alpha-hospital/explode"),
+        404,
+        "not-found",
+    )
+    .await;
     expect_problem(
         c.request(Method::PUT, "/api/v1/tenants"),
         405,
