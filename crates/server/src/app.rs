@@ -90,6 +90,14 @@ impl Server {
             config.server.trusted_proxies.clone(),
         ));
         let svc = Arc::new(Service::new(catalog, index, config.clone()));
+        let default_plan: tenantplane_core::PlanName = config
+            .tenants
+            .default_plan
+            .parse()
+            .map_err(|e| anyhow::anyhow!("tenants.default_plan: {e}"))?;
+        if svc.catalog.get_plan(&default_plan).await?.is_none() {
+            anyhow::bail!("tenants.default_plan: no plan named '{default_plan}' in the catalog");
+        }
         let loaded = sync_index(&svc).await?;
         tracing::info!(
             tenants = loaded,

@@ -342,6 +342,21 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn resolution_never_panics_and_never_invents_tenants(
+            host in "\\PC{0,40}", header in proptest::option::of("\\PC{0,40}"), path in "\\PC{0,60}"
+        ) {
+            let idx = TenantIndex::new("tp.example", vec!["127.0.0.0/8".parse().unwrap()]);
+            idx.apply([t("alpha", &["records.alpha.org"])], None);
+            let (r, _) = idx.resolve(RequestFacts { host: Some(&host), tenant_header: header.as_deref(), peer: "127.0.0.1".parse().ok(), path: &path });
+            if let Resolution::Found { tenant, strip, .. } = r {
+                proptest::prop_assert_eq!(tenant.slug.as_str(), "alpha");
+                proptest::prop_assert!(strip <= path.len());
+            }
+        }
+    }
+
     #[test]
     fn updates_move_domains_and_ignore_stale_versions() {
         let idx = TenantIndex::new("tp.example", vec![]);

@@ -390,6 +390,14 @@ fn configuration_layers_and_redaction() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("colour"));
     let o = run(&["--config", "missing.toml", "config", "print"], &[]);
     assert_ne!(code(&o), 0);
+    // A default plan that does not exist stops the server at start, with the reason.
+    std::fs::remove_file(d.join("tenantplane.toml")).unwrap();
+    let o = run(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("TENANTPLANE__TENANTS__DEFAULT_PLAN", "gold")],
+    );
+    assert_ne!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("default_plan"));
 }
 
 #[test]
