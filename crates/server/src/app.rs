@@ -21,7 +21,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -141,9 +140,9 @@ impl Server {
             .fallback_service(tenant);
         platform
             .layer(DefaultBodyLimit::max(self.config.server.max_body_bytes))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
+            .layer(axum::middleware::from_fn_with_state(
                 Duration::from_secs(self.config.server.request_timeout_secs.max(1)),
+                request_timeout,
             ))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -236,6 +235,21 @@ impl Server {
             }
         });
         vec![poller, purger]
+    }
+}
+
+/// Bounds every request's time; a request over the limit gets a 503 problem.
+async fn request_timeout(
+    State(limit): State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
+            ApiError::unavailable("the request took too long", 1).into_response()
+        }
     }
 }
 

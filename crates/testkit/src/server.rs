@@ -28,6 +28,8 @@ pub struct TestServerOptions {
     pub data_dir: Option<PathBuf>,
     /// Bootstrap token (default: a fixed test token).
     pub token: Option<String>,
+    /// Per-request time limit in seconds.
+    pub request_timeout_secs: Option<u64>,
 }
 
 /// A running in-process server.
@@ -102,6 +104,9 @@ impl TestServer {
             config.server.max_body_bytes = m;
         }
         config.server.shutdown_timeout_secs = 5;
+        if let Some(t) = opts.request_timeout_secs {
+            config.server.request_timeout_secs = t;
+        }
         config.storage.data_dir = data_dir;
         config.catalog.url = opts.catalog_url.clone().unwrap_or_default();
         config.catalog.poll_interval_ms = opts.poll_interval_ms.unwrap_or(100);

@@ -102,3 +102,34 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_frees_the_port() {
         "listener closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_time_out_with_a_problem_and_change_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(tenantplane_testkit::TestServerOptions {
+        request_timeout_secs: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let body = serde_json::to_vec(&crate::new_tenant("slow-hospital")).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tenants HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.token,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..5]).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    assert!(
+        response.contains("urn:tenantplane:problem:unavailable"),
+        "{response}"
+    );
+    let e = s.client.get_tenant("slow-hospital").await.unwrap_err();
+    assert_eq!(e.problem().unwrap().status, 404);
+}
