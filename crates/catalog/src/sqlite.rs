@@ -1,5 +1,7 @@
 //! The embedded catalog: one SQLite file in WAL mode, `synchronous=FULL` (an acknowledged
 //! catalog write survives a crash), all work on the blocking pool behind one connection.
+//! Write transactions start `IMMEDIATE`, so a second process on the same file (the offline
+//! `tenantplane operator` commands) waits on `busy_timeout` instead of failing mid-transaction.
 
 use std::{
     path::{Path, PathBuf},
@@ -162,7 +164,9 @@ impl CatalogStore for SqliteCatalog {
 
     async fn migrate(&self) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction().map_err(internal)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
             tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS catalog_migrations (version INTEGER PRIMARY KEY, \
                  name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT",
@@ -211,7 +215,9 @@ impl CatalogStore for SqliteCatalog {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<Tenant> {
         let t = tenant.clone();
         self.with(move |c| {
-            let tx = c.transaction().map_err(internal)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
             let seq = next_seq(&tx)?;
             let res = tx.execute(
                 "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
@@ -307,7 +313,9 @@ impl CatalogStore for SqliteCatalog {
     async fn update_tenant(&self, tenant: &Tenant, expected_version: u64) -> Result<Tenant> {
         let mut t = tenant.clone();
         self.with(move |c| {
-            let tx = c.transaction().map_err(internal)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
             let id = t.id.to_string();
             let current = version_of(&tx, "SELECT version FROM tenants WHERE id = ?1", &id)?
                 .ok_or(CatalogError::NotFound)?;
@@ -421,7 +429,9 @@ impl CatalogStore for SqliteCatalog {
     async fn update_plan(&self, plan: &Plan, expected_version: u64) -> Result<Plan> {
         let mut p = plan.clone();
         self.with(move |c| {
-            let tx = c.transaction().map_err(internal)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
             let current = version_of(
                 &tx,
                 "SELECT version FROM plans WHERE name = ?1",
