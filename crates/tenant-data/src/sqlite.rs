@@ -1,0 +1,344 @@
+//! The registry of per-tenant SQLite databases.
+//!
+//! - One file per tenant, `{dir}/{tenant id}.db`, WAL mode.
+//! - At most `max_open` databases open at once (least recently used closed first, after a
+//!   `wal_checkpoint(TRUNCATE)`); the default cap is derived from the process's file-descriptor
+//!   limit (each open database in WAL mode holds about three descriptors).
+//! - All SQLite work runs on tokio's blocking pool behind a semaphore of `max_blocking`
+//!   permits, so the number of threads doing SQLite work is bounded by configuration (O(cores)),
+//!   never by the number of tenants. A caller that cannot get a permit within `busy_wait`
+//!   gets [`DataError::Busy`].
+//! - A database is served only at the schema version the binary needs.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags};
+use tenantplane_core::{Tenant, TenantId};
+use tokio::sync::Semaphore;
+
+use crate::{
+    DataError, Result,
+    migrate::{MigrationReport, MigrationSet, migrate_sqlite},
+};
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// Directory of the tenant files.
+    pub dir: PathBuf,
+    /// Most databases open at once.
+    pub max_open: usize,
+    /// Most SQLite jobs running at once (threads of the blocking pool doing SQLite work).
+    pub max_blocking: usize,
+    /// How long a caller waits for a permit before [`DataError::Busy`].
+    pub busy_wait: Duration,
+    /// `synchronous=FULL` (true) or `NORMAL` (false, survives process crashes but not power
+    /// loss).
+    pub synchronous_full: bool,
+}
+
+impl SqliteConfig {
+    /// Defaults for `dir`: cap from the fd limit, two jobs per core.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            dir: dir.into(),
+            max_open: fd_based_cap(1024),
+            max_blocking: 2 * cores,
+            busy_wait: Duration::from_secs(5),
+            synchronous_full: true,
+        }
+    }
+}
+
+/// The open-database cap allowed by the fd limit: a third of the soft `RLIMIT_NOFILE` after
+/// reserving 256 descriptors for sockets and the catalog, at most `wanted`, at least 8.
+pub fn fd_based_cap(wanted: usize) -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024);
+    (soft.saturating_sub(256) / 3).clamp(8, wanted.max(8))
+}
+
+/// One tenant's database: a single connection (SQLite has one writer anyway), opened lazily.
+#[derive(Debug)]
+struct TenantDb {
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    map: HashMap<TenantId, (Arc<TenantDb>, u64)>,
+    tick: u64,
+}
+
+/// Counters for observability and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Databases opened.
+    pub opened: AtomicU64,
+    /// Databases closed by eviction.
+    pub evicted: AtomicU64,
+}
+
+/// The registry.
+#[derive(Debug)]
+pub struct SqliteRegistry {
+    cfg: SqliteConfig,
+    migrations: Arc<MigrationSet>,
+    lru: Mutex<Lru>,
+    permits: Arc<Semaphore>,
+    stats: Arc<Stats>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> DataError {
+    DataError::Unavailable(e.to_string())
+}
+
+impl SqliteRegistry {
+    /// A registry over `cfg.dir` serving databases at the version of `migrations`.
+    pub fn new(cfg: SqliteConfig, migrations: Arc<MigrationSet>) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.dir).map_err(unavailable)?;
+        let permits = Arc::new(Semaphore::new(cfg.max_blocking.max(1)));
+        Ok(Self {
+            cfg,
+            migrations,
+            lru: Mutex::new(Lru::default()),
+            permits,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The file of a tenant.
+    pub fn path_of(&self, id: &TenantId) -> PathBuf {
+        self.cfg.dir.join(format!("{id}.db"))
+    }
+
+    /// Databases currently open.
+    pub fn open_count(&self) -> usize {
+        self.lru
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .values()
+            .filter(|(db, _)| db.conn.try_lock().map(|c| c.is_some()).unwrap_or(true))
+            .count()
+    }
+
+    /// Open/evict counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Returns the tenant's entry, marking it most recently used, and the entries evicted to
+    /// stay under the cap (to be closed by the caller on the blocking pool).
+    fn checkout(&self, id: TenantId) -> (Arc<TenantDb>, Vec<Arc<TenantDb>>) {
+        let mut g = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        let path = self.path_of(&id);
+        let db = {
+            let entry = g.map.entry(id).or_insert_with(|| {
+                (
+                    Arc::new(TenantDb {
+                        path,
+                        conn: Mutex::new(None),
+                    }),
+                    tick,
+                )
+            });
+            entry.1 = tick;
+            entry.0.clone()
+        };
+        let mut evicted = Vec::new();
+        while g.map.len() > self.cfg.max_open.max(1) {
+            let victim = g
+                .map
+                .iter()
+                .filter(|(k, _)| **k != id)
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k);
+            match victim.and_then(|k| g.map.remove(&k)) {
+                Some((db, _)) => evicted.push(db),
+                None => break,
+            }
+        }
+        (db, evicted)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let permit = tokio::time::timeout(self.cfg.busy_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| DataError::Busy)?
+            .map_err(|_| DataError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|e| DataError::Db(format!("blocking task failed: {e}")))?
+    }
+
+    fn open_conn(&self, path: &Path, create: bool) -> Result<Connection> {
+        open_conn(path, create, self.cfg.synchronous_full)
+    }
+
+    /// Creates (or adopts, if it exists and carries only our migrations) the tenant's
+    /// database and brings it to the binary's schema version.
+    pub async fn provision(&self, tenant: &Tenant) -> Result<MigrationReport> {
+        let (db, evicted) = self.checkout(tenant.id);
+        let set = self.migrations.clone();
+        let sync_full = self.cfg.synchronous_full;
+        let stats = self.stats.clone();
+        self.blocking(move || {
+            close_all(evicted, &stats);
+            let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(open_conn(&db.path, true, sync_full)?);
+                stats.opened.fetch_add(1, Ordering::Relaxed);
+            }
+            let conn = guard.as_mut().ok_or_else(|| DataError::Db("connection vanished".into()))?;
+            let foreign: i64 = conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+                 AND name <> 'tp_migrations' AND NOT EXISTS (SELECT 1 FROM sqlite_master m2 \
+                 WHERE m2.name = 'tp_migrations')",
+                [],
+                |r| r.get(0),
+            )?;
+            if foreign > 0 {
+                return Err(DataError::Unavailable(
+                    "the tenant file exists and holds tables Tenantplane did not create".into(),
+                ));
+            }
+            migrate_sqlite(conn, &set)
+        })
+        .await
+    }
+
+    /// Runs `f` on the tenant's database (which must be provisioned and up to date).
+    pub async fn run<T, F>(&self, tenant: &Tenant, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (db, evicted) = self.checkout(tenant.id);
+        let need = self.migrations.schema_version();
+        let sync_full = self.cfg.synchronous_full;
+        let stats = self.stats.clone();
+        self.blocking(move || {
+            close_all(evicted, &stats);
+            let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                let conn = open_conn(&db.path, false, sync_full)?;
+                let have: u32 = conn
+                    .query_row("SELECT count(*) FROM tp_migrations", [], |r| r.get(0))
+                    .map_err(|_| {
+                        DataError::Unavailable("tenant database is not provisioned".into())
+                    })?;
+                if have != need {
+                    return Err(DataError::Outdated { have, need });
+                }
+                *guard = Some(conn);
+                stats.opened.fetch_add(1, Ordering::Relaxed);
+            }
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| DataError::Db("connection vanished".into()))?;
+            f(conn).map_err(DataError::from)
+        })
+        .await
+    }
+
+    /// Closes the tenant's database and deletes its files (database, WAL, shared memory).
+    /// Idempotent.
+    pub async fn drop_tenant(&self, id: TenantId) -> Result<()> {
+        let db = self
+            .lru
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .remove(&id)
+            .map(|(db, _)| db);
+        let path = self.path_of(&id);
+        let stats = self.stats.clone();
+        self.blocking(move || {
+            if let Some(db) = db {
+                close_all(vec![db], &stats);
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether the tenant's file exists.
+    pub fn exists(&self, id: &TenantId) -> bool {
+        self.path_of(id).exists()
+    }
+
+    #[doc(hidden)]
+    pub fn open_for_test(&self, id: &TenantId) -> Result<Connection> {
+        self.open_conn(&self.path_of(id), false)
+    }
+}
+
+fn open_conn(path: &Path, create: bool, synchronous_full: bool) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    } else if !path.exists() {
+        return Err(DataError::Unavailable(
+            "tenant database is not provisioned".into(),
+        ));
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=ON; \
+         PRAGMA busy_timeout=5000;",
+        if synchronous_full { "FULL" } else { "NORMAL" }
+    ))?;
+    Ok(conn)
+}
+
+/// Checkpoints and closes evicted databases (waits for any job still using one).
+fn close_all(evicted: Vec<Arc<TenantDb>>, stats: &Stats) {
+    for db in evicted {
+        let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = guard.take() {
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(error = %e, "checkpoint on eviction failed");
+            }
+            drop(conn);
+            stats.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
