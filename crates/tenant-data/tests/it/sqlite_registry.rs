@@ -151,7 +151,7 @@ async fn many_tenants_round_robin_stay_under_the_cap() {
     }
     for round in 0..3 {
         let mut tasks = Vec::new();
-        for t in tenants.iter().cloned() {
+        for t in tenants.clone() {
             let r = r.clone();
             tasks.push(tokio::spawn(async move {
                 r.run(&t, move |c| {
