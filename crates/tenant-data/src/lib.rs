@@ -5,6 +5,10 @@
 //! - [`migrate`]: versioned, per-component, per-dialect migrations embedded in the binary and
 //!   a runner that applies them to one tenant database atomically, recording a checksum per
 //!   step in the tenant's own `tp_migrations` table;
+//! - [`pg`]: the `pg-schema` and `pg-shared` modes — an owner pool for DDL and an
+//!   application pool (a role without ownership or BYPASSRLS, sized by the server's connection
+//!   budget) whose transactions set the tenant with transaction-scoped statements only;
+//!   tables carry `tenant_id` with forced row-level security (ADR 003);
 //! - [`sqlite`]: the registry of per-tenant SQLite files — an LRU of open databases capped from
 //!   the file-descriptor limit, all SQLite work on a bounded blocking pool (threads are
 //!   O(cores), never O(tenants)), WAL mode, checkpoint on eviction.
@@ -13,6 +17,7 @@
 //! the edge hands out only for a resolved tenant.
 
 pub mod migrate;
+pub mod pg;
 pub mod sqlite;
 
 /// Errors of tenant-data operations.

@@ -1,0 +1,260 @@
+//! pg-schema and pg-shared against a real throwaway PostgreSQL: isolation enforced by the
+//! handle and by row-level security, transaction-scoped context on pooled connections,
+//! connection budget.
+
+use std::time::Duration;
+
+use tenantplane_core::{IsolationMode, Profile, Tenant};
+use tenantplane_tenant_data::{
+    DataError,
+    migrate::{Migration, MigrationSet},
+    pg::{PgServer, PgServerConfig, tenant_schema},
+};
+
+const NOTES: Migration = Migration {
+    component: "notes",
+    version: 1,
+    name: "notes",
+    sqlite: "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+    postgres: "CREATE TABLE notes (
+        tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        id bigint GENERATED ALWAYS AS IDENTITY,
+        body text NOT NULL,
+        PRIMARY KEY (tenant_id, id));
+      ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+      ALTER TABLE notes FORCE ROW LEVEL SECURITY;
+      CREATE POLICY tenant_isolation ON notes
+        USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+        WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);",
+};
+
+fn tenant(slug: &str, mode: IsolationMode) -> Tenant {
+    Tenant::new(
+        slug.parse().unwrap(),
+        slug.into(),
+        Profile::Hospital,
+        "small".parse().unwrap(),
+        mode,
+        time::OffsetDateTime::now_utc(),
+    )
+}
+
+async fn server(budget: usize, wait_ms: u64) -> PgServer {
+    let url = tenantplane_testkit::pg::fresh_database().await.unwrap();
+    PgServer::connect(PgServerConfig {
+        name: "pg1".into(),
+        url,
+        app_role: "tp_app".into(),
+        app_password: None,
+        budget,
+        wait: Duration::from_millis(wait_ms),
+    })
+    .await
+    .unwrap()
+}
+
+fn set() -> MigrationSet {
+    MigrationSet::new([NOTES]).unwrap()
+}
+
+async fn insert(s: &PgServer, t: &Tenant, body: &str) {
+    let body = body.to_owned();
+    s.transaction(t, move |tx| {
+        Box::pin(async move {
+            tx.execute("INSERT INTO notes (body) VALUES ($1)", &[&body])
+                .await
+        })
+    })
+    .await
+    .unwrap();
+}
+
+async fn count(s: &PgServer, t: &Tenant) -> i64 {
+    s.transaction(t, |tx| {
+        Box::pin(async move {
+            Ok(tx
+                .query_one("SELECT count(*) FROM notes", &[])
+                .await?
+                .get(0))
+        })
+    })
+    .await
+    .unwrap()
+}
+
+async fn isolation(mode: IsolationMode) {
+    let s = server(4, 2000).await;
+    let a = tenant("alpha-hospital", mode);
+    let b = tenant("bravo-hospital", mode);
+    for t in [&a, &b] {
+        s.provision(t, &set()).await.unwrap();
+    }
+    assert!(
+        s.provision(&a, &set()).await.unwrap().applied.is_empty(),
+        "idempotent"
+    );
+    insert(&s, &a, "a1").await;
+    insert(&s, &a, "a2").await;
+    insert(&s, &b, "b1").await;
+    assert_eq!((count(&s, &a).await, count(&s, &b).await), (2, 1));
+    // B's unfiltered delete and update touch only B's rows.
+    let n = s
+        .transaction(&b, |tx| {
+            Box::pin(async move { tx.execute("UPDATE notes SET body = 'x'", &[]).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let n = s
+        .transaction(&b, |tx| {
+            Box::pin(async move { tx.execute("DELETE FROM notes", &[]).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(count(&s, &a).await, 2);
+    // Writing a row for another tenant is refused by the policy.
+    let other = a.id.as_uuid().to_owned();
+    let e = s
+        .transaction(&b, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO notes (tenant_id, body) VALUES ($1, 'spoof')",
+                    &[&other],
+                )
+                .await
+            })
+        })
+        .await;
+    assert!(matches!(e, Err(DataError::Db(_))), "{e:?}");
+    assert_eq!(count(&s, &a).await, 2);
+
+    // The application role, with no tenant set, sees nothing — and pooled connections keep
+    // no context after a tenant transaction.
+    let c = s.raw_app_client().await.unwrap();
+    let table = match mode {
+        IsolationMode::PgSchema => format!("\"{}\".notes", tenant_schema(&a.id)),
+        _ => "tp_shared.notes".into(),
+    };
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a query that forgets the tenant returns nothing");
+    let ctx: Option<String> = c
+        .query_one(
+            "SELECT NULLIF(current_setting('app.tenant_id', true), '')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ctx, None);
+
+    s.drop_tenant(&a).await.unwrap();
+    s.drop_tenant(&a).await.unwrap();
+    assert_eq!(count(&s, &b).await, 0);
+    if mode == IsolationMode::PgShared {
+        assert_eq!(count(&s, &a).await, 0, "rows deleted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_schema_isolation() {
+    isolation(IsolationMode::PgSchema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_shared_isolation() {
+    isolation(IsolationMode::PgShared).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_interleaved_tenants_never_leak_context() {
+    let s = server(1, 2000).await;
+    let a = tenant("alpha-hospital", IsolationMode::PgShared);
+    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
+    s.provision(&a, &set()).await.unwrap();
+    s.provision(&b, &set()).await.unwrap();
+    for i in 0..20 {
+        let (t, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        insert(&s, t, "x").await;
+        let seen: String = s
+            .transaction(other, |tx| {
+                Box::pin(async move {
+                    Ok(tx
+                        .query_one("SELECT current_setting('app.tenant_id')", &[])
+                        .await?
+                        .get(0))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, other.id.to_string());
+    }
+    assert_eq!((count(&s, &a).await, count(&s, &b).await), (10, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_budget_waits_then_reports_busy() {
+    let s = std::sync::Arc::new(server(1, 200).await);
+    let a = tenant("alpha-hospital", IsolationMode::PgShared);
+    s.provision(&a, &set()).await.unwrap();
+    let (s2, a2) = (s.clone(), a.clone());
+    let holder = tokio::spawn(async move {
+        s2.transaction(&a2, |tx| {
+            Box::pin(async move { tx.execute("SELECT pg_sleep(1)", &[]).await })
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = s
+        .transaction(&a, |tx| {
+            Box::pin(async move { tx.execute("SELECT 1", &[]).await })
+        })
+        .await;
+    assert!(matches!(e, Err(DataError::Busy)), "{e:?}");
+    holder.await.unwrap().unwrap();
+    assert_eq!(
+        count(&s, &a).await,
+        0,
+        "served again once the connection is free"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_schemas_are_not_adopted() {
+    let url = tenantplane_testkit::pg::fresh_database().await.unwrap();
+    let t = tenant("alpha-hospital", IsolationMode::PgSchema);
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!(
+        "CREATE SCHEMA \"{0}\"; CREATE TABLE \"{0}\".payroll (id int)",
+        tenant_schema(&t.id)
+    ))
+    .await
+    .unwrap();
+    let s = PgServer::connect(PgServerConfig {
+        name: "pg1".into(),
+        url,
+        app_role: "tp_app".into(),
+        app_password: None,
+        budget: 2,
+        wait: Duration::from_secs(1),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.provision(&t, &set()).await,
+        Err(DataError::Unavailable(_))
+    ));
+    // An empty schema of the right name is adopted.
+    let t2 = tenant("bravo-hospital", IsolationMode::PgSchema);
+    c.batch_execute(&format!("CREATE SCHEMA \"{}\"", tenant_schema(&t2.id)))
+        .await
+        .unwrap();
+    s.provision(&t2, &set()).await.unwrap();
+}
