@@ -32,6 +32,9 @@ pub struct PgServerConfig {
     pub name: String,
     /// Owner connection URL (runs DDL and migrations).
     pub url: String,
+    /// Application connection URL, when it differs from the owner's (e.g. through PgBouncer in
+    /// transaction mode); the user is always `app_role`.
+    pub app_url: Option<String>,
     /// Application role (no table ownership, no BYPASSRLS).
     pub app_role: String,
     /// Its password, if the server requires one.
@@ -100,7 +103,11 @@ impl PgServer {
     pub async fn connect(cfg: PgServerConfig) -> Result<Self> {
         let owner_cfg = tokio_postgres::Config::from_str(&cfg.url)
             .map_err(|e| DataError::Unavailable(format!("invalid url: {e}")))?;
-        let mut app_cfg = owner_cfg.clone();
+        let mut app_cfg = match &cfg.app_url {
+            Some(u) => tokio_postgres::Config::from_str(u)
+                .map_err(|e| DataError::Unavailable(format!("invalid app url: {e}")))?,
+            None => owner_cfg.clone(),
+        };
         app_cfg.user(&cfg.app_role);
         if let Some(p) = &cfg.app_password {
             app_cfg.password(p);

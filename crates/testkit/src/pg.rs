@@ -205,3 +205,92 @@ pub async fn fresh_database() -> anyhow::Result<String> {
     let _ = task.await;
     Ok(cluster.url(&name))
 }
+
+/// A throwaway PgBouncer in transaction pooling mode in front of the cluster.
+#[derive(Debug)]
+pub struct PgBouncer {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    _watchdog: Child,
+}
+
+impl PgBouncer {
+    /// URL of database `db` through the bouncer as `user`.
+    pub fn url(&self, user: &str, db: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// Starts PgBouncer (Debian package `pgbouncer`) in transaction mode in front of this test
+/// binary's cluster, with `pool_size` server connections per database/user pair and trust
+/// authentication for `users`. Stopped when the test process exits.
+pub fn pgbouncer(pool_size: u32, users: &[&str]) -> anyhow::Result<PgBouncer> {
+    let cluster = cluster()?;
+    let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("pgbouncer is not installed (apt-get install -y pgbouncer)"))?;
+    let root = is_root();
+    let base = tempfile::Builder::new()
+        .prefix("tenantplane-pgb-")
+        .tempdir()?
+        .keep();
+    let port = free_port()?;
+    let users_txt: String = users.iter().map(|u| format!("\"{u}\" \"\"\n")).collect();
+    std::fs::write(base.join("users.txt"), users_txt)?;
+    let ini = format!(
+        "[databases]\n* = host=127.0.0.1 port={pg}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+         listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/users.txt\n\
+         pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 500\n\
+         ignore_startup_parameters = extra_float_digits,options\nlogfile = {dir}/pgbouncer.log\n",
+        pg = cluster.port,
+        dir = base.display(),
+    );
+    std::fs::write(base.join("pgbouncer.ini"), ini)?;
+    if root {
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&base)
+            .status()?;
+        if !st.success() {
+            bail!("chown of {} failed", base.display());
+        }
+    }
+    let prefix = if root {
+        "setpriv --reuid=postgres --regid=postgres --clear-groups --"
+    } else {
+        ""
+    };
+    let script = format!(
+        r#"{prefix} "$1" "$2/pgbouncer.ini" >"$2/stdout" 2>&1 &
+pid=$!
+read _unused || true
+kill -INT "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -rf "$2""#
+    );
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(&bin)
+        .arg(&base)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pgbouncer")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(base.join("stdout")).unwrap_or_default();
+            bail!("pgbouncer did not listen on {port}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(PgBouncer {
+        port,
+        _watchdog: watchdog,
+    })
+}

@@ -44,6 +44,7 @@ async fn server(budget: usize, wait_ms: u64) -> PgServer {
     PgServer::connect(PgServerConfig {
         name: "pg1".into(),
         url,
+        app_url: None,
         app_role: "tp_app".into(),
         app_password: None,
         budget,
@@ -240,6 +241,7 @@ async fn foreign_schemas_are_not_adopted() {
     let s = PgServer::connect(PgServerConfig {
         name: "pg1".into(),
         url,
+        app_url: None,
         app_role: "tp_app".into(),
         app_password: None,
         budget: 2,
@@ -257,4 +259,78 @@ async fn foreign_schemas_are_not_adopted() {
         .await
         .unwrap();
     s.provision(&t2, &set()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
+    let url = tenantplane_testkit::pg::fresh_database().await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    // One server connection shared by many client connections: the worst case for leaks.
+    let bouncer = tokio::task::spawn_blocking(|| {
+        tenantplane_testkit::pg::pgbouncer(1, &["tp_app", "postgres"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let s = std::sync::Arc::new(
+        PgServer::connect(PgServerConfig {
+            name: "pg1".into(),
+            url,
+            app_url: Some(bouncer.url("tp_app", &db)),
+            app_role: "tp_app".into(),
+            app_password: None,
+            budget: 8,
+            wait: Duration::from_secs(10),
+        })
+        .await
+        .unwrap(),
+    );
+    let tenants = [
+        tenant("alpha-hospital", IsolationMode::PgSchema),
+        tenant("bravo-hospital", IsolationMode::PgShared),
+        tenant("charlie-hospital", IsolationMode::PgSchema),
+        tenant("delta-hospital", IsolationMode::PgShared),
+    ];
+    for t in &tenants {
+        s.provision(t, &set()).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        for _ in 0..(i + 1) * 5 {
+            let (s, t) = (s.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let me = t.id.to_string();
+                s.transaction(&t, move |tx| {
+                    Box::pin(async move {
+                        let seen: String = tx
+                            .query_one("SELECT current_setting('app.tenant_id')", &[])
+                            .await?
+                            .get(0);
+                        assert_eq!(
+                            seen, me,
+                            "context of another tenant on a shared server connection"
+                        );
+                        tx.execute("INSERT INTO notes (body) VALUES ('x')", &[])
+                            .await
+                    })
+                })
+                .await
+                .unwrap();
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (i, t) in tenants.iter().enumerate() {
+        assert_eq!(count(&s, t).await, ((i + 1) * 5) as i64, "{}", t.slug);
+    }
+    // Outside a tenant transaction, the bounced connection has no tenant context.
+    let c = s.raw_app_client().await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM tp_shared.notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
 }
