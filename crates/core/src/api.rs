@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Branding, Domain, IsolationMode, OperatorId, OperatorRole, Plan, Profile, Quotas, Settings,
-    Slug, Tenant, TenantId, TenantStatus,
+    Slug, StepRecord, Tenant, TenantId, TenantStatus,
 };
 
 /// A tenant as the control-plane API shows it.
@@ -50,6 +50,12 @@ pub struct TenantView {
     pub updated_at: OffsetDateTime,
     /// Version for optimistic concurrency (also the `ETag`).
     pub version: u64,
+    /// Schema version of the tenant's data store.
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Provisioning (and deletion) steps completed.
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
 }
 
 impl TenantView {
@@ -72,6 +78,8 @@ impl TenantView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,
+            schema_version: t.schema_version,
+            steps: t.steps.clone(),
         }
     }
 }
@@ -103,6 +111,10 @@ pub struct CreateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Settings>,
+    /// Departments seeded into the tenant's store at provisioning (at most 200; names of
+    /// 1–100 characters, unique).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departments: Vec<String>,
 }
 
 /// Body of `PATCH /api/v1/tenants/{tenant}`: only the fields present change.

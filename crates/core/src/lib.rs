@@ -19,5 +19,6 @@ pub use names::{DomainName, PlanName, Slug};
 pub use operator::{Operator, OperatorRole};
 pub use plan::{Plan, Quotas};
 pub use tenant::{
-    Branding, Domain, DomainKind, IsolationMode, Profile, Settings, Tenant, TenantRef,
+    Branding, Domain, DomainKind, IsolationMode, Profile, ProvisionStep, Settings, StepRecord,
+    Tenant, TenantRef, TenantSeed,
 };

@@ -265,6 +265,71 @@ pub struct Tenant {
     pub updated_at: OffsetDateTime,
     /// Optimistic-concurrency version, incremented on every change.
     pub version: u64,
+    /// Schema version of the tenant's data store (the number of migration steps applied),
+    /// kept here so fleet status is answered from the catalog alone.
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Provisioning and deletion steps completed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+    /// Data to seed into the tenant's store when it is provisioned.
+    #[serde(default, skip_serializing_if = "TenantSeed::is_empty")]
+    pub seed: TenantSeed,
+}
+
+/// A step of the provisioning pipeline or of the final deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProvisionStep {
+    /// The tenant's store (file, database, schema or shared tables) exists.
+    StoreCreated,
+    /// Its migrations were run (or verified) up to the binary's schema version.
+    Migrated,
+    /// Default data was seeded.
+    Seeded,
+    /// The tenant was activated.
+    Activated,
+    /// The store was dropped after the deletion grace period.
+    StoreDropped,
+}
+
+impl ProvisionStep {
+    /// Kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StoreCreated => "store-created",
+            Self::Migrated => "migrated",
+            Self::Seeded => "seeded",
+            Self::Activated => "activated",
+            Self::StoreDropped => "store-dropped",
+        }
+    }
+}
+
+/// A completed step and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepRecord {
+    /// The step.
+    pub step: ProvisionStep,
+    /// When it completed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+/// Data given at creation and seeded into the tenant's store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSeed {
+    /// Department names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departments: Vec<String>,
+}
+
+impl TenantSeed {
+    /// Whether there is nothing to seed.
+    pub fn is_empty(&self) -> bool {
+        self.departments.is_empty()
+    }
 }
 
 impl Tenant {
@@ -296,6 +361,21 @@ impl Tenant {
             created_at: now,
             updated_at: now,
             version: 1,
+            schema_version: 0,
+            steps: Vec::new(),
+            seed: TenantSeed::default(),
+        }
+    }
+
+    /// Whether `step` has completed.
+    pub fn has_step(&self, step: ProvisionStep) -> bool {
+        self.steps.iter().any(|s| s.step == step)
+    }
+
+    /// Records `step` as completed at `at` (once).
+    pub fn record_step(&mut self, step: ProvisionStep, at: OffsetDateTime) {
+        if !self.has_step(step) {
+            self.steps.push(StepRecord { step, at });
         }
     }
 

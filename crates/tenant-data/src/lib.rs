@@ -1,14 +1,19 @@
 //! Tenant data: where each tenant's data lives and how code reaches it.
 //!
-//! This crate is being built in steps (issue 3). Present so far:
-//!
+//! - [`data`]: [`TenantData`], the one entry point — it routes a tenant (mode + placement)
+//!   to its store and hands out a [`TenantDb`] bound to that tenant, refusing tenants whose
+//!   store is not at the schema version the binary needs;
+//! - [`directory`]: the first component stored per tenant (departments);
+//! - [`pgpool`]: the application connection pool of a PostgreSQL server — one budget for
+//!   all its tenant databases, LRU eviction of idle connections, bounded waits;
 //! - [`migrate`]: versioned, per-component, per-dialect migrations embedded in the binary and
 //!   a runner that applies them to one tenant database atomically, recording a checksum per
 //!   step in the tenant's own `tp_migrations` table;
-//! - [`pg`]: the `pg-schema` and `pg-shared` modes — an owner pool for DDL and an
-//!   application pool (a role without ownership or BYPASSRLS, sized by the server's connection
-//!   budget) whose transactions set the tenant with transaction-scoped statements only;
-//!   tables carry `tenant_id` with forced row-level security (ADR 003);
+//! - [`pg`]: the `pg-database`, `pg-schema` and `pg-shared` modes — owner connections for
+//!   DDL and migrations (tenant databases cloned from a pre-migrated template), and an
+//!   application role without ownership or BYPASSRLS whose transactions set the tenant with
+//!   transaction-scoped statements only; tables carry `tenant_id` with forced row-level
+//!   security (ADR 003);
 //! - [`sqlite`]: the registry of per-tenant SQLite files — an LRU of open databases capped from
 //!   the file-descriptor limit, all SQLite work on a bounded blocking pool (threads are
 //!   O(cores), never O(tenants)), WAL mode, checkpoint on eviction.
@@ -16,8 +21,11 @@
 //! A tenant database handle is obtained only from a [`tenantplane_core::Tenant`] record, which
 //! the edge hands out only for a resolved tenant.
 
+pub mod data;
+pub mod directory;
 pub mod migrate;
 pub mod pg;
+pub mod pgpool;
 pub mod sqlite;
 
 /// Errors of tenant-data operations.
@@ -55,6 +63,12 @@ pub enum DataError {
         /// Version needed.
         need: u32,
     },
+    /// The store exists and holds data Tenantplane did not create; it is not adopted.
+    #[error("{0}")]
+    Foreign(String),
+    /// A uniqueness conflict in tenant data (e.g. a department name that is taken).
+    #[error("{0}")]
+    Conflict(String),
     /// A database error.
     #[error("tenant store error: {0}")]
     Db(String),
@@ -64,6 +78,13 @@ impl From<rusqlite::Error> for DataError {
     fn from(e: rusqlite::Error) -> Self {
         DataError::Db(e.to_string())
     }
+}
+
+pub use data::{PgTenant, SqliteTenant, TenantData, TenantDb};
+
+/// The migrations of every component built into this crate (the binary adds the others').
+pub fn builtin_migrations() -> Vec<migrate::Migration> {
+    directory::MIGRATIONS.to_vec()
 }
 
 /// Result alias.

@@ -227,10 +227,32 @@ impl SqliteRegistry {
                 |r| r.get(0),
             )?;
             if foreign > 0 {
-                return Err(DataError::Unavailable(
+                return Err(DataError::Foreign(
                     "the tenant file exists and holds tables Tenantplane did not create".into(),
                 ));
             }
+            migrate_sqlite(conn, &set)
+        })
+        .await
+    }
+
+    /// Brings an existing tenant database to the binary's schema version (fleet
+    /// migrations); never creates a missing file.
+    pub async fn migrate(&self, tenant: &Tenant) -> Result<MigrationReport> {
+        let (db, evicted) = self.checkout(tenant.id);
+        let set = self.migrations.clone();
+        let sync_full = self.cfg.synchronous_full;
+        let stats = self.stats.clone();
+        self.blocking(move || {
+            close_all(evicted, &stats);
+            let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(open_conn(&db.path, false, sync_full)?);
+                stats.opened.fetch_add(1, Ordering::Relaxed);
+            }
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| DataError::Db("connection vanished".into()))?;
             migrate_sqlite(conn, &set)
         })
         .await

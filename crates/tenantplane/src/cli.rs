@@ -256,9 +256,12 @@ pub struct TenantCreate {
     pub domains: Vec<String>,
     #[command(flatten)]
     pub branding: BrandingArgs,
-    /// Setting as KEY=JSON (repeatable), e.g. --setting departments=4.
+    /// Setting as KEY=JSON (repeatable), e.g. --setting daily_users=200.
     #[arg(long = "setting")]
     pub settings: Vec<String>,
+    /// Department seeded into the tenant's store (repeatable).
+    #[arg(long = "department")]
+    pub departments: Vec<String>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -634,6 +637,7 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 custom_domains: a.domains,
                 branding,
                 settings: parse_settings(&a.settings)?,
+                departments: a.departments,
             };
             let t = c.create_tenant(&req).await.map_err(api)?;
             print_tenant(&t, a.remote.output)

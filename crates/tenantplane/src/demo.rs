@@ -32,9 +32,9 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
                 }),
                 settings: settings(serde_json::json!({
                     "daily_users": users,
-                    "departments": depts,
                     "modules": {"records": true}
                 })),
+                departments: depts.iter().map(|d| (*d).to_owned()).collect(),
             }
         };
     vec![
@@ -87,6 +87,7 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
             settings: settings(
                 serde_json::json!({"modules": {"records": false, "legislative": true}}),
             ),
+            departments: vec!["Urbanismo".into(), "Ação Social".into(), "Cultura".into()],
         },
     ]
 }

@@ -41,15 +41,15 @@ fn tenant(slug: &str, mode: IsolationMode) -> Tenant {
 
 async fn server(budget: usize, wait_ms: u64) -> PgServer {
     let url = tenantplane_testkit::pg::fresh_database().await.unwrap();
-    PgServer::connect(PgServerConfig {
-        name: "pg1".into(),
-        url,
-        app_url: None,
-        app_role: "tp_app".into(),
-        app_password: None,
-        budget,
-        wait: Duration::from_millis(wait_ms),
-    })
+    PgServer::connect(
+        PgServerConfig {
+            app_role: "tp_app".into(),
+            budget,
+            wait: Duration::from_millis(wait_ms),
+            ..PgServerConfig::new("pg1", url)
+        },
+        std::sync::Arc::new(set()),
+    )
     .await
     .unwrap()
 }
@@ -88,10 +88,10 @@ async fn isolation(mode: IsolationMode) {
     let a = tenant("alpha-hospital", mode);
     let b = tenant("bravo-hospital", mode);
     for t in [&a, &b] {
-        s.provision(t, &set()).await.unwrap();
+        s.provision(t).await.unwrap();
     }
     assert!(
-        s.provision(&a, &set()).await.unwrap().applied.is_empty(),
+        s.provision(&a).await.unwrap().applied.is_empty(),
         "idempotent"
     );
     insert(&s, &a, "a1").await;
@@ -132,7 +132,7 @@ async fn isolation(mode: IsolationMode) {
 
     // The application role, with no tenant set, sees nothing — and pooled connections keep
     // no context after a tenant transaction.
-    let c = s.raw_app_client().await.unwrap();
+    let c = s.raw_app_client(None).await.unwrap();
     let table = match mode {
         IsolationMode::PgSchema => format!("\"{}\".notes", tenant_schema(&a.id)),
         _ => "tp_shared.notes".into(),
@@ -176,8 +176,8 @@ async fn one_connection_interleaved_tenants_never_leak_context() {
     let s = server(1, 2000).await;
     let a = tenant("alpha-hospital", IsolationMode::PgShared);
     let b = tenant("bravo-hospital", IsolationMode::PgSchema);
-    s.provision(&a, &set()).await.unwrap();
-    s.provision(&b, &set()).await.unwrap();
+    s.provision(&a).await.unwrap();
+    s.provision(&b).await.unwrap();
     for i in 0..20 {
         let (t, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         insert(&s, t, "x").await;
@@ -201,7 +201,7 @@ async fn one_connection_interleaved_tenants_never_leak_context() {
 async fn exhausted_budget_waits_then_reports_busy() {
     let s = std::sync::Arc::new(server(1, 200).await);
     let a = tenant("alpha-hospital", IsolationMode::PgShared);
-    s.provision(&a, &set()).await.unwrap();
+    s.provision(&a).await.unwrap();
     let (s2, a2) = (s.clone(), a.clone());
     let holder = tokio::spawn(async move {
         s2.transaction(&a2, |tx| {
@@ -238,27 +238,25 @@ async fn foreign_schemas_are_not_adopted() {
     ))
     .await
     .unwrap();
-    let s = PgServer::connect(PgServerConfig {
-        name: "pg1".into(),
-        url,
-        app_url: None,
-        app_role: "tp_app".into(),
-        app_password: None,
-        budget: 2,
-        wait: Duration::from_secs(1),
-    })
+    let s = PgServer::connect(
+        PgServerConfig {
+            app_url: None,
+            app_role: "tp_app".into(),
+            budget: 2,
+            wait: Duration::from_secs(1),
+            ..PgServerConfig::new("pg1", url)
+        },
+        std::sync::Arc::new(set()),
+    )
     .await
     .unwrap();
-    assert!(matches!(
-        s.provision(&t, &set()).await,
-        Err(DataError::Unavailable(_))
-    ));
+    assert!(matches!(s.provision(&t).await, Err(DataError::Foreign(_))));
     // An empty schema of the right name is adopted.
     let t2 = tenant("bravo-hospital", IsolationMode::PgSchema);
     c.batch_execute(&format!("CREATE SCHEMA \"{}\"", tenant_schema(&t2.id)))
         .await
         .unwrap();
-    s.provision(&t2, &set()).await.unwrap();
+    s.provision(&t2).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,15 +271,16 @@ async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
     .unwrap()
     .unwrap();
     let s = std::sync::Arc::new(
-        PgServer::connect(PgServerConfig {
-            name: "pg1".into(),
-            url,
-            app_url: Some(bouncer.url("tp_app", &db)),
-            app_role: "tp_app".into(),
-            app_password: None,
-            budget: 8,
-            wait: Duration::from_secs(10),
-        })
+        PgServer::connect(
+            PgServerConfig {
+                app_url: Some(bouncer.url("tp_app", &db)),
+                app_role: "tp_app".into(),
+                budget: 8,
+                wait: Duration::from_secs(10),
+                ..PgServerConfig::new("pg1", url)
+            },
+            std::sync::Arc::new(set()),
+        )
         .await
         .unwrap(),
     );
@@ -292,7 +291,7 @@ async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
         tenant("delta-hospital", IsolationMode::PgShared),
     ];
     for t in &tenants {
-        s.provision(t, &set()).await.unwrap();
+        s.provision(t).await.unwrap();
     }
     let mut tasks = Vec::new();
     for (i, t) in tenants.iter().enumerate() {
@@ -326,7 +325,7 @@ async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
         assert_eq!(count(&s, t).await, ((i + 1) * 5) as i64, "{}", t.slug);
     }
     // Outside a tenant transaction, the bounced connection has no tenant context.
-    let c = s.raw_app_client().await.unwrap();
+    let c = s.raw_app_client(None).await.unwrap();
     let n: i64 = c
         .query_one("SELECT count(*) FROM tp_shared.notes", &[])
         .await

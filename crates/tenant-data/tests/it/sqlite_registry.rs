@@ -131,7 +131,7 @@ async fn foreign_files_are_not_adopted() {
         .unwrap();
     drop(c);
     let e = r.provision(&t).await.unwrap_err();
-    assert!(matches!(e, DataError::Unavailable(_)));
+    assert!(matches!(e, DataError::Foreign(_)));
     // An empty file is adopted.
     let t2 = tenant("bravo-hospital");
     std::fs::File::create(r.path_of(&t2.id)).unwrap();

@@ -1,0 +1,168 @@
+//! The one entry point to tenant data: [`TenantData`] routes a tenant to its store (SQLite
+//! registry or a named PostgreSQL server) and hands out a [`TenantDb`] bound to that tenant.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use tenantplane_core::{IsolationMode, Tenant};
+
+use crate::{
+    DataError, Result,
+    migrate::{MigrationReport, MigrationSet},
+    pg::{PgServer, TxFuture},
+    sqlite::SqliteRegistry,
+};
+
+/// All tenant stores of a deployment.
+#[derive(Debug)]
+pub struct TenantData {
+    sqlite: SqliteRegistry,
+    servers: BTreeMap<String, Arc<PgServer>>,
+    set: Arc<MigrationSet>,
+}
+
+/// A tenant's database handle: the only way component code reaches tenant data. It is bound
+/// to one tenant; no method takes another tenant's id.
+#[derive(Debug, Clone, Copy)]
+pub enum TenantDb<'a> {
+    /// A SQLite file.
+    Sqlite(SqliteTenant<'a>),
+    /// A PostgreSQL database, schema or shared tables.
+    Pg(PgTenant<'a>),
+}
+
+/// A `sqlite` tenant's handle.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteTenant<'a> {
+    reg: &'a SqliteRegistry,
+    tenant: &'a Tenant,
+}
+
+impl SqliteTenant<'_> {
+    /// Runs `f` on the tenant's connection, on the bounded blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.reg.run(self.tenant, f).await
+    }
+}
+
+/// A PostgreSQL tenant's handle.
+#[derive(Debug, Clone, Copy)]
+pub struct PgTenant<'a> {
+    server: &'a PgServer,
+    tenant: &'a Tenant,
+}
+
+impl PgTenant<'_> {
+    /// Runs `f` in a transaction with the tenant's context set for that transaction only.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> FnOnce(&'t tokio_postgres::Transaction<'t>) -> TxFuture<'t, T> + Send,
+    {
+        self.server.transaction(self.tenant, f).await
+    }
+}
+
+enum Backend<'a> {
+    Sqlite(&'a SqliteRegistry),
+    Pg(&'a PgServer),
+}
+
+impl TenantData {
+    /// Stores over a SQLite registry and named PostgreSQL servers, all serving `set`.
+    pub fn new(
+        sqlite: SqliteRegistry,
+        servers: impl IntoIterator<Item = PgServer>,
+        set: Arc<MigrationSet>,
+    ) -> Self {
+        Self {
+            sqlite,
+            servers: servers
+                .into_iter()
+                .map(|s| (s.name().to_owned(), Arc::new(s)))
+                .collect(),
+            set,
+        }
+    }
+
+    /// The migrations every tenant store must have.
+    pub fn migrations(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    /// The schema version the binary serves.
+    pub fn schema_version(&self) -> u32 {
+        self.set.schema_version()
+    }
+
+    /// The SQLite registry.
+    pub fn sqlite(&self) -> &SqliteRegistry {
+        &self.sqlite
+    }
+
+    /// The PostgreSQL servers, by name.
+    pub fn servers(&self) -> impl Iterator<Item = &Arc<PgServer>> {
+        self.servers.values()
+    }
+
+    /// One server.
+    pub fn server(&self, name: &str) -> Option<&Arc<PgServer>> {
+        self.servers.get(name)
+    }
+
+    fn backend(&self, t: &Tenant) -> Result<Backend<'_>> {
+        if t.isolation == IsolationMode::Sqlite {
+            return Ok(Backend::Sqlite(&self.sqlite));
+        }
+        let name = t.placement.as_deref().ok_or_else(|| {
+            DataError::Unavailable(format!("{} tenant without a placement", t.isolation))
+        })?;
+        self.servers
+            .get(name)
+            .map(|s| Backend::Pg(s))
+            .ok_or_else(|| DataError::Unavailable(format!("unknown database server '{name}'")))
+    }
+
+    /// Creates (or adopts, if ours) the tenant's store and migrates it.
+    pub async fn provision(&self, t: &Tenant) -> Result<MigrationReport> {
+        match self.backend(t)? {
+            Backend::Sqlite(r) => r.provision(t).await,
+            Backend::Pg(s) => s.provision(t).await,
+        }
+    }
+
+    /// Brings an existing store to the binary's schema version.
+    pub async fn migrate(&self, t: &Tenant) -> Result<MigrationReport> {
+        match self.backend(t)? {
+            Backend::Sqlite(r) => r.migrate(t).await,
+            Backend::Pg(s) => s.migrate(t).await,
+        }
+    }
+
+    /// Drops the tenant's store (file, database, schema or rows). Idempotent.
+    pub async fn drop_tenant(&self, t: &Tenant) -> Result<()> {
+        match self.backend(t)? {
+            Backend::Sqlite(r) => r.drop_tenant(t.id).await,
+            Backend::Pg(s) => s.drop_tenant(t).await,
+        }
+    }
+
+    /// The tenant's handle, if its store is at the version this binary needs (as recorded
+    /// in the catalog); [`DataError::Outdated`] otherwise.
+    pub fn handle<'a>(&'a self, t: &'a Tenant) -> Result<TenantDb<'a>> {
+        let need = self.set.schema_version();
+        if t.schema_version != need {
+            return Err(DataError::Outdated {
+                have: t.schema_version,
+                need,
+            });
+        }
+        Ok(match self.backend(t)? {
+            Backend::Sqlite(reg) => TenantDb::Sqlite(SqliteTenant { reg, tenant: t }),
+            Backend::Pg(server) => TenantDb::Pg(PgTenant { server, tenant: t }),
+        })
+    }
+}
