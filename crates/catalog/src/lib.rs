@@ -80,8 +80,44 @@ pub struct TenantQuery {
     pub q: Option<String>,
     /// Return tenants created after this one (exclusive), in creation order.
     pub after: Option<TenantId>,
+    /// Only tenants whose recorded schema version is below this.
+    pub schema_below: Option<u32>,
     /// Page size (the caller bounds it).
     pub limit: usize,
+}
+
+/// Number of tenants per (isolation, status, schema version, placement): fleet status and
+/// placement answered from the catalog alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCounts {
+    /// Isolation mode.
+    pub isolation: IsolationMode,
+    /// Status.
+    pub status: TenantStatus,
+    /// Recorded schema version.
+    pub schema_version: u32,
+    /// Server, if any.
+    pub placement: Option<String>,
+    /// How many tenants.
+    pub count: u64,
+}
+
+impl TenantCounts {
+    pub(crate) fn parse(
+        isolation: &str,
+        status: &str,
+        schema_version: i64,
+        placement: Option<String>,
+        count: i64,
+    ) -> Result<Self> {
+        Ok(Self {
+            isolation: isolation.parse().map_err(CatalogError::Internal)?,
+            status: status.parse().map_err(CatalogError::Internal)?,
+            schema_version: schema_version.max(0) as u32,
+            placement,
+            count: count.max(0) as u64,
+        })
+    }
 }
 
 /// One page of tenants.
@@ -135,6 +171,9 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Number of tenants per status.
     async fn count_by_status(&self) -> Result<Vec<(TenantStatus, u64)>>;
+
+    /// Tenants counted by isolation, status, schema version and placement.
+    async fn tenant_counts(&self) -> Result<Vec<TenantCounts>>;
 
     /// All plans, by name.
     async fn list_plans(&self) -> Result<Vec<Plan>>;

@@ -7,10 +7,11 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial catalog",
-    sql: r#"
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial catalog",
+        sql: r#"
 CREATE TABLE tenants (
     id            TEXT PRIMARY KEY,
     slug          TEXT NOT NULL UNIQUE,
@@ -44,12 +45,25 @@ CREATE TABLE operators (
     doc   TEXT NOT NULL
 ) STRICT;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "tenant schema version and placement columns",
+        sql: r#"
+ALTER TABLE tenants ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN placement TEXT;
+UPDATE tenants SET schema_version = coalesce(json_extract(doc, '$.schema_version'), 0),
+                   placement = json_extract(doc, '$.placement');
+CREATE INDEX tenants_schema ON tenants (schema_version, id);
+"#,
+    },
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial catalog",
-    sql: r#"
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial catalog",
+        sql: r#"
 CREATE TABLE tenants (
     id            UUID PRIMARY KEY,
     slug          TEXT NOT NULL UNIQUE,
@@ -82,4 +96,16 @@ CREATE TABLE operators (
     doc   JSONB NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "tenant schema version and placement columns",
+        sql: r#"
+ALTER TABLE tenants ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN placement TEXT;
+UPDATE tenants SET schema_version = coalesce((doc->>'schema_version')::int, 0),
+                   placement = doc->>'placement';
+CREATE INDEX tenants_schema ON tenants (schema_version, id);
+"#,
+    },
+];

@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use tokio_postgres::{NoTls, error::SqlState, types::Json};
 
 use crate::{
-    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantPage, TenantQuery, migrations,
+    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantCounts, TenantPage,
+    TenantQuery, migrations,
 };
 
 /// Lock key serialising catalog writes that draw a change sequence number.
@@ -196,8 +197,8 @@ impl CatalogStore for PgCatalog {
         let seq = next_seq(&tx).await?;
         tx.execute(
             "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-             delete_after, version, change_seq, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             delete_after, version, change_seq, doc, schema_version, placement) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 t.id.as_uuid(),
                 &t.slug.as_str(),
@@ -210,6 +211,8 @@ impl CatalogStore for PgCatalog {
                 &to_i64(t.version),
                 &seq,
                 &Json(t),
+                &(t.schema_version as i32),
+                &t.placement,
             ],
         )
         .await
@@ -250,6 +253,7 @@ impl CatalogStore for PgCatalog {
                 .filter(|s| !s.is_empty())
                 .map(str::to_lowercase);
         let limit = to_i64(q.limit as u64 + 1);
+        let below = q.schema_below.map(|v| v as i32);
         let mut items: Vec<Tenant> = self
             .query_docs(
                 "SELECT doc FROM tenants WHERE ($1::text IS NULL OR status = $1) \
@@ -257,8 +261,11 @@ impl CatalogStore for PgCatalog {
                  AND ($4::text IS NULL OR isolation = $4) AND ($5::uuid IS NULL OR id > $5) \
                  AND ($6::text IS NULL OR starts_with(slug, $6) \
                       OR strpos(lower(display_name), $6) > 0) \
+                 AND ($8::int IS NULL OR schema_version < $8) \
                  ORDER BY id LIMIT $7",
-                &[&status, &profile, &plan, &isolation, &after, &text, &limit],
+                &[
+                    &status, &profile, &plan, &isolation, &after, &text, &limit, &below,
+                ],
             )
             .await?;
         let has_more = items.len() > q.limit;
@@ -286,8 +293,8 @@ impl CatalogStore for PgCatalog {
         t.version = expected_version + 1;
         tx.execute(
             "UPDATE tenants SET display_name = $2, status = $3, profile = $4, plan = $5, \
-             isolation = $6, delete_after = $7, version = $8, change_seq = $9, doc = $10 \
-             WHERE id = $1",
+             isolation = $6, delete_after = $7, version = $8, change_seq = $9, doc = $10, \
+             schema_version = $11, placement = $12 WHERE id = $1",
             &[
                 t.id.as_uuid(),
                 &t.display_name,
@@ -299,6 +306,8 @@ impl CatalogStore for PgCatalog {
                 &to_i64(t.version),
                 &seq,
                 &Json(&t),
+                &(t.schema_version as i32),
+                &t.placement,
             ],
         )
         .await
@@ -356,6 +365,29 @@ impl CatalogStore for PgCatalog {
                 TenantStatus::from_str(&s)
                     .map(|s| (s, n as u64))
                     .map_err(CatalogError::Internal)
+            })
+            .collect()
+    }
+
+    async fn tenant_counts(&self) -> Result<Vec<TenantCounts>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT isolation, status, schema_version, placement, count(*) FROM tenants \
+                 GROUP BY isolation, status, schema_version, placement",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                TenantCounts::parse(
+                    r.get(0),
+                    r.get(1),
+                    r.get::<_, i32>(2) as i64,
+                    r.get(3),
+                    r.get(4),
+                )
             })
             .collect()
     }

@@ -17,8 +17,8 @@ use tenantplane_core::{
 use time::OffsetDateTime;
 
 use crate::{
-    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantPage, TenantQuery, decode,
-    encode, migrations, rfc3339,
+    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantCounts, TenantPage,
+    TenantQuery, decode, encode, migrations, rfc3339,
 };
 
 /// SQLite-backed catalog.
@@ -221,8 +221,8 @@ impl CatalogStore for SqliteCatalog {
             let seq = next_seq(&tx)?;
             let res = tx.execute(
                 "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-                 delete_after, version, change_seq, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 delete_after, version, change_seq, doc, schema_version, placement) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     t.id.to_string(),
                     t.slug.as_str(),
@@ -234,7 +234,9 @@ impl CatalogStore for SqliteCatalog {
                     opt_unix(t.delete_after),
                     t.version as i64,
                     seq,
-                    encode(&t)?
+                    encode(&t)?,
+                    t.schema_version,
+                    t.placement
                 ],
             );
             if let Err(e) = res {
@@ -292,6 +294,9 @@ impl CatalogStore for SqliteCatalog {
             if let Some(a) = q.after {
                 push(" AND id > ?", a.to_string(), &mut sql);
             }
+            if let Some(v) = q.schema_below {
+                push(" AND schema_version < ?", v.to_string(), &mut sql);
+            }
             if let Some(text) = q.q.as_deref().filter(|s| !s.is_empty()) {
                 let t = text.to_lowercase();
                 args.push(t.clone());
@@ -326,8 +331,8 @@ impl CatalogStore for SqliteCatalog {
             let seq = next_seq(&tx)?;
             tx.execute(
                 "UPDATE tenants SET display_name = ?2, status = ?3, profile = ?4, plan = ?5, \
-                 isolation = ?6, delete_after = ?7, version = ?8, change_seq = ?9, doc = ?10 \
-                 WHERE id = ?1",
+                 isolation = ?6, delete_after = ?7, version = ?8, change_seq = ?9, doc = ?10, \
+                 schema_version = ?11, placement = ?12 WHERE id = ?1",
                 params![
                     id,
                     t.display_name,
@@ -338,7 +343,9 @@ impl CatalogStore for SqliteCatalog {
                     opt_unix(t.delete_after),
                     t.version as i64,
                     seq,
-                    encode(&t)?
+                    encode(&t)?,
+                    t.schema_version,
+                    t.placement
                 ],
             )
             .map_err(internal)?;
@@ -404,6 +411,34 @@ impl CatalogStore for SqliteCatalog {
                         .map(|s| (s, n as u64))
                         .map_err(CatalogError::Internal)
                 })
+                .collect()
+        })
+        .await
+    }
+
+    async fn tenant_counts(&self) -> Result<Vec<TenantCounts>> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT isolation, status, schema_version, placement, count(*) FROM tenants \
+                     GROUP BY isolation, status, schema_version, placement",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(internal)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)?;
+            rows.into_iter()
+                .map(|(i, s, v, p, n)| TenantCounts::parse(&i, &s, v, p, n))
                 .collect()
         })
         .await

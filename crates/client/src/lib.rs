@@ -326,6 +326,30 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/placement`.
+    pub async fn placement(&self) -> Result<tenantplane_core::api::PlacementList> {
+        Self::send(self.request(Method::GET, "/api/v1/placement")).await
+    }
+
+    /// `GET /t/{slug}/api/tenant/departments`.
+    pub async fn departments(&self, slug: &str) -> Result<tenantplane_core::api::DepartmentList> {
+        Self::send(self.http.get(format!(
+            "{}/t/{}/api/tenant/departments",
+            self.base,
+            Self::seg(slug)
+        )))
+        .await
+    }
+
+    /// `POST /api/v1/tenants/{tenant}/retry`.
+    pub async fn retry(&self, tenant: &str) -> Result<TenantView> {
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/tenants/{}/retry", Self::seg(tenant)),
+        ))
+        .await
+    }
+
     /// `GET /readyz`; true when ready.
     pub async fn ready(&self) -> Result<bool> {
         let res = self

@@ -318,3 +318,43 @@ pub struct Health {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants_indexed: Option<u64>,
 }
+
+/// A department of the tenant (public).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DepartmentView {
+    /// Identity.
+    pub id: uuid::Uuid,
+    /// Name, unique within the tenant.
+    pub name: String,
+}
+
+/// `GET /api/tenant/departments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DepartmentList {
+    /// Departments by name.
+    pub items: Vec<DepartmentView>,
+}
+
+/// One database server of `GET /api/v1/placement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PlacementServer {
+    /// Name (`[data.servers.<name>]`), or `embedded` for the SQLite file store.
+    pub name: String,
+    /// Isolation modes placed on it.
+    pub modes: Vec<IsolationMode>,
+    /// Tenants placed on it (not deleted).
+    pub tenants: u64,
+    /// Application connections open now (SQLite: tenant databases open now).
+    pub connections_open: u64,
+    /// Of which idle.
+    pub connections_idle: u64,
+    /// The budget (SQLite: the open-database cap).
+    pub budget: u64,
+}
+
+/// `GET /api/v1/placement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PlacementList {
+    /// Servers, the embedded store first.
+    pub servers: Vec<PlacementServer>,
+}

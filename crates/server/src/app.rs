@@ -88,7 +88,12 @@ impl Server {
             &config.server.base_domain,
             config.server.trusted_proxies.clone(),
         ));
-        let svc = Arc::new(Service::new(catalog, index, config.clone()));
+        let data = Arc::new(
+            crate::data::open(&config)
+                .await
+                .context("opening tenant data stores")?,
+        );
+        let svc = Arc::new(Service::new(catalog, index, config.clone(), data));
         let default_plan: tenantplane_core::PlanName = config
             .tenants
             .default_plan
@@ -234,7 +239,42 @@ impl Server {
                 }
             }
         });
-        vec![poller, purger]
+        // At start: finish tenants left mid-provisioning, then (if configured) bring every
+        // tenant store to this binary's schema version. Tenants are served as soon as their
+        // own store is at the version (the handle checks), not after the whole fleet.
+        let svc = self.state.svc.clone();
+        let migrate = self.config.data.migrate_on_start;
+        let concurrency = self.config.data.migrate_concurrency;
+        let startup = tokio::spawn(async move {
+            match svc.resume_provisioning().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tenants = n, "resumed interrupted provisioning"),
+                Err(e) => tracing::warn!(code = e.code, "resuming provisioning failed"),
+            }
+            if migrate {
+                let opts = crate::fleet::RunOptions {
+                    canary: 0,
+                    tenants: None,
+                    concurrency,
+                };
+                let log: crate::fleet::ProgressFn = Arc::new(|p| {
+                    if let crate::fleet::Progress::Done {
+                        migrated,
+                        failed,
+                        ms,
+                        ..
+                    } = p
+                        && (*migrated > 0 || *failed > 0)
+                    {
+                        tracing::info!(migrated, failed, ms, "tenant stores migrated at start");
+                    }
+                });
+                if let Err(e) = crate::fleet::run(&svc, opts, log).await {
+                    tracing::warn!(code = e.code, "migrating tenant stores at start failed");
+                }
+            }
+        });
+        vec![poller, purger, startup]
     }
 }
 

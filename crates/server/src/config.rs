@@ -27,6 +27,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// Tenant defaults and lifecycle timings.
     pub tenants: TenantsConfig,
+    /// Tenant data stores: SQLite files and PostgreSQL servers.
+    pub data: DataConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -143,6 +145,80 @@ impl Default for TenantsConfig {
     }
 }
 
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Most tenant SQLite databases open at once; 0 derives it from the file-descriptor
+    /// limit.
+    pub sqlite_max_open: usize,
+    /// Most SQLite jobs running at once; 0 means two per core.
+    pub sqlite_max_blocking: usize,
+    /// How long a request waits for SQLite capacity before 503, in milliseconds.
+    pub sqlite_busy_wait_ms: u64,
+    /// Bring tenant stores up to date when the server starts.
+    pub migrate_on_start: bool,
+    /// Tenants migrated at once by `migrate run` and at start (bounded further by each
+    /// server's connection budget).
+    pub migrate_concurrency: usize,
+    /// PostgreSQL servers holding tenants, by name.
+    pub servers: std::collections::BTreeMap<String, PgServerSettings>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            sqlite_max_open: 0,
+            sqlite_max_blocking: 0,
+            sqlite_busy_wait_ms: 5000,
+            migrate_on_start: true,
+            migrate_concurrency: 4,
+            servers: Default::default(),
+        }
+    }
+}
+
+/// `[data.servers.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgServerSettings {
+    /// Owner connection URL; its database holds pg-schema and pg-shared tenants.
+    pub url: String,
+    /// Application connection URL when it differs (e.g. PgBouncer in transaction mode).
+    pub app_url: Option<String>,
+    /// Application role (created if missing; must not be superuser or BYPASSRLS).
+    pub app_role: String,
+    /// Its password.
+    pub app_password: Option<String>,
+    /// Most application connections open on this server at once.
+    pub budget: usize,
+    /// Most application connections to one pg-database tenant database.
+    pub per_database: usize,
+    /// How long a request waits for a connection before 503, in milliseconds.
+    pub wait_ms: u64,
+    /// Idle application connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Isolation modes placed on this server.
+    pub modes: Vec<tenantplane_core::IsolationMode>,
+}
+
+impl Default for PgServerSettings {
+    fn default() -> Self {
+        use tenantplane_core::IsolationMode as M;
+        Self {
+            url: String::new(),
+            app_url: None,
+            app_role: "tenantplane_app".into(),
+            app_password: None,
+            budget: 20,
+            per_database: 2,
+            wait_ms: 5000,
+            idle_timeout_secs: 60,
+            modes: vec![M::PgDatabase, M::PgSchema, M::PgShared],
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -215,6 +291,38 @@ impl Config {
                 "server.max_body_bytes must be at least 1024".into(),
             ));
         }
+        for (name, srv) in &self.data.servers {
+            if name.is_empty()
+                || name.len() > 40
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "data.servers.{name}: names are 1-40 lowercase letters, digits or '-'"
+                )));
+            }
+            if !(srv.url.starts_with("postgres://") || srv.url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "data.servers.{name}.url must be a postgres:// URL"
+                )));
+            }
+            if srv.budget == 0 || srv.per_database == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "data.servers.{name}: budget and per_database must be at least 1"
+                )));
+            }
+            if srv.modes.contains(&tenantplane_core::IsolationMode::Sqlite) {
+                return Err(ConfigError::Invalid(format!(
+                    "data.servers.{name}.modes: sqlite tenants live in files, not on a server"
+                )));
+            }
+        }
+        if self.data.migrate_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "data.migrate_concurrency must be at least 1".into(),
+            ));
+        }
         if self.catalog.poll_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "catalog.poll_interval_ms must be greater than 0".into(),
@@ -240,6 +348,13 @@ impl Config {
     pub fn redacted(&self) -> Self {
         let mut c = self.clone();
         c.catalog.url = redact_url(&c.catalog.url);
+        for srv in c.data.servers.values_mut() {
+            srv.url = redact_url(&srv.url);
+            srv.app_url = srv.app_url.as_deref().map(redact_url);
+            if srv.app_password.is_some() {
+                srv.app_password = Some("***".into());
+            }
+        }
         c
     }
 }

@@ -272,5 +272,49 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<tenantplane_tenant_data::DataError> for ApiError {
+    fn from(e: tenantplane_tenant_data::DataError) -> Self {
+        use tenantplane_tenant_data::DataError as D;
+        match e {
+            D::Busy => {
+                metrics::counter!("tenantplane_tenant_store_busy_total").increment(1);
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant-store-busy",
+                    "Tenant store busy",
+                )
+                .detail("all connections to the tenant's store are in use; retry shortly");
+                e.retry_after = Some(1);
+                e
+            }
+            D::Outdated { have, need } => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant-store-upgrading",
+                    "Tenant store being upgraded",
+                )
+                .detail(format!(
+                    "the tenant's data is at schema version {have}; this server needs {need}"
+                ));
+                e.retry_after = Some(10);
+                e
+            }
+            D::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "tenant store unavailable");
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant-store-unavailable",
+                    "Tenant store unavailable",
+                )
+                .detail("the tenant's store cannot be reached; retry shortly");
+                e.retry_after = Some(5);
+                e
+            }
+            D::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(msg),
+            other => Self::internal(&other),
+        }
+    }
+}
+
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

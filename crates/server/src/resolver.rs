@@ -112,6 +112,20 @@ impl TenantIndex {
             .len()
     }
 
+    /// Tenants (not deleted) per placement, for the placement policy and `placement list`.
+    pub fn placement_counts(&self) -> HashMap<String, usize> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = HashMap::new();
+        for t in g.by_id.values() {
+            if let Some(p) = &t.placement
+                && t.status != tenantplane_core::TenantStatus::Deleted
+            {
+                *out.entry(p.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// True when no tenant is indexed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

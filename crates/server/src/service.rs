@@ -7,13 +7,14 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use tenantplane_catalog::{Catalog, CatalogError, TenantQuery};
 use tenantplane_core::{
-    DomainName, Operator, OperatorId, OperatorRole, Plan, PlanName, Profile, Slug, Tenant,
-    TenantId, TenantRef, TenantStatus, ValidationErrors,
+    DomainName, Operator, OperatorId, OperatorRole, Plan, PlanName, Profile, ProvisionStep, Slug,
+    Tenant, TenantId, TenantRef, TenantSeed, TenantStatus, ValidationErrors,
     api::{CreateOperator, CreateTenant, UpdatePlan, UpdateTenant},
     lifecycle::{TenantAction, target_status},
     operator::validate_operator_name,
     tenant::{validate_display_name, validate_settings},
 };
+use tenantplane_tenant_data::{DataError, TenantData, directory};
 use time::OffsetDateTime;
 
 use crate::{
@@ -40,6 +41,8 @@ pub struct Service {
     pub operators: OperatorCache,
     /// Effective configuration.
     pub config: Arc<Config>,
+    /// Tenant data stores.
+    pub data: Arc<TenantData>,
     /// Striped per-tenant write locks.
     write_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -91,12 +94,18 @@ fn decode_cursor(c: &str) -> Option<TenantId> {
 
 impl Service {
     /// A service over `catalog` and `index` with `config`.
-    pub fn new(catalog: Catalog, index: Arc<TenantIndex>, config: Arc<Config>) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        index: Arc<TenantIndex>,
+        config: Arc<Config>,
+        data: Arc<TenantData>,
+    ) -> Self {
         Self {
             catalog,
             index,
             operators: OperatorCache::default(),
             config,
+            data,
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -191,6 +200,19 @@ impl Service {
         branding.validate("/branding", &mut errs);
         let settings = req.settings.unwrap_or_default();
         validate_settings("/settings", &settings, &mut errs);
+        let departments = validate_departments(&req.departments, &mut errs);
+        let isolation = req
+            .isolation
+            .or(plan.as_ref().map(|p| p.default_isolation))
+            .unwrap_or(tenantplane_core::IsolationMode::Sqlite);
+        let placement =
+            match crate::data::place(&self.config, &self.index.placement_counts(), isolation) {
+                Ok(p) => p,
+                Err(msg) => {
+                    errs.push("/isolation", msg);
+                    None
+                }
+            };
         errs.clone().into_result()?;
         let (Some(slug), Some(plan)) = (slug, plan) else {
             return Err(ApiError::validation(errs));
@@ -200,22 +222,156 @@ impl Service {
             custom_domains: domains,
             branding,
             settings,
+            placement,
+            seed: TenantSeed { departments },
             ..Tenant::new(
                 slug,
                 req.display_name.trim().to_owned(),
                 req.profile.unwrap_or(Profile::Other),
                 plan.name.clone(),
-                req.isolation.unwrap_or(plan.default_isolation),
+                isolation,
                 ts,
             )
         };
         let stored = self.catalog.create_tenant(&tenant).await?;
         self.index.apply([stored.clone()], None);
-        tracing::info!(tenant_id = %stored.id, slug = %stored.slug, "tenant created");
-        // The tenant-data layer plugs its provisioning steps in here; with the catalog as the
-        // only store so far, provisioning is complete once the record exists.
-        self.transition_tenant(stored, TenantAction::Activate, None, None)
+        tracing::info!(tenant_id = %stored.id, slug = %stored.slug, isolation = %stored.isolation, placement = ?stored.placement, "tenant created");
+        self.provision(stored).await
+    }
+
+    /// The provisioning pipeline: create the store → run/verify migrations → seed → activate.
+    /// Every step is recorded in the catalog and idempotent, so a tenant left in
+    /// `provisioning` (a crash, a restart) is finished by running this again. A failing step
+    /// moves the tenant to `failed` with the reason and answers 503 `provisioning-failed`.
+    pub async fn provision(&self, t: Tenant) -> ApiResult<Tenant> {
+        let started = std::time::Instant::now();
+        let id = t.id.to_string();
+        let need = self.data.schema_version();
+        let mut t = t;
+        if !(t.has_step(ProvisionStep::StoreCreated)
+            && t.has_step(ProvisionStep::Migrated)
+            && t.schema_version == need)
+        {
+            let report = match self.data.provision(&t).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.fail_provisioning(&id, "store", e).await),
+            };
+            t = self
+                .modify(&id, None, |x| {
+                    require_provisioning(x)?;
+                    let at = now();
+                    x.record_step(ProvisionStep::StoreCreated, at);
+                    x.record_step(ProvisionStep::Migrated, at);
+                    x.schema_version = report.schema_version;
+                    Ok(())
+                })
+                .await?;
+        }
+        if !t.seed.is_empty() && !t.has_step(ProvisionStep::Seeded) {
+            let seeded = match self.data.handle(&t) {
+                Ok(db) => directory::seed(db, &t.seed.departments).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = seeded {
+                return Err(self.fail_provisioning(&id, "seed", e).await);
+            }
+        }
+        let out = self
+            .modify(&id, None, |x| {
+                require_provisioning(x)?;
+                let at = now();
+                if !x.seed.is_empty() {
+                    x.record_step(ProvisionStep::Seeded, at);
+                }
+                apply_action(x, TenantAction::Activate, None, time::Duration::ZERO)?;
+                x.record_step(ProvisionStep::Activated, at);
+                Ok(())
+            })
+            .await?;
+        metrics::histogram!("tenantplane_provision_seconds", "isolation" => out.isolation.as_str())
+            .record(started.elapsed().as_secs_f64());
+        tracing::info!(tenant_id = %out.id, ms = started.elapsed().as_millis() as u64, "tenant provisioned");
+        Ok(out)
+    }
+
+    /// Marks a tenant `failed` with the reason of a failed provisioning step; returns the
+    /// problem to answer.
+    async fn fail_provisioning(&self, id: &str, step: &str, e: DataError) -> ApiError {
+        let reason = format!("provisioning step '{step}' failed: {e}");
+        tracing::warn!(tenant_id = %id, step, error = %e, "provisioning failed");
+        metrics::counter!("tenantplane_provision_failures_total").increment(1);
+        let r = reason.clone();
+        if let Err(err) = self
+            .modify(id, None, move |x| {
+                apply_action(x, TenantAction::Fail, Some(r.clone()), time::Duration::ZERO)
+            })
             .await
+        {
+            tracing::warn!(tenant_id = %id, code = err.code, "could not record the failure");
+        }
+        let mut p = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provisioning-failed",
+            "Provisioning failed",
+        )
+        .detail(format!(
+            "the tenant was recorded in status 'failed' ({reason}); fix the cause, then POST \
+             /api/v1/tenants/{id}/retry"
+        ));
+        p.retry_after = Some(30);
+        p
+    }
+
+    /// Records that the tenant's store is at schema version `v` (fleet migrations).
+    pub async fn set_schema_version(&self, t: &Tenant, v: u32) -> ApiResult<Tenant> {
+        self.modify(&t.id.to_string(), None, |x| {
+            if x.schema_version < v {
+                x.schema_version = v;
+            }
+            x.record_step(ProvisionStep::StoreCreated, now());
+            x.record_step(ProvisionStep::Migrated, now());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Retries a `failed` tenant's provisioning: failed → provisioning → pipeline.
+    pub async fn retry(&self, r: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
+        let t = self
+            .transition(r, TenantAction::Retry, None, if_match)
+            .await?;
+        self.provision(t).await
+    }
+
+    /// Finishes (or fails) every tenant left in `provisioning`, e.g. by a crash. Returns how
+    /// many were found.
+    pub async fn resume_provisioning(&self) -> ApiResult<usize> {
+        let mut after = None;
+        let mut n = 0;
+        loop {
+            let page = self
+                .catalog
+                .list_tenants(&TenantQuery {
+                    status: Some(TenantStatus::Provisioning),
+                    after,
+                    limit: 200,
+                    ..Default::default()
+                })
+                .await?;
+            for t in &page.items {
+                n += 1;
+                match self.provision(t.clone()).await {
+                    Ok(_) => tracing::info!(tenant_id = %t.id, "interrupted provisioning finished"),
+                    Err(e) => {
+                        tracing::warn!(tenant_id = %t.id, code = e.code, "interrupted provisioning did not finish")
+                    }
+                }
+            }
+            after = page.items.last().map(|t| t.id);
+            if !page.has_more {
+                return Ok(n);
+            }
+        }
     }
 
     /// Lists tenants.
@@ -253,6 +409,7 @@ impl Service {
                 q: p.q,
                 after,
                 limit,
+                schema_below: None,
             })
             .await?;
         let next = if page.has_more {
@@ -397,17 +554,6 @@ impl Service {
         Ok(stored)
     }
 
-    async fn transition_tenant(
-        &self,
-        t: Tenant,
-        action: TenantAction,
-        reason: Option<String>,
-        if_match: Option<u64>,
-    ) -> ApiResult<Tenant> {
-        self.transition(&t.id.to_string(), action, reason, if_match)
-            .await
-    }
-
     /// Adds a custom domain.
     pub async fn add_domain(
         &self,
@@ -473,10 +619,19 @@ impl Service {
             .await?;
         let mut n = 0;
         for t in due {
+            // Drop the store first (idempotent); the catalog records that it did. If dropping
+            // fails, the tenant stays `deleting` and is retried on the next round.
+            if !t.has_step(ProvisionStep::StoreDropped)
+                && let Err(e) = self.data.drop_tenant(&t).await
+            {
+                tracing::warn!(tenant_id = %t.id, error = %e, "dropping the tenant's store failed; will retry");
+                continue;
+            }
             let res = self
                 .modify(&t.id.to_string(), None, |t| {
                     apply_action(t, TenantAction::Purge, None, time::Duration::ZERO)?;
                     t.custom_domains.clear();
+                    t.record_step(ProvisionStep::StoreDropped, now());
                     Ok(())
                 })
                 .await;
@@ -680,6 +835,42 @@ impl Service {
 fn gone() -> ApiError {
     ApiError::new(StatusCode::GONE, "tenant-gone", "Tenant deleted")
         .detail("the tenant has been deleted")
+}
+
+fn require_provisioning(t: &Tenant) -> ApiResult<()> {
+    if t.status == TenantStatus::Provisioning {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-provisioning",
+            "Tenant is not being provisioned",
+        )
+        .detail(format!("the tenant is {} now", t.status)))
+    }
+}
+
+/// Checks the departments of a creation request: at most 200, names of 1–100 characters
+/// without control characters, unique (after trimming).
+fn validate_departments(raw: &[String], errs: &mut ValidationErrors) -> Vec<String> {
+    if raw.len() > 200 {
+        errs.push("/departments", "at most 200 departments");
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, d) in raw.iter().enumerate() {
+        let p = format!("/departments/{i}");
+        let name = d.trim();
+        let len = name.chars().count();
+        if len == 0 || len > 100 || name.chars().any(char::is_control) {
+            errs.push(p, "1-100 characters, no control characters");
+        } else if out.iter().any(|o| o == name) {
+            errs.push(p, "listed twice");
+        } else {
+            out.push(name.to_owned());
+        }
+    }
+    out
 }
 
 /// Applies a lifecycle action to a tenant record (pure; used inside read-modify-write).

@@ -13,7 +13,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use tenantplane_core::{Tenant, TenantStatus, api::PublicTenant};
+use tenantplane_core::{
+    Tenant, TenantStatus,
+    api::{DepartmentList, DepartmentView, PublicTenant},
+};
+use tenantplane_tenant_data::{TenantData, TenantDb, directory};
 
 use crate::{
     app::AppState,
@@ -34,6 +38,12 @@ impl TenantCtx {
     /// The tenant.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant
+    }
+
+    /// The tenant's database handle — the only way a tenant route reaches tenant data.
+    /// Busy, unreachable or not-yet-migrated stores answer 503 with `Retry-After`.
+    pub fn db<'a>(&'a self, data: &'a TenantData) -> Result<TenantDb<'a>, ApiError> {
+        Ok(data.handle(&self.tenant)?)
     }
 }
 
@@ -168,6 +178,30 @@ pub async fn profile(State(s): State<AppState>, ctx: TenantCtx) -> Json<PublicTe
     })
 }
 
+/// `GET /api/tenant/departments`: the tenant's departments (public directory), read from the
+/// tenant's own store.
+#[utoipa::path(get, path = "/api/tenant/departments", tag = "tenant",
+    responses(
+        (status = 200, description = "Departments by name", body = DepartmentList),
+        (status = 404, description = "No such tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Tenant store busy, unreachable or being upgraded (see Retry-After)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn departments(
+    State(s): State<AppState>,
+    ctx: TenantCtx,
+) -> Result<Json<DepartmentList>, ApiError> {
+    let items = directory::list(ctx.db(&s.svc.data)?).await?;
+    Ok(Json(DepartmentList {
+        items: items
+            .into_iter()
+            .map(|d| DepartmentView {
+                id: d.id,
+                name: d.name,
+            })
+            .collect(),
+    }))
+}
+
 async fn tenant_route_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found")
         .detail("no such route for this tenant")
@@ -188,6 +222,7 @@ pub fn service(
 + 'static {
     let router = Router::new()
         .route("/api/tenant", get(profile))
+        .route("/api/tenant/departments", get(departments))
         .fallback(tenant_route_not_found)
         .with_state(state.clone());
     tower::Layer::layer(

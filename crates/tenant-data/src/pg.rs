@@ -102,17 +102,18 @@ impl std::fmt::Debug for PgServer {
     }
 }
 
-fn db(e: tokio_postgres::Error) -> DataError {
-    DataError::Db(e.to_string())
+/// A database error for logs: SQLSTATE and message only — never the `DETAIL`, which can
+/// quote row values (health data).
+pub(crate) fn db(e: tokio_postgres::Error) -> DataError {
+    match e.as_db_error() {
+        Some(d) => DataError::Db(format!("{}: {}", d.code().code(), d.message())),
+        None => DataError::Unavailable(e.to_string()),
+    }
 }
 
 /// Connection-level failures (server down, refused) are `Unavailable`; the rest `Db`.
 fn owner_err(e: tokio_postgres::Error) -> DataError {
-    if e.as_db_error().is_none() {
-        DataError::Unavailable(e.to_string())
-    } else {
-        DataError::Db(e.to_string())
-    }
+    db(e)
 }
 
 fn pool_err(e: PoolError) -> DataError {

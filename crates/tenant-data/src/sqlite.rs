@@ -126,6 +126,11 @@ impl SqliteRegistry {
         })
     }
 
+    /// The open-database cap.
+    pub fn max_open(&self) -> usize {
+        self.cfg.max_open
+    }
+
     /// The file of a tenant.
     pub fn path_of(&self, id: &TenantId) -> PathBuf {
         self.cfg.dir.join(format!("{id}.db"))

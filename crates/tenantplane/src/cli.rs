@@ -61,7 +61,72 @@ pub enum Command {
     Plan(PlanCmd),
     /// Save the server address and an operator token for later commands.
     Login(LoginArgs),
+    /// Fleet migrations of tenant stores (runs here, against the configured catalog and
+    /// stores; safe to run while servers serve).
+    #[command(subcommand)]
+    Migrate(MigrateCmd),
+    /// Where tenant data lives: servers, tenant counts, connection use (asks a server).
+    #[command(subcommand)]
+    Placement(PlacementCmd),
 }
+
+/// `migrate …`.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCmd {
+    /// Tenants per isolation mode and schema version, from the catalog alone.
+    Status {
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+    /// Bring tenant stores to this binary's schema version (resumable; one tenant's failure
+    /// never stops the others; exit code 8 when some failed, 9 when the canary wave halted).
+    Run {
+        /// Migrate this many tenants first and stop if any of them fails.
+        #[arg(long, default_value_t = 0)]
+        canary: usize,
+        /// Only these tenants (slugs or ids, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tenants: Option<Vec<String>>,
+        /// Tenants migrated at once (default: data.migrate_concurrency); each server is also
+        /// limited to half its connection budget.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Progress display: a bar on a terminal, JSON lines otherwise (auto).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressArg,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+}
+
+/// Progress display of `migrate run`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, JSON lines otherwise.
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+/// `placement …`.
+#[derive(Debug, Subcommand)]
+pub enum PlacementCmd {
+    /// List the embedded store and database servers with tenant counts and connection use.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// A migration run with failures (exit code 8) or a halted canary wave (9).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MigrateFailed(pub String, pub u8);
 
 /// Flags that override configuration for server-side commands.
 #[derive(Debug, Args, Clone, Default)]
@@ -501,8 +566,12 @@ impl Remote {
 }
 
 /// Exit codes: 1 other, 2 usage, 3 invalid input, 4 not found/gone, 5 conflict/precondition,
-/// 6 authentication/permission, 7 server unreachable/unavailable.
+/// 6 authentication/permission, 7 server unreachable/unavailable, 8 some tenants failed to
+/// migrate, 9 the canary wave halted a migration.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(m) = e.downcast_ref::<MigrateFailed>() {
+        return m.1;
+    }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Api(p)) => match p.status {
             400 | 413 | 415 | 422 => 3,
@@ -617,6 +686,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_plans(&[p], remote.output)
         }
         Command::Login(args) => login(args).await,
+        Command::Migrate(cmd) => crate::migrate::run(cmd, cfg_file).await,
+        Command::Placement(PlacementCmd::List { remote }) => {
+            let p = remote.client()?.placement().await.map_err(api)?;
+            crate::output::print_placement(&p, remote.output)
+        }
     }
 }
 

@@ -183,6 +183,41 @@ pub fn print_plans(plans: &[Plan], out: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `placement list`.
+pub fn print_placement(
+    p: &tenantplane_core::api::PlacementList,
+    out: Output,
+) -> anyhow::Result<()> {
+    if structured(p, out)? {
+        return Ok(());
+    }
+    let rows: Vec<_> = p
+        .servers
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.modes
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.tenants.to_string(),
+                format!("{}/{}", s.connections_open, s.budget),
+                s.connections_idle.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["SERVER", "MODES", "TENANTS", "OPEN/BUDGET", "IDLE"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

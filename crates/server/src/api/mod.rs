@@ -2,6 +2,7 @@
 
 pub mod docs;
 pub mod operators;
+pub mod placement;
 pub mod plans;
 pub mod tenants;
 
@@ -32,7 +33,8 @@ use crate::{app::AppState, extract::etag};
         tenants::create, tenants::list, tenants::get, tenants::update, tenants::lifecycle,
         tenants::delete, tenants::add_domain,
         tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
-        operators::me, operators::reset_token, operators::disable, crate::tenant_api::profile
+        operators::me, operators::reset_token, operators::disable, placement::list,
+        placement::status, crate::tenant_api::profile, crate::tenant_api::departments
     ),
     components(schemas(tenantplane_core::api::Problem, tenants::LifecycleAction)),
     modifiers(&BearerAuth),
@@ -40,6 +42,7 @@ use crate::{app::AppState, extract::etag};
         (name = "tenants", description = "Tenant lifecycle, domains and branding"),
         (name = "plans", description = "Plans and quotas"),
         (name = "operators", description = "Platform operator accounts"),
+        (name = "placement", description = "Where tenant data lives and its schema versions"),
         (name = "tenant", description = "Served on a tenant's own host")
     )
 )]
@@ -84,6 +87,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/tenants/{tenant}/domains/{domain}",
             axum::routing::delete(tenants::remove_domain),
         )
+        .route("/api/v1/placement", get(placement::list))
+        .route("/api/v1/migrations", get(placement::status))
         .route("/api/v1/plans", get(plans::list))
         .route("/api/v1/plans/{plan}", axum::routing::patch(plans::update))
         .route(

@@ -121,6 +121,8 @@ pub enum LifecycleAction {
     Resume,
     /// deleting → the status it had before deletion.
     Restore,
+    /// failed → provisioning, then the provisioning pipeline runs again.
+    Retry,
 }
 
 impl From<LifecycleAction> for TenantAction {
@@ -129,6 +131,7 @@ impl From<LifecycleAction> for TenantAction {
             LifecycleAction::Suspend => TenantAction::Suspend,
             LifecycleAction::Resume => TenantAction::Resume,
             LifecycleAction::Restore => TenantAction::Restore,
+            LifecycleAction::Retry => TenantAction::Retry,
         }
     }
 }
@@ -143,21 +146,27 @@ async fn act(
     status: StatusCode,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.transition(t, action, req.reason, v).await?;
+    let t = if action == TenantAction::Retry {
+        s.svc.retry(t, v).await?
+    } else {
+        s.svc.transition(t, action, req.reason, v).await?
+    };
     Ok(tenant_response(s, status, &t))
 }
 
-/// Suspend, resume or restore a tenant. Illegal moves answer 409 listing the allowed ones.
+/// Suspend, resume, restore or retry (provisioning of a failed tenant). Illegal moves answer
+/// 409 listing the allowed ones; a retry that fails again answers 503 `provisioning-failed`.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/{action}", tag = "tenants",
     request_body(content = Option<TransitionRequest>),
     params(("tenant" = String, Path, description = "Tenant id or slug"),
-           ("action" = LifecycleAction, Path, description = "suspend, resume or restore"),
+           ("action" = LifecycleAction, Path, description = "suspend, resume, restore or retry"),
            ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Moved", body = TenantView),
         (status = 404, description = "No such tenant or action", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal transition (lists the allowed ones)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Provisioning failed again (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lifecycle(
     State(s): State<AppState>,

@@ -445,7 +445,14 @@ fn demo_creates_the_seed_tenants_idempotently() {
         .find(|t| t["slug"] == "hospital-santa-maria")
         .unwrap();
     assert_eq!(sm["settings"]["daily_users"], 500);
-    assert_eq!(sm["settings"]["departments"].as_array().unwrap().len(), 8);
+    assert_eq!(sm["steps"].as_array().unwrap().len(), 4, "{sm}");
+    // The departments were seeded into the tenant's own store.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let depts = rt
+        .block_on(tenantplane_client::Client::new(&s.url, None).departments("hospital-santa-maria"))
+        .unwrap();
+    assert_eq!(depts.items.len(), 8);
+    assert!(depts.items.iter().any(|d| d.name == "Cuidados Intensivos"));
     // A billing-viewer reads but cannot write.
     assert_eq!(
         code(&cli(

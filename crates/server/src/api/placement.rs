@@ -1,0 +1,59 @@
+//! `/api/v1/placement` and `/api/v1/migrations`: where tenants live and how up to date their
+//! stores are.
+
+use axum::{Json, extract::State};
+use tenantplane_core::{
+    IsolationMode,
+    api::{PlacementList, PlacementServer},
+};
+
+use crate::{app::AppState, auth::OperatorCtx, fleet, problem::ApiResult};
+
+/// Servers with their tenant counts (from the catalog) and connection use (live, this
+/// replica).
+#[utoipa::path(get, path = "/api/v1/placement", tag = "placement", security(("operator_token" = [])),
+    responses((status = 200, description = "The embedded store and every database server", body = PlacementList)))]
+pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json<PlacementList>> {
+    let mut counts: std::collections::HashMap<Option<String>, u64> = Default::default();
+    for c in s.svc.catalog.tenant_counts().await? {
+        if c.status != tenantplane_core::TenantStatus::Deleted {
+            *counts.entry(c.placement).or_default() += c.count;
+        }
+    }
+    let sqlite = s.svc.data.sqlite();
+    let mut servers = vec![PlacementServer {
+        name: "embedded".into(),
+        modes: vec![IsolationMode::Sqlite],
+        tenants: counts.get(&None).copied().unwrap_or(0),
+        connections_open: sqlite.open_count() as u64,
+        connections_idle: 0,
+        budget: sqlite.max_open() as u64,
+    }];
+    for (name, cfg) in &s.svc.config.data.servers {
+        let usage = s
+            .svc
+            .data
+            .server(name)
+            .map(|p| p.usage())
+            .unwrap_or_default();
+        servers.push(PlacementServer {
+            name: name.clone(),
+            modes: cfg.modes.clone(),
+            tenants: counts.get(&Some(name.clone())).copied().unwrap_or(0),
+            connections_open: usage.open as u64,
+            connections_idle: usage.idle as u64,
+            budget: cfg.budget as u64,
+        });
+    }
+    Ok(Json(PlacementList { servers }))
+}
+
+/// Fleet migration status: tenants per isolation mode and schema version, from the catalog.
+#[utoipa::path(get, path = "/api/v1/migrations", tag = "placement", security(("operator_token" = [])),
+    responses((status = 200, description = "Versions × tenant counts", body = Object)))]
+pub async fn status(
+    State(s): State<AppState>,
+    _op: OperatorCtx,
+) -> ApiResult<Json<fleet::FleetStatus>> {
+    Ok(Json(fleet::status(&s.svc).await?))
+}

@@ -1,0 +1,188 @@
+//! `tenantplane migrate status|run`: fleet migrations, in this process, against the
+//! configured catalog and tenant stores.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::anyhow;
+use tenantplane_server::{
+    Server,
+    fleet::{self, Progress, ProgressFn, RunOptions},
+};
+
+use crate::{
+    cli::{MigrateCmd, MigrateFailed, ProgressArg},
+    output::{Output, table},
+};
+
+fn api_err(e: tenantplane_server::problem::ApiError) -> anyhow::Error {
+    anyhow!("{}", e.detail.clone().unwrap_or_else(|| e.title.to_owned()))
+}
+
+/// Runs a `migrate` command.
+pub async fn run(cmd: MigrateCmd, cfg_file: Option<&Path>) -> anyhow::Result<()> {
+    match cmd {
+        MigrateCmd::Status { output, flags } => {
+            let server = Server::build(flags.load(cfg_file)?).await?;
+            let st = fleet::status(&server.service()).await.map_err(api_err)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                Output::Yaml => print!("{}", serde_saphyr::to_string(&st)?),
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = st
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.isolation.to_string(),
+                                r.schema_version.to_string(),
+                                r.tenants.to_string(),
+                                match r.schema_version.cmp(&st.target) {
+                                    std::cmp::Ordering::Equal => "up to date",
+                                    std::cmp::Ordering::Less => "behind",
+                                    std::cmp::Ordering::Greater => "ahead",
+                                }
+                                .to_owned(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(&["ISOLATION", "VERSION", "TENANTS", "STATE"], &rows)
+                    );
+                    println!(
+                        "target version {}: {} up to date, {} behind, {} ahead",
+                        st.target, st.up_to_date, st.behind, st.ahead
+                    );
+                }
+            }
+            Ok(())
+        }
+        MigrateCmd::Run {
+            canary,
+            tenants,
+            concurrency,
+            progress,
+            flags,
+        } => {
+            let cfg = flags.load(cfg_file)?;
+            let concurrency = concurrency.unwrap_or(cfg.data.migrate_concurrency).max(1);
+            let server = Server::build(cfg).await?;
+            let bar = match progress {
+                ProgressArg::Bar => true,
+                ProgressArg::Json => false,
+                ProgressArg::Auto => std::io::stderr().is_terminal(),
+            };
+            let sink = if bar { bar_sink() } else { json_sink() };
+            let report = fleet::run(
+                &server.service(),
+                RunOptions {
+                    canary,
+                    tenants,
+                    concurrency,
+                },
+                sink,
+            )
+            .await
+            .map_err(api_err)?;
+            if report.halted {
+                return Err(MigrateFailed(
+                    "the canary wave failed; no other tenant was touched".into(),
+                    9,
+                )
+                .into());
+            }
+            if !report.failed.is_empty() {
+                return Err(MigrateFailed(
+                    format!(
+                        "{} of {} tenants failed (they are retried by the next run): {}",
+                        report.failed.len(),
+                        report.total,
+                        report
+                            .failed
+                            .iter()
+                            .take(5)
+                            .map(|(s, e)| format!("{s}: {e}"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    8,
+                )
+                .into());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn json_sink() -> ProgressFn {
+    let out = Mutex::new(std::io::stdout());
+    Arc::new(move |p: &Progress| {
+        if let Ok(line) = serde_json::to_string(p) {
+            let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+    })
+}
+
+fn bar_sink() -> ProgressFn {
+    let err = Mutex::new(std::io::stderr());
+    Arc::new(move |p: &Progress| {
+        let mut e = err.lock().unwrap_or_else(|x| x.into_inner());
+        match p {
+            Progress::Plan {
+                target,
+                total,
+                canary,
+            } => {
+                let _ = writeln!(
+                    e,
+                    "migrating {total} tenants to schema version {target} (canary wave: {canary})"
+                );
+            }
+            Progress::Tenant {
+                slug,
+                error,
+                done,
+                total,
+                ..
+            } => {
+                if let Some(err) = error {
+                    let _ = writeln!(e, "\r\x1b[2K  failed: {slug}: {err}");
+                }
+                let width = 30usize;
+                let filled = if *total == 0 {
+                    width
+                } else {
+                    (*done as usize * width) / *total as usize
+                };
+                let _ = write!(
+                    e,
+                    "\r\x1b[2K[{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled)
+                );
+            }
+            Progress::Halted { reason } => {
+                let _ = writeln!(e, "\r\x1b[2Khalted: {reason}");
+            }
+            Progress::Done {
+                migrated,
+                failed,
+                ms,
+                ..
+            } => {
+                let _ = writeln!(
+                    e,
+                    "\r\x1b[2Kdone: {migrated} migrated, {failed} failed in {:.1} s",
+                    *ms as f64 / 1000.0
+                );
+            }
+        }
+        let _ = e.flush();
+    })
+}
