@@ -70,8 +70,19 @@ pub async fn sync_index(svc: &Service) -> Result<usize, tenantplane_catalog::Cat
 }
 
 impl Server {
-    /// Opens the catalog, migrates it and loads every tenant into memory.
+    /// Opens the catalog, migrates it and loads every tenant into memory; tenant stores
+    /// carry the migrations of this binary's components.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, crate::data::migrations()?).await
+    }
+
+    /// Like [`build`](Self::build), with the tenant-store migrations of the components this
+    /// server hosts given explicitly (embedders adding components; tests of fleet
+    /// migrations).
+    pub async fn build_with(
+        config: Config,
+        migrations: tenantplane_tenant_data::migrate::MigrationSet,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         let config = Arc::new(config);
         let location = config.catalog_location();
@@ -89,7 +100,7 @@ impl Server {
             config.server.trusted_proxies.clone(),
         ));
         let data = Arc::new(
-            crate::data::open(&config)
+            crate::data::open(&config, migrations)
                 .await
                 .context("opening tenant data stores")?,
         );

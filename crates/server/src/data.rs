@@ -20,10 +20,10 @@ pub fn migrations() -> anyhow::Result<MigrationSet> {
         .context("the binary's migration set is inconsistent")
 }
 
-/// Opens the SQLite registry (`{data_dir}/tenants`) and connects every configured
+/// Opens, with the migrations of every component in `set`, the SQLite registry (`{data_dir}/tenants`) and connects every configured
 /// PostgreSQL server. A server that is down is not fatal (its tenants fail until it is back).
-pub async fn open(config: &Config) -> anyhow::Result<TenantData> {
-    let set = Arc::new(migrations()?);
+pub async fn open(config: &Config, set: MigrationSet) -> anyhow::Result<TenantData> {
+    let set = Arc::new(set);
     let mut sc = SqliteConfig::new(config.storage.data_dir.join("tenants"));
     if config.data.sqlite_max_open > 0 {
         sc.max_open = config.data.sqlite_max_open.min(fd_based_cap(usize::MAX));

@@ -6,6 +6,7 @@
 //!   temporary data directory and hands back a typed client.
 
 pub mod pg;
+pub mod proxy;
 pub mod server;
 
 pub use server::{TestServer, TestServerOptions};

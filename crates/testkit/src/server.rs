@@ -4,7 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use tenantplane_client::Client;
-use tenantplane_server::{Config, Server, service::Service};
+use tenantplane_server::{Config, Server, config::PgServerSettings, service::Service};
+use tenantplane_tenant_data::migrate::{Migration, MigrationSet};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// How to configure a [`TestServer`].
@@ -30,6 +31,12 @@ pub struct TestServerOptions {
     pub token: Option<String>,
     /// Per-request time limit in seconds.
     pub request_timeout_secs: Option<u64>,
+    /// PostgreSQL servers holding tenants (`[data.servers]`).
+    pub data_servers: std::collections::BTreeMap<String, PgServerSettings>,
+    /// Tenant-store migrations beyond the built-in components'.
+    pub extra_migrations: Vec<Migration>,
+    /// Migrate tenant stores at start (default true).
+    pub migrate_on_start: Option<bool>,
 }
 
 /// A running in-process server.
@@ -65,6 +72,16 @@ impl TestServer {
     /// A server with an embedded SQLite catalog.
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(TestServerOptions::default()).await
+    }
+
+    /// A server whose tenants may also live on one PostgreSQL server named `pg1` (a fresh
+    /// database of the throwaway cluster) accepting the three PostgreSQL modes.
+    pub async fn start_with_pg_data(budget: usize) -> anyhow::Result<Self> {
+        Self::start_with(TestServerOptions {
+            data_servers: pg_data_server("pg1", budget).await?,
+            ..Default::default()
+        })
+        .await
     }
 
     /// A server with a fresh PostgreSQL catalog database.
@@ -117,7 +134,13 @@ impl TestServer {
             config.tenants.purge_interval_secs = s;
         }
         config.bootstrap.token_file = Some(token_file);
-        let server = Server::build(config.clone()).await?;
+        config.data.servers = opts.data_servers.clone();
+        if let Some(m) = opts.migrate_on_start {
+            config.data.migrate_on_start = m;
+        }
+        let mut all = tenantplane_tenant_data::builtin_migrations();
+        all.extend(opts.extra_migrations.iter().copied());
+        let server = Server::build_with(config.clone(), MigrationSet::new(all)?).await?;
         server.bootstrap().await?;
         let service = server.service();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
@@ -167,4 +190,23 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// `[data.servers.<name>]` for a fresh database of the throwaway cluster, application role
+/// `tp_app`.
+pub async fn pg_data_server(
+    name: &str,
+    budget: usize,
+) -> anyhow::Result<std::collections::BTreeMap<String, PgServerSettings>> {
+    let url = crate::pg::fresh_database().await?;
+    Ok([(
+        name.to_owned(),
+        PgServerSettings {
+            url,
+            app_role: "tp_app".into(),
+            budget,
+            ..Default::default()
+        },
+    )]
+    .into())
 }

@@ -6,6 +6,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod resolution;
+mod tenant_data;
 mod tenants;
 
 use tenantplane_core::api::{CreateTenant, Problem};
