@@ -101,7 +101,11 @@ async fn every_mode_provisions_seeds_and_serves_only_its_own_data() {
                 assert!(steps(&v).contains(&ProvisionStep::StoreDropped));
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{} not purged", t.slug);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} not purged",
+                t.slug
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -131,18 +135,30 @@ async fn a_server_down_at_provisioning_fails_the_tenant_and_retry_works_once_it_
     .unwrap();
     let e = s
         .client
-        .create_tenant(&create("down-hospital", IsolationMode::PgSchema, &["Urgência"]))
+        .create_tenant(&create(
+            "down-hospital",
+            IsolationMode::PgSchema,
+            &["Urgência"],
+        ))
         .await
         .unwrap_err();
-    let ClientError::Api(p) = e else { panic!("{e}") };
-    assert_eq!((p.status, p.kind.as_str()), (503, "urn:tenantplane:problem:provisioning-failed"));
+    let ClientError::Api(p) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (p.status, p.kind.as_str()),
+        (503, "urn:tenantplane:problem:provisioning-failed")
+    );
     let t = s.client.get_tenant("down-hospital").await.unwrap();
     assert_eq!(t.status, TenantStatus::Failed);
     assert!(t.status_reason.unwrap().contains("store"));
     assert!(t.steps.is_empty(), "nothing recorded as done");
     // Still down: retry fails again, cleanly.
     let e = s.client.retry("down-hospital").await.unwrap_err();
-    assert!(matches!(e, ClientError::Api(ref p) if p.status == 503), "{e}");
+    assert!(
+        matches!(e, ClientError::Api(ref p) if p.status == 503),
+        "{e}"
+    );
     assert_eq!(
         s.client.get_tenant("down-hospital").await.unwrap().status,
         TenantStatus::Failed
@@ -155,7 +171,10 @@ async fn a_server_down_at_provisioning_fails_the_tenant_and_retry_works_once_it_
     assert_eq!(d.items[0].name, "Urgência");
     // Retrying an active tenant is an illegal transition.
     let e = s.client.retry("down-hospital").await.unwrap_err();
-    assert!(matches!(e, ClientError::Api(ref p) if p.status == 409), "{e}");
+    assert!(
+        matches!(e, ClientError::Api(ref p) if p.status == 409),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,11 +233,7 @@ async fn an_exhausted_connection_budget_answers_503_with_retry_after() {
         .create_tenant(&create("busy-hospital", IsolationMode::PgShared, &["A"]))
         .await
         .unwrap();
-    let tenant = s
-        .service
-        .index
-        .get(&t.id)
-        .unwrap();
+    let tenant = s.service.index.get(&t.id).unwrap();
     let data = s.service.data.clone();
     let holder = tokio::spawn(async move {
         let tenantplane_tenant_data::TenantDb::Pg(db) = data.handle(&tenant).unwrap() else {
@@ -229,9 +244,12 @@ async fn an_exhausted_connection_budget_answers_503_with_retry_after() {
             .unwrap();
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let res = reqwest::get(format!("{}/t/busy-hospital/api/tenant/departments", s.url()))
-        .await
-        .unwrap();
+    let res = reqwest::get(format!(
+        "{}/t/busy-hospital/api/tenant/departments",
+        s.url()
+    ))
+    .await
+    .unwrap();
     assert_eq!(res.status().as_u16(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
     let p: tenantplane_core::api::Problem = res.json().await.unwrap();
@@ -239,7 +257,12 @@ async fn an_exhausted_connection_budget_answers_503_with_retry_after() {
     holder.await.unwrap();
     // Served again once the connection is free.
     assert_eq!(
-        s.anonymous().departments("busy-hospital").await.unwrap().items.len(),
+        s.anonymous()
+            .departments("busy-hospital")
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
 }
