@@ -124,7 +124,7 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     let r = fleet::run(&s.service, run_opts(0, 3), sink).await.unwrap();
     assert!(!r.halted);
     assert_eq!((r.total, r.migrated, r.failed.len()), (10, 9, 1));
-    let ev = events.lock().unwrap();
+    let ev: Vec<Progress> = events.lock().unwrap().clone();
     assert!(matches!(ev.first(), Some(Progress::Plan { total: 10, .. })));
     assert!(matches!(
         ev.last(),
@@ -134,7 +134,6 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
             ..
         })
     ));
-    drop(ev);
     for i in 0..10 {
         let d = s
             .anonymous()
