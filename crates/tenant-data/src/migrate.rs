@@ -48,15 +48,20 @@ impl Migration {
 /// The migrations every tenant database must have, grouped by component.
 #[derive(Debug, Clone, Default)]
 pub struct MigrationSet {
-    by_component: BTreeMap<&'static str, Vec<Migration>>,
+    /// Components in registration order (a component may build on the tables of the ones
+    /// registered before it), each with its steps in version order.
+    by_component: Vec<(&'static str, Vec<Migration>)>,
 }
 
 impl MigrationSet {
     /// Builds a set, checking that each component's versions are 1..=n without gaps.
     pub fn new(migrations: impl IntoIterator<Item = Migration>) -> Result<Self> {
-        let mut by_component: BTreeMap<&'static str, Vec<Migration>> = BTreeMap::new();
+        let mut by_component: Vec<(&'static str, Vec<Migration>)> = Vec::new();
         for m in migrations {
-            by_component.entry(m.component).or_default().push(m);
+            match by_component.iter_mut().find(|(c, _)| *c == m.component) {
+                Some((_, ms)) => ms.push(m),
+                None => by_component.push((m.component, vec![m])),
+            }
         }
         for (c, ms) in by_component.iter_mut() {
             ms.sort_by_key(|m| m.version);
@@ -75,7 +80,7 @@ impl MigrationSet {
 
     /// All steps, component by component, in version order.
     pub fn iter(&self) -> impl Iterator<Item = &Migration> {
-        self.by_component.values().flatten()
+        self.by_component.iter().flat_map(|(_, ms)| ms.iter())
     }
 
     /// The version the binary needs per component.
@@ -89,7 +94,7 @@ impl MigrationSet {
     /// One number summarising the whole set: the total number of steps. A tenant whose
     /// recorded schema version equals it is up to date.
     pub fn schema_version(&self) -> u32 {
-        self.by_component.values().map(|m| m.len() as u32).sum()
+        self.by_component.iter().map(|(_, m)| m.len() as u32).sum()
     }
 }
 
@@ -203,6 +208,30 @@ mod tests {
         let set = MigrationSet::new([B1, A2, A1]).unwrap();
         assert_eq!(set.schema_version(), 3);
         assert_eq!(set.targets().get("a"), Some(&2));
+    }
+
+    #[test]
+    fn components_run_in_registration_order() {
+        // "b" builds on "z"'s table: registered after it, it runs after it, whatever the names.
+        const Z1: Migration = Migration {
+            component: "z",
+            version: 1,
+            name: "base",
+            sqlite: "CREATE TABLE base (id INTEGER PRIMARY KEY, name TEXT)",
+            postgres: "",
+        };
+        const B_ON_Z: Migration = Migration {
+            component: "b",
+            version: 1,
+            name: "index on base",
+            sqlite: "CREATE INDEX base_name ON base (name)",
+            postgres: "",
+        };
+        let set = MigrationSet::new([Z1, B_ON_Z]).unwrap();
+        let order: Vec<_> = set.iter().map(|m| m.component).collect();
+        assert_eq!(order, ["z", "b"]);
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_sqlite(&mut c, &set).unwrap().schema_version, 2);
     }
 
     #[test]
