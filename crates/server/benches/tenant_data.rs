@@ -105,7 +105,13 @@ fn req(slug: &str, mode: IsolationMode) -> CreateTenant {
     }
 }
 
-async fn create_many(svc: &Arc<Service>, prefix: &str, mode: IsolationMode, from: usize, to: usize) {
+async fn create_many(
+    svc: &Arc<Service>,
+    prefix: &str,
+    mode: IsolationMode,
+    from: usize,
+    to: usize,
+) {
     let mut set = tokio::task::JoinSet::new();
     let sem = Arc::new(tokio::sync::Semaphore::new(4));
     for i in from..to {
@@ -134,7 +140,11 @@ async fn tenants_of(svc: &Service, mode: IsolationMode) -> Vec<Arc<Tenant>> {
             .await
             .unwrap();
         after = page.items.last().map(|t| t.id);
-        out.extend(page.items.into_iter().map(|t| svc.index.get(&t.id).unwrap()));
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|t| svc.index.get(&t.id).unwrap()),
+        );
         if !page.has_more {
             return out;
         }
@@ -236,7 +246,14 @@ async fn main() {
     // C. A large sqlite fleet: no-op migrate run, then round-robin touches.
     let existing_sqlite = tenants_of(&svc, IsolationMode::Sqlite).await.len();
     let t = Instant::now();
-    create_many(&svc, "fleet", IsolationMode::Sqlite, existing_sqlite, sqlite_fleet).await;
+    create_many(
+        &svc,
+        "fleet",
+        IsolationMode::Sqlite,
+        existing_sqlite,
+        sqlite_fleet,
+    )
+    .await;
     eprintln!("sqlite fleet of {sqlite_fleet} in {:?}", t.elapsed());
     let total = svc.index.len();
     let mut noop = Vec::new();
@@ -271,7 +288,9 @@ async fn main() {
     let mut peak_fds = 0;
     let t = Instant::now();
     for (i, tn) in sqlite_tenants.iter().enumerate() {
-        directory::count(svc.data.handle(tn).unwrap()).await.unwrap();
+        directory::count(svc.data.handle(tn).unwrap())
+            .await
+            .unwrap();
         if i % 100 == 0 {
             peak_open = peak_open.max(svc.data.sqlite().open_count());
             peak_fds = peak_fds.max(open_fds());

@@ -96,6 +96,7 @@ fn print_reach(base: &str, base_domain: &str, slug: &str, name: &str) {
     let port = base.rsplit(':').next().unwrap_or("8080");
     println!("  {name}");
     println!("      {base}/t/{slug}/api/tenant");
+    println!("      {base}/t/{slug}/api/tenant/departments");
     println!("      http://{slug}.{base_domain}:{port}/api/tenant");
 }
 
