@@ -256,7 +256,7 @@ impl Service {
                 Ok(r) => r,
                 Err(e) => return Err(self.fail_provisioning(&id, "store", e).await),
             };
-            t = self
+            t = match self
                 .modify(&id, None, |x| {
                     require_provisioning(x)?;
                     let at = now();
@@ -265,7 +265,11 @@ impl Service {
                     x.schema_version = report.schema_version;
                     Ok(())
                 })
-                .await?;
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => return self.settled_elsewhere(&id, e).await,
+            };
         }
         if !t.seed.is_empty() && !t.has_step(ProvisionStep::Seeded) {
             let seeded = match self.data.handle(&t) {
@@ -276,7 +280,7 @@ impl Service {
                 return Err(self.fail_provisioning(&id, "seed", e).await);
             }
         }
-        let out = self
+        let out = match self
             .modify(&id, None, |x| {
                 require_provisioning(x)?;
                 let at = now();
@@ -287,11 +291,29 @@ impl Service {
                 x.record_step(ProvisionStep::Activated, at);
                 Ok(())
             })
-            .await?;
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return self.settled_elsewhere(&id, e).await,
+        };
         metrics::histogram!("tenantplane_provision_seconds", "isolation" => out.isolation.as_str())
             .record(started.elapsed().as_secs_f64());
         tracing::info!(tenant_id = %out.id, ms = started.elapsed().as_millis() as u64, "tenant provisioned");
         Ok(out)
+    }
+
+    /// The pipeline may run twice for one tenant (the request that created it and a
+    /// replica resuming interrupted provisioning at start); every step is idempotent, and
+    /// whichever finishes second finds the tenant no longer `provisioning`. If the other
+    /// run activated it, that is success; anything else is the original error.
+    async fn settled_elsewhere(&self, id: &str, e: ApiError) -> ApiResult<Tenant> {
+        if e.code == "not-provisioning"
+            && let Ok(t) = self.get(id).await
+            && t.status == TenantStatus::Active
+        {
+            return Ok(t);
+        }
+        Err(e)
     }
 
     /// Marks a tenant `failed` with the reason of a failed provisioning step; returns the
@@ -303,6 +325,9 @@ impl Service {
         let r = reason.clone();
         if let Err(err) = self
             .modify(id, None, move |x| {
+                // Only a tenant still being provisioned fails (another run may have
+                // finished it meanwhile).
+                require_provisioning(x)?;
                 apply_action(x, TenantAction::Fail, Some(r.clone()), time::Duration::ZERO)
             })
             .await

@@ -212,6 +212,18 @@ impl SqliteRegistry {
     /// Creates (or adopts, if it exists and carries only our migrations) the tenant's
     /// database and brings it to the binary's schema version.
     pub async fn provision(&self, tenant: &Tenant) -> Result<MigrationReport> {
+        self.migrate_with(tenant, true).await
+    }
+
+    /// Brings an existing tenant database to the binary's schema version (fleet
+    /// migrations); never creates a missing file.
+    pub async fn migrate(&self, tenant: &Tenant) -> Result<MigrationReport> {
+        self.migrate_with(tenant, false).await
+    }
+
+    /// Opens the tenant's database (creating it if `create`), refuses one holding tables
+    /// we did not create, and applies the missing migrations.
+    async fn migrate_with(&self, tenant: &Tenant, create: bool) -> Result<MigrationReport> {
         let (db, evicted) = self.checkout(tenant.id);
         let set = self.migrations.clone();
         let sync_full = self.cfg.synchronous_full;
@@ -220,10 +232,12 @@ impl SqliteRegistry {
             close_all(evicted, &stats);
             let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                *guard = Some(open_conn(&db.path, true, sync_full)?);
+                *guard = Some(open_conn(&db.path, create, sync_full)?);
                 stats.opened.fetch_add(1, Ordering::Relaxed);
             }
-            let conn = guard.as_mut().ok_or_else(|| DataError::Db("connection vanished".into()))?;
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| DataError::Db("connection vanished".into()))?;
             let foreign: i64 = conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
                  AND name <> 'tp_migrations' AND NOT EXISTS (SELECT 1 FROM sqlite_master m2 \
@@ -236,28 +250,6 @@ impl SqliteRegistry {
                     "the tenant file exists and holds tables Tenantplane did not create".into(),
                 ));
             }
-            migrate_sqlite(conn, &set)
-        })
-        .await
-    }
-
-    /// Brings an existing tenant database to the binary's schema version (fleet
-    /// migrations); never creates a missing file.
-    pub async fn migrate(&self, tenant: &Tenant) -> Result<MigrationReport> {
-        let (db, evicted) = self.checkout(tenant.id);
-        let set = self.migrations.clone();
-        let sync_full = self.cfg.synchronous_full;
-        let stats = self.stats.clone();
-        self.blocking(move || {
-            close_all(evicted, &stats);
-            let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                *guard = Some(open_conn(&db.path, false, sync_full)?);
-                stats.opened.fetch_add(1, Ordering::Relaxed);
-            }
-            let conn = guard
-                .as_mut()
-                .ok_or_else(|| DataError::Db("connection vanished".into()))?;
             migrate_sqlite(conn, &set)
         })
         .await

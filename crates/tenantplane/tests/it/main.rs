@@ -453,6 +453,38 @@ fn demo_creates_the_seed_tenants_idempotently() {
         .unwrap();
     assert_eq!(depts.items.len(), 8);
     assert!(depts.items.iter().any(|d| d.name == "Cuidados Intensivos"));
+    // Placement (asks the server) and fleet status (reads the catalog, next to the server).
+    let o = cli(
+        d,
+        &["placement", "list", "-o", "json"],
+        &s.url,
+        Some(&token),
+    );
+    let p: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(p["servers"][0]["name"], "embedded");
+    assert_eq!(p["servers"][0]["tenants"], 4);
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["migrate", "status", "-o", "json"])
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (st["up_to_date"].as_u64(), st["behind"].as_u64()),
+        (Some(4), Some(0))
+    );
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["migrate", "run", "--progress", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    let last = stdout(&o).lines().last().unwrap().to_owned();
+    let done: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        (done["event"].as_str(), done["migrated"].as_u64()),
+        (Some("done"), Some(0))
+    );
     // A billing-viewer reads but cannot write.
     assert_eq!(
         code(&cli(
