@@ -205,15 +205,17 @@ pub struct PgServerSettings {
 impl Default for PgServerSettings {
     fn default() -> Self {
         use tenantplane_core::IsolationMode as M;
+        // One source of truth for the limits: the tenant-data defaults.
+        let d = tenantplane_tenant_data::pg::PgServerConfig::new("", "");
         Self {
             url: String::new(),
             app_url: None,
-            app_role: "tenantplane_app".into(),
+            app_role: d.app_role,
             app_password: None,
-            budget: 20,
-            per_database: 2,
-            wait_ms: 5000,
-            idle_timeout_secs: 60,
+            budget: d.budget,
+            per_database: d.per_database,
+            wait_ms: d.wait.as_millis() as u64,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
             modes: vec![M::PgDatabase, M::PgSchema, M::PgShared],
         }
     }

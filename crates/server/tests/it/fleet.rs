@@ -183,14 +183,10 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     );
 }
 
-/// The child side of the SIGKILL test: runs a fleet migration, printing one line per tenant.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by fleet_run_killed_with_sigkill_is_completed_by_the_next_run"]
-async fn child_runs_a_fleet_migration() {
-    let Ok(dir) = std::env::var("TP_FLEET_CHILD_DIR") else {
-        return;
-    };
-    let s = TestServer::start_with(opts(Path::new(&dir), true))
+/// The child role of the SIGKILL test (the test re-executes itself with
+/// `TP_FLEET_CHILD_DIR` set): runs a fleet migration, printing one line per tenant.
+async fn child_role(dir: &str) {
+    let s = TestServer::start_with(opts(Path::new(dir), true))
         .await
         .unwrap();
     let sink: ProgressFn = Arc::new(|p: &Progress| {
@@ -204,6 +200,9 @@ async fn child_runs_a_fleet_migration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_run_killed_with_sigkill_is_completed_by_the_next_run() {
+    if let Ok(dir) = std::env::var("TP_FLEET_CHILD_DIR") {
+        return child_role(&dir).await;
+    }
     const N: usize = 120;
     let dir = tempfile::tempdir().unwrap();
     let a = TestServer::start_with(opts(dir.path(), false))
@@ -219,9 +218,8 @@ async fn fleet_run_killed_with_sigkill_is_completed_by_the_next_run() {
 
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "fleet::child_runs_a_fleet_migration",
+            "fleet::fleet_run_killed_with_sigkill_is_completed_by_the_next_run",
             "--exact",
-            "--ignored",
             "--nocapture",
         ])
         .env("TP_FLEET_CHILD_DIR", dir.path())
