@@ -350,6 +350,22 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/tenants/{t}/admin`: creates or resets a tenant administrator.
+    pub async fn admin_reset(
+        &self,
+        tenant: &str,
+        email: Option<String>,
+    ) -> Result<tenantplane_core::identity::AdminCredentials> {
+        Self::send(
+            self.request(
+                Method::POST,
+                &format!("/api/v1/tenants/{}/admin", Self::seg(tenant)),
+            )
+            .json(&tenantplane_core::identity::AdminReset { email }),
+        )
+        .await
+    }
+
     /// `GET /readyz`; true when ready.
     pub async fn ready(&self) -> Result<bool> {
         let res = self

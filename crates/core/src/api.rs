@@ -56,6 +56,10 @@ pub struct TenantView {
     /// Provisioning (and deletion) steps completed.
     #[serde(default)]
     pub steps: Vec<StepRecord>,
+    /// Only in the answer to a creation with `admin_email`: the first administrator and
+    /// its one-time password, shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_admin: Option<crate::identity::AdminCredentials>,
 }
 
 impl TenantView {
@@ -80,6 +84,7 @@ impl TenantView {
             version: t.version,
             schema_version: t.schema_version,
             steps: t.steps.clone(),
+            initial_admin: None,
         }
     }
 }
@@ -115,6 +120,10 @@ pub struct CreateTenant {
     /// 1–100 characters, unique).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub departments: Vec<String>,
+    /// E-mail of the tenant's first administrator, created at provisioning with a one-time
+    /// password returned once in `initial_admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
 }
 
 /// Body of `PATCH /api/v1/tenants/{tenant}`: only the fields present change.
@@ -295,6 +304,15 @@ pub struct Problem {
     /// For version conflicts: the current version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// For `quota-exceeded`: which quota of the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    /// For `quota-exceeded`: the plan's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// For `quota-exceeded`: the current usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
 }
 
 impl Problem {

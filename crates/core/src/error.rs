@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Gone,
     /// `If-Match` did not match (412).
     PreconditionFailed,
+    /// Too many requests (429).
+    RateLimited,
     /// A dependency is unavailable (503).
     Unavailable,
     /// A bug or an unexpected storage failure (500).

@@ -59,6 +59,10 @@ uuid_id!(
     /// The identity of a platform operator account.
     OperatorId
 );
+uuid_id!(
+    /// The identity of a tenant user account (unique within its tenant's store).
+    UserId
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod names;
@@ -13,7 +14,8 @@ pub mod plan;
 pub mod tenant;
 
 pub use error::{ErrorKind, FieldError, ValidationErrors};
-pub use ids::{OperatorId, TenantId};
+pub use identity::{Email, Permission, Role, RoleName};
+pub use ids::{OperatorId, TenantId, UserId};
 pub use lifecycle::{TenantAction, TenantStatus};
 pub use names::{DomainName, PlanName, Slug};
 pub use operator::{Operator, OperatorRole};

@@ -287,6 +287,8 @@ pub enum ProvisionStep {
     Migrated,
     /// Default data was seeded.
     Seeded,
+    /// Identity was set up: roles, a signing key, the first administrator.
+    IdentityReady,
     /// The tenant was activated.
     Activated,
     /// The store was dropped after the deletion grace period.
@@ -300,6 +302,7 @@ impl ProvisionStep {
             Self::StoreCreated => "store-created",
             Self::Migrated => "migrated",
             Self::Seeded => "seeded",
+            Self::IdentityReady => "identity-ready",
             Self::Activated => "activated",
             Self::StoreDropped => "store-dropped",
         }
@@ -323,10 +326,13 @@ pub struct TenantSeed {
     /// Department names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub departments: Vec<String>,
+    /// E-mail of the first tenant administrator, created at provisioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<crate::Email>,
 }
 
 impl TenantSeed {
-    /// Whether there is nothing to seed.
+    /// Whether there are no departments to seed.
     pub fn is_empty(&self) -> bool {
         self.departments.is_empty()
     }

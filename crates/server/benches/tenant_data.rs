@@ -32,7 +32,7 @@ use tenantplane_server::{
     service::Service,
 };
 use tenantplane_tenant_data::{
-    builtin_migrations, directory,
+    directory,
     migrate::{Migration, MigrationSet},
 };
 
@@ -85,7 +85,7 @@ fn open_fds() -> usize {
 }
 
 async fn build(config: &Config, extra: bool) -> Arc<Service> {
-    let mut set = builtin_migrations();
+    let mut set = tenantplane_server::data::component_migrations();
     if extra {
         set.push(ADD_CODE);
     }

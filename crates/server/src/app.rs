@@ -104,7 +104,11 @@ impl Server {
                 .await
                 .context("opening tenant data stores")?,
         );
-        let svc = Arc::new(Service::new(catalog, index, config.clone(), data));
+        let identity = Arc::new(identity_from(&config)?);
+        let svc = Arc::new(Service::new(catalog, index, config.clone(), data, identity));
+        svc.refresh_plans()
+            .await
+            .map_err(|e| anyhow::anyhow!("loading plans: {}", e.code))?;
         let default_plan: tenantplane_core::PlanName = config
             .tenants
             .default_plan
@@ -155,6 +159,10 @@ impl Server {
             .with_state(state)
             .fallback_service(tenant);
         platform
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                limit_per_ip,
+            ))
             .layer(DefaultBodyLimit::max(self.config.server.max_body_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 Duration::from_secs(self.config.server.request_timeout_secs.max(1)),
@@ -218,6 +226,7 @@ impl Server {
         let svc = self.state.svc.clone();
         let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
         let c1 = cancel.clone();
+        let c3 = cancel.clone();
         let poller = tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -231,6 +240,9 @@ impl Server {
                             Err(e) => tracing::warn!(error = %e, "tenant index refresh failed"),
                         }
                         metrics::gauge!("tenantplane_tenants_indexed").set(svc.index.len() as f64);
+                        if let Err(e) = svc.refresh_plans().await {
+                            tracing::warn!(code = e.code, "plan refresh failed");
+                        }
                     }
                 }
             }
@@ -285,7 +297,115 @@ impl Server {
                 }
             }
         });
-        vec![poller, purger, startup]
+        let svc = self.state.svc.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = c3.cancelled() => break,
+                    _ = tick.tick() => {
+                        svc.limits.housekeeping();
+                        metrics::gauge!("tenantplane_rate_limit_tracked_ips").set(svc.limits.tracked_ips() as f64);
+                    }
+                }
+            }
+        });
+        vec![poller, purger, startup, housekeeping]
+    }
+}
+
+/// The platform key: `identity.platform_key`, else `identity.platform_key_file`, else
+/// `{data_dir}/platform.key` (generated with mode 0600 on first start).
+pub fn load_platform_key(config: &Config) -> anyhow::Result<tenantplane_identity::keys::PlatformKey> {
+    use tenantplane_identity::keys::PlatformKey;
+    if let Some(k) = &config.identity.platform_key {
+        return PlatformKey::parse(k).map_err(|e| anyhow::anyhow!("identity.platform_key: {e}"));
+    }
+    let path = match &config.identity.platform_key_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading identity.platform_key_file {}", p.display()))?;
+            return PlatformKey::parse(&text)
+                .map_err(|e| anyhow::anyhow!("identity.platform_key_file {}: {e}", p.display()));
+        }
+        None => config.storage.data_dir.join("platform.key"),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => PlatformKey::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let k = PlatformKey::generate();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            writeln!(f, "{}", k.to_hex())?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "platform key generated; back it up with the data directory");
+            Ok(k)
+        }
+        Err(e) => Err(anyhow::Error::from(e).context(format!("reading {}", path.display()))),
+    }
+}
+
+fn identity_from(config: &Config) -> anyhow::Result<tenantplane_identity::Identity> {
+    let c = &config.identity;
+    let cfg = tenantplane_identity::IdentityConfig {
+        access_ttl: Duration::from_secs(c.access_ttl_secs),
+        refresh_ttl: Duration::from_secs(c.refresh_ttl_secs),
+        argon2: tenantplane_identity::password::Argon2Params {
+            memory_kib: c.argon2_memory_kib,
+            iterations: c.argon2_iterations,
+            parallelism: c.argon2_parallelism,
+        },
+        ..Default::default()
+    };
+    tenantplane_identity::Identity::new(cfg, load_platform_key(config)?)
+        .map_err(|e| anyhow::anyhow!("identity: {e}"))
+}
+
+/// Per-client-address rate limit on every route but health checks and metrics.
+async fn limit_per_ip(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let Some(ip) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    else {
+        return next.run(req).await;
+    };
+    match state.svc.limits.check_ip(ip) {
+        None => next.run(req).await,
+        Some(d) => match d.problem("too many requests from this address; slow down") {
+            Some(p) => {
+                metrics::counter!("tenantplane_rate_limited_total", "policy" => "ip").increment(1);
+                p.into_response()
+            }
+            None => {
+                let mut res = next.run(req).await;
+                // The tenant limit (inner) reports its own state; the tighter one wins.
+                if !res.headers().contains_key(&crate::limits::RATELIMIT) {
+                    for (k, v) in d.headers() {
+                        res.headers_mut().insert(k, v);
+                    }
+                }
+                res
+            }
+        },
     }
 }
 

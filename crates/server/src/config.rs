@@ -29,6 +29,10 @@ pub struct Config {
     pub tenants: TenantsConfig,
     /// Tenant data stores: SQLite files and PostgreSQL servers.
     pub data: DataConfig,
+    /// Tenant users: tokens, password hashing, the platform key.
+    pub identity: IdentitySettings,
+    /// Rate limits.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -221,6 +225,73 @@ impl Default for PgServerSettings {
     }
 }
 
+/// `[identity]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySettings {
+    /// File holding the platform key (64 hex characters) that seals tenants' private
+    /// signing keys. Unset: `{data_dir}/platform.key`, generated (mode 0600) on first start.
+    pub platform_key_file: Option<PathBuf>,
+    /// The platform key itself (prefer `platform_key_file`); redacted when printed.
+    pub platform_key: Option<String>,
+    /// Access-token lifetime, in seconds.
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime, in seconds.
+    pub refresh_ttl_secs: u64,
+    /// Argon2id memory, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        let a = tenantplane_identity::password::Argon2Params::default();
+        Self {
+            platform_key_file: None,
+            platform_key: None,
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            argon2_memory_kib: a.memory_kib,
+            argon2_iterations: a.iterations,
+            argon2_parallelism: a.parallelism,
+        }
+    }
+}
+
+/// `[limits]`: request rate limits (GCRA) and login protection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per minute from one client address (0 disables).
+    pub per_ip_per_minute: u32,
+    /// Most client addresses tracked at once; past it the oldest state is dropped.
+    pub max_tracked_ips: usize,
+    /// Per-tenant limits from the plan's `requests_per_minute`.
+    pub per_tenant: bool,
+    /// Login attempts per minute from one client address.
+    pub login_per_ip_per_minute: u32,
+    /// Failed logins for one account before it is locked out.
+    pub login_failures_before_lockout: u32,
+    /// Longest lockout, in seconds (doubling from 1 s).
+    pub login_lockout_max_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_ip_per_minute: 1000,
+            max_tracked_ips: 200_000,
+            per_tenant: true,
+            login_per_ip_per_minute: 30,
+            login_failures_before_lockout: 5,
+            login_lockout_max_secs: 900,
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -325,6 +396,31 @@ impl Config {
                 "data.migrate_concurrency must be at least 1".into(),
             ));
         }
+        let id = &self.identity;
+        if id.access_ttl_secs < 30 || id.access_ttl_secs > 24 * 3600 {
+            return Err(ConfigError::Invalid(
+                "identity.access_ttl_secs must be between 30 and 86400".into(),
+            ));
+        }
+        if id.refresh_ttl_secs < id.access_ttl_secs {
+            return Err(ConfigError::Invalid(
+                "identity.refresh_ttl_secs must be at least identity.access_ttl_secs".into(),
+            ));
+        }
+        if id.argon2_memory_kib < 8 * id.argon2_parallelism.max(1)
+            || id.argon2_iterations == 0
+            || id.argon2_parallelism == 0
+        {
+            return Err(ConfigError::Invalid(
+                "identity.argon2_*: memory ≥ 8 KiB per lane, iterations and parallelism ≥ 1"
+                    .into(),
+            ));
+        }
+        if let Some(k) = &id.platform_key
+            && let Err(e) = tenantplane_identity::keys::PlatformKey::parse(k)
+        {
+            return Err(ConfigError::Invalid(format!("identity.platform_key: {e}")));
+        }
         if self.catalog.poll_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "catalog.poll_interval_ms must be greater than 0".into(),
@@ -350,6 +446,9 @@ impl Config {
     pub fn redacted(&self) -> Self {
         let mut c = self.clone();
         c.catalog.url = redact_url(&c.catalog.url);
+        if c.identity.platform_key.is_some() {
+            c.identity.platform_key = Some("***".into());
+        }
         for srv in c.data.servers.values_mut() {
             srv.url = redact_url(&srv.url);
             srv.app_url = srv.app_url.as_deref().map(redact_url);

@@ -14,9 +14,17 @@ use tenantplane_tenant_data::{
 
 use crate::config::{Config, redact_url};
 
+/// Every component's migrations, in registration order (a component may build on the
+/// tables of those before it).
+pub fn component_migrations() -> Vec<tenantplane_tenant_data::migrate::Migration> {
+    let mut all = tenantplane_tenant_data::builtin_migrations();
+    all.extend_from_slice(tenantplane_identity::schema::MIGRATIONS);
+    all
+}
+
 /// Every component's migrations, as embedded in this binary.
 pub fn migrations() -> anyhow::Result<MigrationSet> {
-    MigrationSet::new(tenantplane_tenant_data::builtin_migrations())
+    MigrationSet::new(component_migrations())
         .context("the binary's migration set is inconsistent")
 }
 

@@ -2,7 +2,7 @@
 //! kind to HTTP status and stable `type`. Internal messages are logged, never sent.
 
 use axum::{
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use tenantplane_catalog::{CatalogError, Conflict};
@@ -47,8 +47,12 @@ pub struct ApiErrorInner {
     pub allowed: Option<Vec<TenantStatus>>,
     /// Current version, for precondition failures.
     pub current_version: Option<u64>,
-    /// Seconds to wait, for 503s.
+    /// Seconds to wait, for 503s and 429s.
     pub retry_after: Option<u64>,
+    /// For quota problems: (quota, limit, current).
+    pub quota: Option<(&'static str, u64, u64)>,
+    /// Extra response headers (rate-limit state).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -63,6 +67,8 @@ impl ApiError {
             allowed: None,
             current_version: None,
             retry_after: None,
+            quota: None,
+            headers: Vec::new(),
         }))
     }
 
@@ -79,6 +85,7 @@ impl ApiError {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
             404 | 405 => ErrorKind::NotFound,
+            429 => ErrorKind::RateLimited,
             409 => ErrorKind::Conflict,
             410 => ErrorKind::Gone,
             412 => ErrorKind::PreconditionFailed,
@@ -184,6 +191,27 @@ impl ApiError {
         .detail("an unexpected error occurred; it has been logged")
     }
 
+    /// 403 `quota-exceeded` for `quota` with the plan's limit and the current usage.
+    pub fn quota_exceeded(quota: &'static str, limit: u64, current: u64) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "quota-exceeded", "Quota exceeded").detail(
+            format!("the plan allows {limit} ({quota}); {current} in use — upgrade the plan or free some"),
+        );
+        e.quota = Some((quota, limit, current));
+        e
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(detail: &str, retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+        )
+        .detail(detail);
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
     /// 503.
     pub fn unavailable(detail: &str, retry_after: u64) -> Self {
         let mut e = Self::new(
@@ -207,6 +235,9 @@ impl ApiError {
             errors: self.errors.clone(),
             allowed_transitions: self.allowed.clone(),
             current_version: self.current_version,
+            quota: self.quota.map(|q| q.0.to_owned()),
+            limit: self.quota.map(|q| q.1),
+            current: self.quota.map(|q| q.2),
         }
     }
 }
@@ -222,6 +253,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(s) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        for (k, v) in &self.headers {
+            h.insert(k.clone(), v.clone());
         }
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(
@@ -312,6 +346,25 @@ impl From<tenantplane_tenant_data::DataError> for ApiError {
             }
             D::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(msg),
             other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<tenantplane_identity::IdentityError> for ApiError {
+    fn from(e: tenantplane_identity::IdentityError) -> Self {
+        use tenantplane_identity::IdentityError as I;
+        match e {
+            I::Data(d) => d.into(),
+            I::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "email-taken",
+                "E-mail address already in use",
+            )
+            .detail("a user with this e-mail address exists in this tenant"),
+            I::NotFound => Self::not_found("user"),
+            I::VersionMismatch { current } => Self::version_mismatch(current),
+            I::QuotaExceeded { limit, current } => Self::quota_exceeded("max_users", limit, current),
+            I::Internal(msg) => Self::internal(&msg),
         }
     }
 }

@@ -10,6 +10,7 @@ use tenantplane_core::{
     DomainName, Operator, OperatorId, OperatorRole, Plan, PlanName, Profile, ProvisionStep, Slug,
     Tenant, TenantId, TenantRef, TenantSeed, TenantStatus, ValidationErrors,
     api::{CreateOperator, CreateTenant, UpdatePlan, UpdateTenant},
+    identity::AdminCredentials,
     lifecycle::{TenantAction, target_status},
     operator::validate_operator_name,
     tenant::{validate_display_name, validate_settings},
@@ -43,6 +44,14 @@ pub struct Service {
     pub config: Arc<Config>,
     /// Tenant data stores.
     pub data: Arc<TenantData>,
+    /// Tenant users, keys and tokens.
+    pub identity: Arc<tenantplane_identity::Identity>,
+    /// Security events (cross-tenant attempts, replays, lockouts).
+    pub events: Arc<crate::events::SecurityEvents>,
+    /// Rate limits.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Quotas of every plan, refreshed with the tenant index.
+    plans: arc_swap::ArcSwap<std::collections::HashMap<String, tenantplane_core::Quotas>>,
     /// Striped per-tenant write locks.
     write_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -99,13 +108,18 @@ impl Service {
         index: Arc<TenantIndex>,
         config: Arc<Config>,
         data: Arc<TenantData>,
+        identity: Arc<tenantplane_identity::Identity>,
     ) -> Self {
         Self {
             catalog,
             index,
             operators: OperatorCache::default(),
+            limits: Arc::new(crate::limits::Limits::new(config.limits.clone())),
             config,
             data,
+            identity,
+            events: Arc::new(crate::events::SecurityEvents::default()),
+            plans: arc_swap::ArcSwap::from_pointee(Default::default()),
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -116,6 +130,20 @@ impl Service {
             acc.wrapping_mul(31).wrapping_add(*x as usize)
         });
         &self.write_locks[h % self.write_locks.len()]
+    }
+
+    /// Reloads the plans' quotas from the catalog.
+    pub async fn refresh_plans(&self) -> ApiResult<()> {
+        let plans = self.catalog.list_plans().await?;
+        self.plans.store(Arc::new(
+            plans.into_iter().map(|p| (p.name.to_string(), p.quotas)).collect(),
+        ));
+        Ok(())
+    }
+
+    /// A plan's quotas (from memory).
+    pub fn quotas(&self, plan: &PlanName) -> Option<tenantplane_core::Quotas> {
+        self.plans.load().get(plan.as_str()).copied()
     }
 
     /// The configured base domain.
@@ -173,8 +201,12 @@ impl Service {
 
     /// Creates a tenant: validates everything, records it as `provisioning`, runs the
     /// provisioning steps, and activates it.
-    pub async fn create(&self, req: CreateTenant) -> ApiResult<Tenant> {
+    pub async fn create(&self, req: CreateTenant) -> ApiResult<(Tenant, Option<AdminCredentials>)> {
         let mut errs = ValidationErrors::new();
+        let admin_email = req
+            .admin_email
+            .as_deref()
+            .and_then(|e| errs.check("/admin_email", e.parse::<tenantplane_core::Email>()));
         let slug = errs.check("/slug", req.slug.parse::<Slug>());
         validate_display_name("/display_name", &req.display_name, &mut errs);
         let plan_name = req
@@ -223,7 +255,10 @@ impl Service {
             branding,
             settings,
             placement,
-            seed: TenantSeed { departments },
+            seed: TenantSeed {
+                departments,
+                admin_email,
+            },
             ..Tenant::new(
                 slug,
                 req.display_name.trim().to_owned(),
@@ -236,7 +271,9 @@ impl Service {
         let stored = self.catalog.create_tenant(&tenant).await?;
         self.index.apply([stored.clone()], None);
         tracing::info!(tenant_id = %stored.id, slug = %stored.slug, isolation = %stored.isolation, placement = ?stored.placement, "tenant created");
-        self.provision(stored).await
+        let mut admin = None;
+        let t = self.provision_with_admin(stored, &mut admin).await?;
+        Ok((t, admin))
     }
 
     /// The provisioning pipeline: create the store → run/verify migrations → seed → activate.
@@ -244,6 +281,52 @@ impl Service {
     /// `provisioning` (a crash, a restart) is finished by running this again. A failing step
     /// moves the tenant to `failed` with the reason and answers 503 `provisioning-failed`.
     pub async fn provision(&self, t: Tenant) -> ApiResult<Tenant> {
+        self.provision_with_admin(t, &mut None).await
+    }
+
+    /// Identity for a new tenant: roles, a signing key, and the first administrator when
+    /// the seed names one and it does not exist yet (its one-time password is returned).
+    async fn provision_identity(&self, t: &Tenant) -> Result<Option<AdminCredentials>, DataError> {
+        let db = self.data.handle(t)?;
+        let to_data = |e: tenantplane_identity::IdentityError| match e {
+            tenantplane_identity::IdentityError::Data(d) => d,
+            other => DataError::Db(other.to_string()),
+        };
+        self.identity.provision(t.id, db).await.map_err(to_data)?;
+        let Some(email) = t.seed.admin_email.clone() else {
+            return Ok(None);
+        };
+        if tenantplane_identity::users::by_email(db, &email)
+            .await
+            .map_err(to_data)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let admin_role: tenantplane_core::RoleName = tenantplane_core::identity::TENANT_ADMIN
+            .parse()
+            .map_err(|_| DataError::Db("built-in role name".into()))?;
+        let (u, otp) = self
+            .identity
+            .create_user(db, email.clone(), "Administrator".into(), vec![admin_role], vec![], u64::MAX)
+            .await
+            .map_err(to_data)?;
+        Ok(Some(AdminCredentials {
+            tenant: t.id,
+            user_id: u.id,
+            email,
+            created: true,
+            one_time_password: otp,
+        }))
+    }
+
+    /// [`provision`](Self::provision), also returning the first administrator's one-time
+    /// password when this run created it.
+    pub async fn provision_with_admin(
+        &self,
+        t: Tenant,
+        admin: &mut Option<AdminCredentials>,
+    ) -> ApiResult<Tenant> {
         let started = std::time::Instant::now();
         let id = t.id.to_string();
         let need = self.data.schema_version();
@@ -280,6 +363,12 @@ impl Service {
                 return Err(self.fail_provisioning(&id, "seed", e).await);
             }
         }
+        if !t.has_step(ProvisionStep::IdentityReady) {
+            match self.provision_identity(&t).await {
+                Ok(a) => *admin = a,
+                Err(e) => return Err(self.fail_provisioning(&id, "identity", e).await),
+            }
+        }
         let out = match self
             .modify(&id, None, |x| {
                 require_provisioning(x)?;
@@ -287,6 +376,7 @@ impl Service {
                 if !x.seed.is_empty() {
                     x.record_step(ProvisionStep::Seeded, at);
                 }
+                x.record_step(ProvisionStep::IdentityReady, at);
                 apply_action(x, TenantAction::Activate, None, time::Duration::ZERO)?;
                 x.record_step(ProvisionStep::Activated, at);
                 Ok(())
@@ -345,6 +435,99 @@ impl Service {
         ));
         p.retry_after = Some(30);
         p
+    }
+
+    /// Creates or resets a tenant administrator (operator action): an existing account with
+    /// `email` (or, without one, the tenant's first administrator) gets a new one-time
+    /// password, is re-enabled, gains `tenant-admin` and loses its sessions; otherwise a new
+    /// administrator is created within the plan's user quota.
+    pub async fn admin_reset(&self, r: &str, email: Option<String>) -> ApiResult<AdminCredentials> {
+        use tenantplane_identity::users;
+        let t = self.get(r).await?;
+        if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant-not-ready",
+                "Tenant not ready",
+            )
+            .detail(format!("the tenant is {}; administrators can be reset on active or suspended tenants", t.status)));
+        }
+        let email = match email {
+            Some(e) => Some(
+                e.parse::<tenantplane_core::Email>()
+                    .map_err(|e| ApiError::field("/email", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let db = self.data.handle(&t)?;
+        let admin_role: tenantplane_core::RoleName = tenantplane_core::identity::TENANT_ADMIN
+            .parse()
+            .map_err(|_| ApiError::internal(&"built-in role name"))?;
+        let existing = match &email {
+            Some(e) => users::by_email(db, e).await.map_err(ApiError::from)?.map(|x| x.0),
+            None => {
+                let mut found = None;
+                let mut after = None;
+                'pages: loop {
+                    let page = users::list(db, after.clone(), 500).await.map_err(ApiError::from)?;
+                    for u in &page {
+                        if u.roles.contains(&admin_role)
+                            && found.as_ref().is_none_or(|f: &users::UserRecord| u.created_at < f.created_at)
+                        {
+                            found = Some(u.clone());
+                        }
+                    }
+                    match page.last() {
+                        Some(l) if page.len() == 500 => after = Some(l.email.to_string()),
+                        _ => break 'pages,
+                    }
+                }
+                match found {
+                    Some(f) => Some(f),
+                    None => {
+                        return Err(ApiError::field(
+                            "/email",
+                            "the tenant has no administrator yet; give the new administrator's e-mail",
+                        ));
+                    }
+                }
+            }
+        };
+        let creds = match existing {
+            Some(u) => {
+                let email = u.email.clone();
+                let (u, otp) = self
+                    .identity
+                    .reset_password(t.id, db, u, std::slice::from_ref(&admin_role))
+                    .await?;
+                AdminCredentials {
+                    tenant: t.id,
+                    user_id: u.id,
+                    email,
+                    created: false,
+                    one_time_password: otp,
+                }
+            }
+            None => {
+                let Some(email) = email else {
+                    return Err(ApiError::field("/email", "required"));
+                };
+                let max = self.quotas(&t.plan).map(|q| q.max_users).unwrap_or(u64::MAX);
+                let (u, otp) = self
+                    .identity
+                    .create_user(db, email.clone(), "Administrator".into(), vec![admin_role], vec![], max)
+                    .await?;
+                AdminCredentials {
+                    tenant: t.id,
+                    user_id: u.id,
+                    email,
+                    created: true,
+                    one_time_password: otp,
+                }
+            }
+        };
+        tracing::info!(tenant_id = %t.id, user_id = %creds.user_id, created = creds.created, "tenant administrator reset by an operator");
+        Ok(creds)
     }
 
     /// Records that the tenant's store is at schema version `v` (fleet migrations).
@@ -716,6 +899,9 @@ impl Service {
             match self.catalog.update_plan(&plan, expected).await {
                 Ok(p) => {
                     tracing::info!(plan = %p.name, version = p.version, "plan updated");
+                    if let Err(e) = self.refresh_plans().await {
+                        tracing::warn!(code = e.code, "reloading plans failed");
+                    }
                     return Ok(p);
                 }
                 Err(CatalogError::VersionMismatch { current }) if if_match.is_some() => {

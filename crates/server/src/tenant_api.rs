@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderName, StatusCode, Uri, header, request::Parts, uri::PathAndQuery},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use tenantplane_core::{
     Tenant, TenantStatus,
@@ -21,6 +21,7 @@ use tenantplane_tenant_data::{TenantData, TenantDb, directory};
 
 use crate::{
     app::AppState,
+    identity_api,
     problem::ApiError,
     resolver::{RequestFacts, Resolution},
 };
@@ -119,6 +120,21 @@ pub async fn resolve_tenant(
     if untrusted {
         metrics::counter!("tenantplane_untrusted_tenant_header_total").increment(1);
         tracing::warn!(peer = ?peer, "ignored X-Tenant-Id from an untrusted address");
+        let mut ev = crate::events::SecurityEvent::new(crate::events::EventKind::SpoofedHeader);
+        ev.tenant_id = match &res {
+            Resolution::Found { tenant, .. } => Some(tenant.id),
+            _ => None,
+        };
+        ev.claimed_tenant = facts
+            .tenant_header
+            .map(|h| h.chars().take(64).collect());
+        ev.peer = peer;
+        ev.request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        state.svc.events.record(ev);
     }
     let (tenant, via, strip) = match res {
         Resolution::Found { tenant, via, strip } => (tenant, via, strip),
@@ -134,6 +150,16 @@ pub async fn resolve_tenant(
     metrics::counter!("tenantplane_tenant_resolution_total", "outcome" => "found", "via" => via.as_str()).increment(1);
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
+    }
+    let decision = state
+        .svc
+        .quotas(&tenant.plan)
+        .and_then(|q| state.svc.limits.check_tenant(tenant.id, q.requests_per_minute));
+    if let Some(d) = &decision
+        && let Some(p) = d.problem("this tenant's plan allows no more requests right now")
+    {
+        metrics::counter!("tenantplane_rate_limited_total", "policy" => "tenant").increment(1);
+        return p.into_response();
     }
     if strip > 0 {
         let path = req.uri().path();
@@ -151,7 +177,13 @@ pub async fn resolve_tenant(
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
     req.extensions_mut().insert(TenantCtx { tenant });
-    next.run(req).await
+    let mut res = next.run(req).await;
+    if let Some(d) = decision {
+        for (k, v) in d.headers() {
+            res.headers_mut().insert(k, v);
+        }
+    }
+    res
 }
 
 /// `GET /api/tenant`: the tenant's public profile and branding.
@@ -202,6 +234,14 @@ pub async fn departments(
     }))
 }
 
+async fn tenant_method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+}
+
 async fn tenant_route_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found")
         .detail("no such route for this tenant")
@@ -223,6 +263,31 @@ pub fn service(
     let router = Router::new()
         .route("/api/tenant", get(profile))
         .route("/api/tenant/departments", get(departments))
+        .route("/auth/login", post(identity_api::login))
+        .route("/auth/refresh", post(identity_api::refresh))
+        .route("/auth/logout", post(identity_api::logout))
+        .route("/auth/password", post(identity_api::change_password))
+        .route("/.well-known/jwks.json", get(identity_api::jwks))
+        .route("/api/tenant/me", get(identity_api::me))
+        .route("/api/tenant/roles", get(identity_api::roles))
+        .route("/api/tenant/keys/rotate", post(identity_api::rotate_keys))
+        .route(
+            "/api/tenant/users",
+            get(identity_api::list_users).post(identity_api::create_user),
+        )
+        .route(
+            "/api/tenant/users/{id}",
+            get(identity_api::get_user).patch(identity_api::update_user),
+        )
+        .route(
+            "/api/tenant/users/{id}/revoke-sessions",
+            post(identity_api::revoke_sessions),
+        )
+        .route(
+            "/api/tenant/users/{id}/reset-password",
+            post(identity_api::reset_password),
+        )
+        .method_not_allowed_fallback(tenant_method_not_allowed)
         .fallback(tenant_route_not_found)
         .with_state(state.clone());
     tower::Layer::layer(

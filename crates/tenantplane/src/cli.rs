@@ -297,6 +297,16 @@ pub enum TenantCmd {
     Delete(TenantAct),
     /// Restore a tenant being deleted.
     Restore(TenantAct),
+    /// Create or reset a tenant administrator; prints a one-time password once.
+    AdminReset {
+        /// Slug or id.
+        tenant: String,
+        /// The administrator's e-mail (default: the tenant's first administrator).
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `tenant create`.
@@ -327,6 +337,9 @@ pub struct TenantCreate {
     /// Department seeded into the tenant's store (repeatable).
     #[arg(long = "department")]
     pub departments: Vec<String>,
+    /// E-mail of the first tenant administrator (its one-time password is printed once).
+    #[arg(long)]
+    pub admin_email: Option<String>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -712,9 +725,29 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 branding,
                 settings: parse_settings(&a.settings)?,
                 departments: a.departments,
+                admin_email: a.admin_email,
             };
             let t = c.create_tenant(&req).await.map_err(api)?;
-            print_tenant(&t, a.remote.output)
+            print_tenant(&t, a.remote.output)?;
+            if let (Some(admin), crate::output::Output::Table) = (&t.initial_admin, a.remote.output) {
+                crate::output::print_admin(admin);
+            }
+            Ok(())
+        }
+        TenantCmd::AdminReset {
+            tenant,
+            email,
+            remote,
+        } => {
+            let creds = remote
+                .client()?
+                .admin_reset(&tenant, email)
+                .await
+                .map_err(api)?;
+            if !crate::output::structured(&creds, remote.output)? {
+                crate::output::print_admin(&creds);
+            }
+            Ok(())
         }
         TenantCmd::List {
             status,

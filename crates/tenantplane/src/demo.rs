@@ -35,6 +35,7 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
                     "modules": {"records": true}
                 })),
                 departments: depts.iter().map(|d| (*d).to_owned()).collect(),
+                admin_email: Some(format!("tenant-admin@{slug}.example")),
             }
         };
     vec![
@@ -88,6 +89,7 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
                 serde_json::json!({"modules": {"records": false, "legislative": true}}),
             ),
             departments: vec!["Urbanismo".into(), "Ação Social".into(), "Cultura".into()],
+            admin_email: Some("tenant-admin@camara-santarem.example".into()),
         },
     ]
 }
@@ -110,6 +112,41 @@ pub async fn seed_via_api(client: &Client, base_domain: &str) -> anyhow::Result<
             Err(e) => return Err(anyhow::Error::new(e).context(format!("creating {}", req.slug))),
         }
         print_reach(client.base(), base_domain, &req.slug, &req.display_name);
+    }
+    Ok(())
+}
+
+/// One user per built-in role in the tenant `slug`, each with a fresh password (set
+/// directly: a demo, so nobody has to change a one-time password first). Printed once.
+async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> anyhow::Result<()> {
+    use tenantplane_identity::users;
+    let t = svc
+        .get(slug)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {slug}: {}", e.code))?;
+    let db = svc
+        .data
+        .handle(&t)
+        .map_err(|e| anyhow::anyhow!("opening {slug}'s store: {e}"))?;
+    println!("      users (password printed once; log in with POST /auth/login):");
+    for role in tenantplane_core::identity::builtin_roles() {
+        let email: tenantplane_core::Email = format!("{}@{slug}.example", role.name)
+            .parse()
+            .map_err(|e| anyhow::anyhow!("demo e-mail: {e}"))?;
+        let user = match users::by_email(db, &email).await? {
+            Some((u, _)) => u,
+            None => {
+                svc.identity
+                    .create_user(db, email.clone(), role.display_name.clone(), vec![role.name.clone()], vec![], u64::MAX)
+                    .await?
+                    .0
+            }
+        };
+        let password = tenantplane_identity::service::one_time_password();
+        svc.identity
+            .set_password(t.id, db, user, password.clone())
+            .await?;
+        println!("        {:<14} {:<48} {password}", role.name.as_str(), email.as_str());
     }
     Ok(())
 }
@@ -162,6 +199,7 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
             Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.clone().unwrap_or_default()),
         }
         print_reach(&base, &base_domain, &slug, &name);
+        demo_users(&svc, &slug).await?;
     }
     if args.no_serve {
         return Ok(());

@@ -15,7 +15,7 @@ pub enum Output {
     Yaml,
 }
 
-fn structured<T: Serialize>(v: &T, out: Output) -> anyhow::Result<bool> {
+pub fn structured<T: Serialize>(v: &T, out: Output) -> anyhow::Result<bool> {
     match out {
         Output::Json => {
             println!("{}", serde_json::to_string_pretty(v)?);
@@ -233,4 +233,16 @@ mod tests {
         );
         assert_eq!(t, "A         B\nSão João  x\nab        yy\n");
     }
+}
+
+/// Prints a tenant administrator's one-time credentials (shown once).
+pub fn print_admin(a: &tenantplane_core::identity::AdminCredentials) {
+    println!();
+    println!(
+        "Tenant administrator {} ({}):",
+        a.email,
+        if a.created { "created" } else { "reset" }
+    );
+    println!("  one-time password: {}", a.one_time_password);
+    println!("  It is shown only now; it must be changed at first login (POST /auth/password).");
 }

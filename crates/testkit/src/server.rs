@@ -138,7 +138,7 @@ impl TestServer {
         if let Some(m) = opts.migrate_on_start {
             config.data.migrate_on_start = m;
         }
-        let mut all = tenantplane_tenant_data::builtin_migrations();
+        let mut all = tenantplane_server::data::component_migrations();
         all.extend(opts.extra_migrations.iter().copied());
         let server = Server::build_with(config.clone(), MigrationSet::new(all)?).await?;
         server.bootstrap().await?;

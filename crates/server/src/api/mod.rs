@@ -34,7 +34,14 @@ use crate::{app::AppState, extract::etag};
         tenants::delete, tenants::add_domain,
         tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
         operators::me, operators::reset_token, operators::disable, placement::list,
-        placement::status, crate::tenant_api::profile, crate::tenant_api::departments
+        placement::status, tenants::admin_reset, crate::tenant_api::profile,
+        crate::tenant_api::departments,
+        crate::identity_api::login, crate::identity_api::refresh, crate::identity_api::logout,
+        crate::identity_api::change_password, crate::identity_api::jwks,
+        crate::identity_api::rotate_keys, crate::identity_api::me, crate::identity_api::roles,
+        crate::identity_api::list_users, crate::identity_api::create_user,
+        crate::identity_api::get_user, crate::identity_api::update_user,
+        crate::identity_api::revoke_sessions, crate::identity_api::reset_password
     ),
     components(schemas(tenantplane_core::api::Problem, tenants::LifecycleAction)),
     modifiers(&BearerAuth),
@@ -43,7 +50,9 @@ use crate::{app::AppState, extract::etag};
         (name = "plans", description = "Plans and quotas"),
         (name = "operators", description = "Platform operator accounts"),
         (name = "placement", description = "Where tenant data lives and its schema versions"),
-        (name = "tenant", description = "Served on a tenant's own host")
+        (name = "tenant", description = "Served on a tenant's own host"),
+        (name = "auth", description = "Tenant user authentication, on the tenant's host"),
+        (name = "users", description = "Tenant users and roles, on the tenant's host")
     )
 )]
 pub struct ApiDoc;
@@ -56,6 +65,15 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "operator_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "user_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -74,6 +92,10 @@ pub fn router() -> Router<AppState> {
             get(tenants::get)
                 .patch(tenants::update)
                 .delete(tenants::delete),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/admin",
+            post(tenants::admin_reset),
         )
         .route(
             "/api/v1/tenants/{tenant}/{action}",

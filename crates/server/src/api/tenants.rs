@@ -4,7 +4,7 @@ use axum::{
     Json,
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use tenantplane_core::{
     api::{
@@ -40,8 +40,16 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.create(req).await?;
-    let mut r = tenant_response(&s, StatusCode::CREATED, &t);
+    let (t, admin) = s.svc.create(req).await?;
+    let mut view = TenantView::from_tenant(&t, s.svc.base_domain());
+    view.initial_admin = admin;
+    let mut r = (StatusCode::CREATED, Json(view)).into_response();
+    r.headers_mut()
+        .insert(header::ETAG, crate::extract::etag(t.version));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tenants/{}", t.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -109,6 +117,34 @@ pub async fn update(
     op.require_write()?;
     let t = s.svc.update(&t, req, v).await?;
     Ok(tenant_response(&s, StatusCode::OK, &t))
+}
+
+/// Create or reset a tenant administrator: a one-time password, shown once.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/admin", tag = "tenants",
+    request_body = tenantplane_core::identity::AdminReset,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Administrator and one-time password", body = tenantplane_core::identity::AdminCredentials),
+        (status = 400, description = "Invalid e-mail, or none given and the tenant has no administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only operator, or the plan's user quota is used up", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Tenant not active or suspended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn admin_reset(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    OptionalJson(req): OptionalJson<tenantplane_core::identity::AdminReset>,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let creds = s.svc.admin_reset(&t, req.email).await?;
+    tracing::info!(operator = %op.operator.name, tenant_id = %creds.tenant, "tenant admin reset");
+    let mut r = Json(creds).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
 }
 
 /// A lifecycle action addressed by URL: `POST /api/v1/tenants/{tenant}/{action}`.

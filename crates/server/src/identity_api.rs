@@ -1,0 +1,761 @@
+//! Tenant identity over HTTP, on the tenant's host: `/auth/*` (login, refresh, logout,
+//! password change), `/.well-known/jwks.json`, and user management under
+//! `/api/tenant/users` for holders of `users:manage`.
+//!
+//! [`UserCtx`] is the authenticated tenant user of a request: built from a [`TenantCtx`]
+//! (so never without a resolved tenant) and an access token verified with that tenant's keys.
+//! A token of another tenant is a 401 like any bad token, and is recorded as a cross-tenant
+//! attempt.
+
+use std::{collections::BTreeSet, net::SocketAddr};
+
+use axum::{
+    Json,
+    extract::{ConnectInfo, FromRequestParts, Path, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use base64::Engine as _;
+use tenantplane_core::{
+    Email, Permission, RoleName, UserId,
+    identity::{
+        ChangePassword, CreateUser, LoginRequest, MAX_PASSWORD_BYTES, RefreshRequest, RoleList,
+        TokenResponse, UpdateUser, UserCredentials, UserList, UserView,
+    },
+};
+use tenantplane_identity::{
+    LoginOutcome, PasswordChange, RefreshOutcome, Tokens,
+    tokens::{AccessClaims, TokenError},
+    users,
+};
+use tenantplane_tenant_data::directory;
+
+use crate::{
+    app::AppState,
+    events::{EventKind, SecurityEvent},
+    extract::{ApiJson, ApiQuery, IfMatch, etag},
+    problem::{ApiError, ApiResult},
+    tenant_api::TenantCtx,
+};
+
+/// An authenticated tenant user.
+#[derive(Debug, Clone)]
+pub struct UserCtx {
+    /// The tenant.
+    pub tenant: TenantCtx,
+    /// The verified claims (roles are the user's current ones).
+    pub claims: AccessClaims,
+    /// What the user's roles allow.
+    pub permissions: BTreeSet<Permission>,
+}
+
+impl UserCtx {
+    /// Refuses unless the user holds `p`.
+    pub fn require(&self, p: Permission) -> ApiResult<()> {
+        if self.permissions.contains(&p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(&format!("this needs the permission {p}")))
+        }
+    }
+}
+
+/// A user who may still have to change a one-time password (only `POST /auth/password`).
+#[derive(Debug, Clone)]
+pub struct PendingUserCtx(pub UserCtx);
+
+fn bearer(parts: &Parts) -> ApiResult<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("send an access token as 'Authorization: Bearer <token>'")
+    })?;
+    let token = v
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|t| !t.is_empty() && t.len() <= tenantplane_identity::tokens::MAX_TOKEN_BYTES)
+        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+    Ok(token)
+}
+
+fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn request_id(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
+    let ctx = TenantCtx::from_request_parts(parts, s).await?;
+    let token = bearer(parts)?;
+    if token.starts_with(crate::auth::TOKEN_PREFIX) {
+        metrics::counter!("tenantplane_token_rejections_total", "reason" => "operator-token")
+            .increment(1);
+        return Err(ApiError::unauthorized(
+            "operator tokens are not valid on tenant APIs; log in as a tenant user",
+        ));
+    }
+    let tenant = ctx.tenant().id;
+    let db = ctx.db(&s.svc.data)?;
+    let claims = match s.svc.identity.authenticate(tenant, db, token).await? {
+        Ok(c) => c,
+        Err(e) => {
+            metrics::counter!("tenantplane_token_rejections_total", "reason" => e.label())
+                .increment(1);
+            if let TokenError::ForeignTenant(other) = &e {
+                let mut ev = SecurityEvent::new(EventKind::ForeignToken);
+                ev.tenant_id = Some(tenant);
+                ev.claimed_tenant = Some(other.to_string());
+                ev.peer = peer(parts);
+                ev.request_id = request_id(parts);
+                s.svc.events.record(ev);
+            }
+            let detail = match e {
+                TokenError::Expired => "the access token has expired; refresh it",
+                _ => "invalid access token",
+            };
+            return Err(ApiError::unauthorized(detail));
+        }
+    };
+    let roles = s.svc.identity.roles(tenant, ctx.db(&s.svc.data)?).await?;
+    let permissions = tenantplane_identity::roles::permissions(&roles, &claims.roles);
+    Ok(UserCtx {
+        tenant: ctx,
+        claims,
+        permissions,
+    })
+}
+
+impl FromRequestParts<AppState> for PendingUserCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Self> {
+        authenticate(parts, s).await.map(PendingUserCtx)
+    }
+}
+
+impl FromRequestParts<AppState> for UserCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Self> {
+        let u = authenticate(parts, s).await?;
+        if u.claims.pwd_change {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password-change-required",
+                "Password change required",
+            )
+            .detail("log in with the one-time password was done; set a new one with POST /auth/password"));
+        }
+        Ok(u)
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn token_response(t: &Tokens) -> Response {
+    no_store(
+        Json(TokenResponse {
+            access_token: t.access_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token.clone(),
+            refresh_expires_in: t.refresh_expires_in,
+            password_change_required: t.password_change_required,
+        })
+        .into_response(),
+    )
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-credentials",
+        "Invalid credentials",
+    )
+    .detail("the e-mail address or the password is wrong")
+}
+
+fn peer_ip(c: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
+    c.0.ip()
+}
+
+/// `POST /auth/login`: e-mail + password → access and refresh tokens.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 400, description = "Malformed request or oversized credentials", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong e-mail or password (one answer for both)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts (see Retry-After)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(s): State<AppState>,
+    ctx: TenantCtx,
+    conn: ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    if req.email.len() > tenantplane_core::identity::MAX_EMAIL_LEN {
+        return Err(ApiError::field("/email", "too long"));
+    }
+    if req.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::field(
+            "/password",
+            format!("at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    let ip = peer_ip(&conn);
+    if let Some(p) = s
+        .svc
+        .limits
+        .check_login_ip(ip)
+        .problem("too many login attempts from this address")
+    {
+        return Err(p);
+    }
+    let tenant = ctx.tenant();
+    let account = req.email.trim().to_ascii_lowercase();
+    if let Some(wait) = s.svc.limits.locked(tenant.id, &account) {
+        return Err(ApiError::rate_limited(
+            "too many failed logins for this account; wait before trying again",
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    let db = ctx.db(&s.svc.data)?;
+    match s
+        .svc
+        .identity
+        .login(tenant, db, &req.email, req.password)
+        .await?
+    {
+        LoginOutcome::Ok(t) => {
+            s.svc.limits.login_succeeded(tenant.id, &account);
+            metrics::counter!("tenantplane_logins_total", "outcome" => "ok").increment(1);
+            tracing::info!(user_id = %t.user.id, "tenant user logged in");
+            Ok(token_response(&t))
+        }
+        LoginOutcome::Failed => {
+            metrics::counter!("tenantplane_logins_total", "outcome" => "failed").increment(1);
+            if let Some(d) = s.svc.limits.login_failed(tenant.id, &account) {
+                let mut ev = SecurityEvent::new(EventKind::LoginLockout);
+                ev.tenant_id = Some(tenant.id);
+                ev.peer = Some(ip);
+                s.svc.events.record(ev);
+                tracing::warn!(
+                    lockout_secs = d.as_secs(),
+                    "account locked out after failed logins"
+                );
+            }
+            Err(invalid_credentials())
+        }
+    }
+}
+
+/// `POST /auth/refresh`: a refresh token (used once) → new tokens.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the presented refresh token is now used", body = TokenResponse),
+        (status = 401, description = "Unknown, expired, revoked or replayed refresh token", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(s): State<AppState>,
+    ctx: TenantCtx,
+    conn: ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Response> {
+    let ip = peer_ip(&conn);
+    if let Some(p) = s
+        .svc
+        .limits
+        .check_login_ip(ip)
+        .problem("too many token requests from this address")
+    {
+        return Err(p);
+    }
+    let tenant = ctx.tenant();
+    let db = ctx.db(&s.svc.data)?;
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-refresh-token",
+            "Invalid refresh token",
+        )
+        .detail("the refresh token is unknown, expired, revoked or already used; log in again")
+    };
+    match s
+        .svc
+        .identity
+        .refresh(tenant, db, &req.refresh_token)
+        .await?
+    {
+        RefreshOutcome::Ok(t) => Ok(token_response(&t)),
+        RefreshOutcome::Replayed(user) => {
+            let mut ev = SecurityEvent::new(EventKind::RefreshReplay);
+            ev.tenant_id = Some(tenant.id);
+            ev.user_id = Some(user);
+            ev.peer = Some(ip);
+            s.svc.events.record(ev);
+            Err(bad())
+        }
+        RefreshOutcome::Invalid => Err(bad()),
+    }
+}
+
+/// `POST /auth/logout`: ends the refresh token's session (idempotent).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "Session ended")))]
+pub async fn logout(
+    State(s): State<AppState>,
+    ctx: TenantCtx,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    s.svc
+        .identity
+        .logout(ctx.db(&s.svc.data)?, &req.refresh_token)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /auth/password`: sets a new password (required after a one-time password).
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = ChangePassword,
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "Changed; other sessions revoked; fresh tokens", body = TokenResponse),
+        (status = 400, description = "Wrong current password or new one against the policy", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(s): State<AppState>,
+    PendingUserCtx(u): PendingUserCtx,
+    ApiJson(req): ApiJson<ChangePassword>,
+) -> ApiResult<Response> {
+    if req.current_password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::field("/current_password", "too long"));
+    }
+    let tenant = u.tenant.tenant();
+    let account = format!("user:{}", u.claims.sub);
+    if let Some(wait) = s.svc.limits.locked(tenant.id, &account) {
+        return Err(ApiError::rate_limited(
+            "too many wrong passwords; wait before trying again",
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    let db = u.tenant.db(&s.svc.data)?;
+    match s
+        .svc
+        .identity
+        .change_password(
+            tenant,
+            db,
+            u.claims.sub,
+            req.current_password,
+            req.new_password,
+        )
+        .await?
+    {
+        PasswordChange::Changed(t) => {
+            s.svc.limits.login_succeeded(tenant.id, &account);
+            Ok(token_response(&t))
+        }
+        PasswordChange::WrongPassword => {
+            s.svc.limits.login_failed(tenant.id, &account);
+            Err(ApiError::field("/current_password", "does not match"))
+        }
+        PasswordChange::Policy(m) => Err(ApiError::field("/new_password", m)),
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the tenant's public signing keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "JWK set (Ed25519, active and retiring keys)")))]
+pub async fn jwks(State(s): State<AppState>, ctx: TenantCtx) -> ApiResult<Response> {
+    let keys = s
+        .svc
+        .identity
+        .keys(ctx.tenant().id, ctx.db(&s.svc.data)?)
+        .await?;
+    let mut r = Json(keys.jwks.clone()).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(r)
+}
+
+/// `POST /api/tenant/keys/rotate`: a new signing key; the previous one keeps verifying
+/// until the tokens it signed have expired.
+#[utoipa::path(post, path = "/api/tenant/keys/rotate", tag = "auth",
+    security(("user_token" = [])),
+    responses((status = 200, description = "The new key id")))]
+pub async fn rotate_keys(
+    State(s): State<AppState>,
+    u: UserCtx,
+) -> ApiResult<Json<serde_json::Value>> {
+    u.require(Permission::IdentityManage)?;
+    let kid = s
+        .svc
+        .identity
+        .keyring()
+        .rotate(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+        .await?;
+    tracing::info!(kid = %kid, user_id = %u.claims.sub, "signing key rotated");
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+fn user_response(status: StatusCode, u: &users::UserRecord) -> Response {
+    let mut r = (status, Json(u.view())).into_response();
+    r.headers_mut().insert(header::ETAG, etag(u.version));
+    r
+}
+
+/// `GET /api/tenant/me`.
+#[utoipa::path(get, path = "/api/tenant/me", tag = "users", security(("user_token" = [])),
+    responses((status = 200, description = "The calling user", body = UserView)))]
+pub async fn me(State(s): State<AppState>, u: PendingUserCtx) -> ApiResult<Response> {
+    let u = u.0;
+    let (rec, _) = users::get(u.tenant.db(&s.svc.data)?, u.claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
+    Ok(user_response(StatusCode::OK, &rec))
+}
+
+/// `GET /api/tenant/roles`.
+#[utoipa::path(get, path = "/api/tenant/roles", tag = "users", security(("user_token" = [])),
+    responses((status = 200, description = "Roles and their permissions", body = RoleList)))]
+pub async fn roles(State(s): State<AppState>, u: UserCtx) -> ApiResult<Json<RoleList>> {
+    u.require(Permission::UsersRead)?;
+    let r = s
+        .svc
+        .identity
+        .roles(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+        .await?;
+    Ok(Json(RoleList {
+        items: r.as_ref().clone(),
+    }))
+}
+
+/// Paging of `GET /api/tenant/users`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<usize>,
+    /// Cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+fn cursor_of(email: &Email) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("u1:{email}"))
+}
+
+fn decode_cursor(c: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(raw).ok()?.strip_prefix("u1:").map(str::to_owned)
+}
+
+/// `GET /api/tenant/users`.
+#[utoipa::path(get, path = "/api/tenant/users", tag = "users", params(UserListParams),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Users by e-mail", body = UserList)))]
+pub async fn list_users(
+    State(s): State<AppState>,
+    u: UserCtx,
+    ApiQuery(p): ApiQuery<UserListParams>,
+) -> ApiResult<Json<UserList>> {
+    u.require(Permission::UsersRead)?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::field("/limit", "must be between 1 and 200"));
+    }
+    let after = match p.cursor.as_deref() {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::field("/cursor", "invalid cursor"))?),
+        None => None,
+    };
+    let mut items = users::list(u.tenant.db(&s.svc.data)?, after, limit + 1).await?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = more
+        .then(|| items.last().map(|l| cursor_of(&l.email)))
+        .flatten();
+    Ok(Json(UserList {
+        items: items.iter().map(|r| r.view()).collect(),
+        next_cursor,
+    }))
+}
+
+async fn validate_roles_and_departments(
+    s: &AppState,
+    u: &UserCtx,
+    roles: Option<&[String]>,
+    departments: Option<&[uuid::Uuid]>,
+    errs: &mut tenantplane_core::ValidationErrors,
+) -> ApiResult<Vec<RoleName>> {
+    let mut out = Vec::new();
+    if let Some(roles) = roles {
+        let known = s
+            .svc
+            .identity
+            .roles(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+            .await?;
+        if roles.is_empty() {
+            errs.push("/roles", "give at least one role");
+        }
+        for (i, r) in roles.iter().enumerate() {
+            let p = format!("/roles/{i}");
+            match r.parse::<RoleName>() {
+                Ok(n) if known.iter().any(|k| k.name == n) => {
+                    if !out.contains(&n) {
+                        out.push(n)
+                    }
+                }
+                Ok(n) => errs.push(p, format!("no role named '{n}' in this tenant")),
+                Err(e) => errs.push(p, e.to_string()),
+            }
+        }
+    }
+    if let Some(ds) = departments {
+        if ds.len() > 100 {
+            errs.push("/departments", "at most 100 departments");
+        }
+        for (i, d) in ds.iter().enumerate().take(100) {
+            if directory::get(u.tenant.db(&s.svc.data)?, *d).await?.is_none() {
+                errs.push(format!("/departments/{i}"), "no such department in this tenant");
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn display_name(
+    raw: Option<&str>,
+    fallback: &str,
+    errs: &mut tenantplane_core::ValidationErrors,
+) -> String {
+    let n = raw.map(str::trim).unwrap_or(fallback);
+    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+        errs.push("/display_name", "1-200 characters without control characters");
+    }
+    n.to_owned()
+}
+
+/// `POST /api/tenant/users`: a new user with a one-time password (shown once).
+#[utoipa::path(post, path = "/api/tenant/users", tag = "users", request_body = CreateUser,
+    security(("user_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserCredentials),
+        (status = 400, description = "Invalid input", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed, or the plan's user quota is used up (quota-exceeded)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "E-mail taken", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_user(
+    State(s): State<AppState>,
+    u: UserCtx,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> ApiResult<Response> {
+    u.require(Permission::UsersManage)?;
+    let mut errs = tenantplane_core::ValidationErrors::new();
+    let email = errs.check("/email", req.email.parse::<Email>());
+    let name = display_name(
+        req.display_name.as_deref(),
+        email.as_ref().map(|e| e.as_str()).unwrap_or("user"),
+        &mut errs,
+    );
+    let roles = validate_roles_and_departments(
+        &s,
+        &u,
+        Some(&req.roles),
+        Some(&req.departments),
+        &mut errs,
+    )
+    .await?;
+    errs.clone().into_result()?;
+    let Some(email) = email else {
+        return Err(ApiError::validation(errs));
+    };
+    let tenant = u.tenant.tenant();
+    let max = s
+        .svc
+        .quotas(&tenant.plan)
+        .map(|q| q.max_users)
+        .unwrap_or(u64::MAX);
+    let mut departments = req.departments.clone();
+    departments.dedup();
+    let (rec, otp) = s
+        .svc
+        .identity
+        .create_user(
+            u.tenant.db(&s.svc.data)?,
+            email,
+            name,
+            roles,
+            departments,
+            max,
+        )
+        .await?;
+    let mut r = no_store(
+        (
+            StatusCode::CREATED,
+            Json(UserCredentials {
+                user: rec.view(),
+                one_time_password: otp,
+            }),
+        )
+            .into_response(),
+    );
+    r.headers_mut().insert(header::ETAG, etag(rec.version));
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/tenant/users/{}", rec.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+fn parse_user_id(raw: &str) -> ApiResult<UserId> {
+    raw.parse().map_err(|_| ApiError::not_found("user"))
+}
+
+async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::UserRecord> {
+    let id = parse_user_id(id)?;
+    users::get(u.tenant.db(&s.svc.data)?, id)
+        .await?
+        .map(|x| x.0)
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// `GET /api/tenant/users/{id}`.
+#[utoipa::path(get, path = "/api/tenant/users/{id}", tag = "users", security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView, headers(("ETag" = String))),
+              (status = 404, description = "No such user in this tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
+pub async fn get_user(
+    State(s): State<AppState>,
+    u: UserCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    u.require(Permission::UsersRead)?;
+    let rec = load_user(&s, &u, &id).await?;
+    Ok(user_response(StatusCode::OK, &rec))
+}
+
+/// `PATCH /api/tenant/users/{id}`: display name, roles, departments, disabled.
+#[utoipa::path(patch, path = "/api/tenant/users/{id}", tag = "users", request_body = UpdateUser,
+    security(("user_token" = [])),
+    responses((status = 200, description = "Updated", body = UserView),
+              (status = 412, description = "If-Match does not match", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
+pub async fn update_user(
+    State(s): State<AppState>,
+    u: UserCtx,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    ApiJson(req): ApiJson<UpdateUser>,
+) -> ApiResult<Response> {
+    u.require(Permission::UsersManage)?;
+    let mut rec = load_user(&s, &u, &id).await?;
+    if let Some(v) = if_match
+        && v != rec.version
+    {
+        return Err(ApiError::version_mismatch(rec.version));
+    }
+    let mut errs = tenantplane_core::ValidationErrors::new();
+    let roles = validate_roles_and_departments(
+        &s,
+        &u,
+        req.roles.as_deref(),
+        req.departments.as_deref(),
+        &mut errs,
+    )
+    .await?;
+    if let Some(n) = req.display_name.as_deref() {
+        rec.display_name = display_name(Some(n), "", &mut errs);
+    }
+    let myself = rec.id == u.claims.sub;
+    if myself && req.disabled == Some(true) {
+        errs.push("/disabled", "you cannot disable your own account");
+    }
+    let admin = tenantplane_core::identity::TENANT_ADMIN;
+    if myself && req.roles.is_some() && !roles.iter().any(|r| r.as_str() == admin) {
+        errs.push("/roles", "you cannot remove your own tenant-admin role");
+    }
+    errs.into_result()?;
+    if req.roles.is_some() {
+        rec.roles = roles;
+    }
+    if let Some(mut d) = req.departments {
+        d.dedup();
+        rec.departments = d;
+    }
+    let disabling = req.disabled == Some(true) && !rec.disabled;
+    if let Some(d) = req.disabled {
+        rec.disabled = d;
+    }
+    rec.updated_at = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(rec.updated_at);
+    rec.version += 1;
+    let tenant = u.tenant.tenant().id;
+    s.svc
+        .identity
+        .save_user(tenant, u.tenant.db(&s.svc.data)?, &rec, disabling)
+        .await?;
+    if disabling {
+        tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
+    }
+    Ok(user_response(StatusCode::OK, &rec))
+}
+
+/// `POST /api/tenant/users/{id}/revoke-sessions`: logs the user out everywhere.
+#[utoipa::path(post, path = "/api/tenant/users/{id}/revoke-sessions", tag = "users",
+    security(("user_token" = [])),
+    responses((status = 204, description = "Every refresh token revoked; access tokens refused")))]
+pub async fn revoke_sessions(
+    State(s): State<AppState>,
+    u: UserCtx,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    u.require(Permission::UsersManage)?;
+    let id = parse_user_id(&id)?;
+    s.svc
+        .identity
+        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/tenant/users/{id}/reset-password`: a new one-time password (shown once).
+#[utoipa::path(post, path = "/api/tenant/users/{id}/reset-password", tag = "users",
+    security(("user_token" = [])),
+    responses((status = 200, description = "New one-time password; sessions revoked", body = UserCredentials)))]
+pub async fn reset_password(
+    State(s): State<AppState>,
+    u: UserCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    u.require(Permission::UsersManage)?;
+    let rec = load_user(&s, &u, &id).await?;
+    let (rec, otp) = s
+        .svc
+        .identity
+        .reset_password(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?, rec, &[])
+        .await?;
+    Ok(no_store(
+        Json(UserCredentials {
+            user: rec.view(),
+            one_time_password: otp,
+        })
+        .into_response(),
+    ))
+}
