@@ -332,9 +332,9 @@ pub struct TenantSeed {
 }
 
 impl TenantSeed {
-    /// Whether there are no departments to seed.
+    /// Whether there is nothing to seed.
     pub fn is_empty(&self) -> bool {
-        self.departments.is_empty()
+        self.departments.is_empty() && self.admin_email.is_none()
     }
 }
 

@@ -271,7 +271,8 @@ pub struct LimitsConfig {
     pub max_tracked_ips: usize,
     /// Per-tenant limits from the plan's `requests_per_minute`.
     pub per_tenant: bool,
-    /// Login attempts per minute from one client address.
+    /// Login attempts per minute from one client address (a hospital's staff may share
+    /// one NAT address; accounts are protected by the lockout below).
     pub login_per_ip_per_minute: u32,
     /// Failed logins for one account before it is locked out.
     pub login_failures_before_lockout: u32,
@@ -285,7 +286,7 @@ impl Default for LimitsConfig {
             per_ip_per_minute: 1000,
             max_tracked_ips: 200_000,
             per_tenant: true,
-            login_per_ip_per_minute: 30,
+            login_per_ip_per_minute: 300,
             login_failures_before_lockout: 5,
             login_lockout_max_secs: 900,
         }

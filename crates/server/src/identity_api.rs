@@ -277,14 +277,6 @@ pub async fn refresh(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Response> {
     let ip = peer_ip(&conn);
-    if let Some(p) = s
-        .svc
-        .limits
-        .check_login_ip(ip)
-        .problem("too many token requests from this address")
-    {
-        return Err(p);
-    }
     let tenant = ctx.tenant();
     let db = ctx.db(&s.svc.data)?;
     let bad = || {

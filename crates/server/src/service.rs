@@ -52,6 +52,8 @@ pub struct Service {
     pub limits: Arc<crate::limits::Limits>,
     /// Quotas of every plan, refreshed with the tenant index.
     plans: arc_swap::ArcSwap<std::collections::HashMap<String, tenantplane_core::Quotas>>,
+    /// When this process started serving (tenants provisioning since then are its own).
+    started_at: OffsetDateTime,
     /// Striped per-tenant write locks.
     write_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -120,6 +122,7 @@ impl Service {
             identity,
             events: Arc::new(crate::events::SecurityEvents::default()),
             plans: arc_swap::ArcSwap::from_pointee(Default::default()),
+            started_at: now(),
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -354,7 +357,7 @@ impl Service {
                 Err(e) => return self.settled_elsewhere(&id, e).await,
             };
         }
-        if !t.seed.is_empty() && !t.has_step(ProvisionStep::Seeded) {
+        if !t.seed.departments.is_empty() && !t.has_step(ProvisionStep::Seeded) {
             let seeded = match self.data.handle(&t) {
                 Ok(db) => directory::seed(db, &t.seed.departments).await,
                 Err(e) => Err(e),
@@ -373,7 +376,7 @@ impl Service {
             .modify(&id, None, |x| {
                 require_provisioning(x)?;
                 let at = now();
-                if !x.seed.is_empty() {
+                if !x.seed.departments.is_empty() {
                     x.record_step(ProvisionStep::Seeded, at);
                 }
                 x.record_step(ProvisionStep::IdentityReady, at);
@@ -567,6 +570,12 @@ impl Service {
                 })
                 .await?;
             for t in &page.items {
+                // Only tenants left by an earlier process: those this one is creating are
+                // finished by their own request (which also returns the first admin's
+                // one-time password).
+                if t.updated_at >= self.started_at {
+                    continue;
+                }
                 n += 1;
                 match self.provision(t.clone()).await {
                     Ok(_) => tracing::info!(tenant_id = %t.id, "interrupted provisioning finished"),

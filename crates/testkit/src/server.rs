@@ -37,6 +37,11 @@ pub struct TestServerOptions {
     pub extra_migrations: Vec<Migration>,
     /// Migrate tenant stores at start (default true).
     pub migrate_on_start: Option<bool>,
+    /// Rate limits (default: the product defaults).
+    pub limits: Option<tenantplane_server::config::LimitsConfig>,
+    /// Identity settings (default: product defaults with Argon2id at 8 MiB × 1 pass, so
+    /// suites with many logins stay quick; the benchmarks use the real defaults).
+    pub identity: Option<tenantplane_server::config::IdentitySettings>,
 }
 
 /// A running in-process server.
@@ -135,6 +140,16 @@ impl TestServer {
         }
         config.bootstrap.token_file = Some(token_file);
         config.data.servers = opts.data_servers.clone();
+        if let Some(l) = &opts.limits {
+            config.limits = l.clone();
+        }
+        config.identity = opts.identity.clone().unwrap_or_else(|| {
+            tenantplane_server::config::IdentitySettings {
+                argon2_memory_kib: 8 * 1024,
+                argon2_iterations: 1,
+                ..Default::default()
+            }
+        });
         if let Some(m) = opts.migrate_on_start {
             config.data.migrate_on_start = m;
         }

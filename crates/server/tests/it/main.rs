@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod fleet;
+mod identity;
 mod lifecycle;
 mod openapi;
 mod operators;
