@@ -475,6 +475,21 @@ impl Keyring {
     }
 }
 
+/// Keys for a fresh tenant, built in memory (benchmarks and tests; no store involved).
+#[doc(hidden)]
+pub fn bench_keys(platform: &PlatformKey, tenant: TenantId) -> TenantKeys {
+    match new_key(platform, tenant).and_then(|r| TenantKeys::build(platform, tenant, &[r])) {
+        Ok(k) => k,
+        Err(_) => TenantKeys {
+            tenant,
+            active: None,
+            verifiers: Vec::new(),
+            jwks: serde_json::json!({"keys": []}),
+            loaded: Instant::now(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -406,6 +406,7 @@ fn demo_creates_the_seed_tenants_idempotently() {
     let d = dir.path();
     let port = tenantplane_testkit::pg::free_port().unwrap().to_string();
     let listen = format!("127.0.0.1:{port}");
+    let mut last_out = String::new();
     for _ in 0..2 {
         let o = Command::new(BIN)
             .current_dir(d)
@@ -424,8 +425,31 @@ fn demo_creates_the_seed_tenants_idempotently() {
             assert!(out.contains(name), "{out}");
         }
         assert!(out.contains("/t/hospital-santa-maria/api/tenant"));
+        for role in ["tenant-admin", "clinician", "nurse", "staff", "auditor"] {
+            assert!(out.contains(&format!("{role}@hospital-sao-joao.example")), "{out}");
+        }
+        last_out = out;
     }
+    // One user per role, with the password printed by the last run.
+    let nurse_pw = last_out
+        .lines()
+        .find(|l| l.contains("nurse@real-hospital-portugues.example"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .to_owned();
     let s = serve(d, &[], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let st = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/t/real-hospital-portugues/auth/login", s.url))
+            .json(&serde_json::json!({"email": "nurse@real-hospital-portugues.example", "password": nurse_pw}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(st, 200, "a demo user logs in with the printed password");
     let o = Command::new(BIN)
         .current_dir(d)
         .args(["operator", "create", "viewer", "--role", "billing-viewer"])
@@ -445,9 +469,8 @@ fn demo_creates_the_seed_tenants_idempotently() {
         .find(|t| t["slug"] == "hospital-santa-maria")
         .unwrap();
     assert_eq!(sm["settings"]["daily_users"], 500);
-    assert_eq!(sm["steps"].as_array().unwrap().len(), 4, "{sm}");
+    assert_eq!(sm["steps"].as_array().unwrap().len(), 5, "{sm}");
     // The departments were seeded into the tenant's own store.
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let depts = rt
         .block_on(tenantplane_client::Client::new(&s.url, None).departments("hospital-santa-maria"))
         .unwrap();
