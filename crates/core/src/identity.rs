@@ -481,7 +481,11 @@ mod tests {
         ] {
             assert!(bad.parse::<Email>().is_err(), "{bad:?} accepted");
         }
-        assert!(format!("{}@x.org", "a".repeat(65)).parse::<Email>().is_err());
+        assert!(
+            format!("{}@x.org", "a".repeat(65))
+                .parse::<Email>()
+                .is_err()
+        );
         assert!("user@xn--hospital-2za.example".parse::<Email>().is_ok());
     }
 

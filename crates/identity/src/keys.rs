@@ -337,7 +337,10 @@ impl std::fmt::Debug for TenantKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantKeys")
             .field("tenant", &self.tenant)
-            .field("kids", &self.verifiers.iter().map(|v| &v.0).collect::<Vec<_>>())
+            .field(
+                "kids",
+                &self.verifiers.iter().map(|v| &v.0).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -446,7 +449,12 @@ impl Keyring {
     }
 
     /// The tenant's keys, creating the first signing key if it has none.
-    pub async fn load(&self, tenant: TenantId, db: TenantDb<'_>, force: bool) -> Result<Arc<TenantKeys>> {
+    pub async fn load(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        force: bool,
+    ) -> Result<Arc<TenantKeys>> {
         if !force && let Some(k) = self.cached(tenant) {
             return Ok(k);
         }
@@ -528,7 +536,12 @@ mod tests {
         let (kid, ek) = keys.active.as_ref().unwrap();
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         h.kid = Some(kid.clone());
-        let tok = jsonwebtoken::encode(&h, &serde_json::json!({"sub": "x", "exp": unix_now() + 60}), ek).unwrap();
+        let tok = jsonwebtoken::encode(
+            &h,
+            &serde_json::json!({"sub": "x", "exp": unix_now() + 60}),
+            ek,
+        )
+        .unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
         v.required_spec_claims.clear();
         v.validate_aud = false;

@@ -143,7 +143,11 @@ mod tests {
         let b = h.hash("correct horse battery".into()).await.unwrap();
         assert_ne!(a, b, "salted");
         assert!(a.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert!(h.verify("correct horse battery".into(), Some(a.clone())).await.unwrap());
+        assert!(
+            h.verify("correct horse battery".into(), Some(a.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!h.verify("wrong".into(), Some(a)).await.unwrap());
         assert!(!h.verify("anything".into(), None).await.unwrap());
         assert!(!h.verify("x".into(), Some("garbage".into())).await.unwrap());

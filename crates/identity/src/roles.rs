@@ -83,7 +83,9 @@ async fn list_stored(db: TenantDb<'_>) -> Result<Vec<Role>> {
         TenantDb::Pg(p) => {
             let rows = p
                 .transaction(|tx| {
-                    Box::pin(async move { tx.query("SELECT doc FROM roles ORDER BY name", &[]).await })
+                    Box::pin(
+                        async move { tx.query("SELECT doc FROM roles ORDER BY name", &[]).await },
+                    )
                 })
                 .await?;
             rows.into_iter()

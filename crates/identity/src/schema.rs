@@ -5,15 +5,19 @@ use tenantplane_tenant_data::migrate::Migration;
 macro_rules! rls {
     ($t:literal) => {
         concat!(
-            "ALTER TABLE ", $t, " ENABLE ROW LEVEL SECURITY;\n",
-            "ALTER TABLE ", $t, " FORCE ROW LEVEL SECURITY;\n",
-            "CREATE POLICY tenant_isolation ON ", $t,
+            "ALTER TABLE ",
+            $t,
+            " ENABLE ROW LEVEL SECURITY;\n",
+            "ALTER TABLE ",
+            $t,
+            " FORCE ROW LEVEL SECURITY;\n",
+            "CREATE POLICY tenant_isolation ON ",
+            $t,
             " USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)",
             " WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);\n"
         )
     };
 }
-
 
 /// The identity component's migrations (after `directory`, whose departments users join).
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -92,4 +96,3 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         rls!("signing_keys"),
     ),
 }];
-

@@ -111,8 +111,10 @@ pub struct Identity {
     hasher: Hasher,
     keyring: Keyring,
     states: RwLock<HashMap<(TenantId, UserId), UserState>>,
-    roles: RwLock<HashMap<TenantId, (Instant, std::sync::Arc<Vec<tenantplane_core::Role>>)>>,
+    roles: RwLock<HashMap<TenantId, CachedRoles>>,
 }
+
+type CachedRoles = (Instant, std::sync::Arc<Vec<tenantplane_core::Role>>);
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,7 +194,11 @@ impl Identity {
     }
 
     /// The tenant's keys (cached).
-    pub async fn keys(&self, tenant: TenantId, db: TenantDb<'_>) -> Result<std::sync::Arc<TenantKeys>> {
+    pub async fn keys(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+    ) -> Result<std::sync::Arc<TenantKeys>> {
         self.keyring.load(tenant, db, false).await
     }
 
@@ -255,7 +261,13 @@ impl Identity {
 
     /// Sets `user`'s password directly (no one-time password): for demos and tooling run by
     /// the platform owner, never reachable over the tenant API. The policy still applies.
-    pub async fn set_password(&self, tenant: TenantId, db: TenantDb<'_>, mut user: UserRecord, password: String) -> Result<UserRecord> {
+    pub async fn set_password(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        mut user: UserRecord,
+        password: String,
+    ) -> Result<UserRecord> {
         tenantplane_core::identity::check_password_policy(&password, Some(&user.email))
             .map_err(|m| IdentityError::Internal(format!("password policy: {m}")))?;
         let hash = self.hasher.hash(password).await?;
@@ -270,7 +282,13 @@ impl Identity {
 
     /// Writes a changed user (CAS on `version`, which the caller has incremented); disabling
     /// revokes its sessions and access tokens.
-    pub async fn save_user(&self, tenant: TenantId, db: TenantDb<'_>, user: &UserRecord, revoke: bool) -> Result<()> {
+    pub async fn save_user(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        user: &UserRecord,
+        revoke: bool,
+    ) -> Result<()> {
         users::update(db, user, None).await?;
         if revoke {
             sessions::revoke_user(db, user.id).await?;
@@ -280,7 +298,12 @@ impl Identity {
     }
 
     /// Revokes every session and access token of `user`.
-    pub async fn revoke_sessions(&self, tenant: TenantId, db: TenantDb<'_>, user: UserId) -> Result<u64> {
+    pub async fn revoke_sessions(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        user: UserId,
+    ) -> Result<u64> {
         let (mut u, _) = users::get(db, user).await?.ok_or(IdentityError::NotFound)?;
         u.tokens_valid_after = now_ms();
         u.updated_at = now_ts();
@@ -336,7 +359,13 @@ impl Identity {
     }
 
     /// Logs in with e-mail and password. The hash (or the dummy) is always verified.
-    pub async fn login(&self, tenant: &Tenant, db: TenantDb<'_>, email: &str, password: String) -> Result<LoginOutcome> {
+    pub async fn login(
+        &self,
+        tenant: &Tenant,
+        db: TenantDb<'_>,
+        email: &str,
+        password: String,
+    ) -> Result<LoginOutcome> {
         let found = match email.parse::<Email>() {
             Ok(e) => users::by_email(db, &e).await?,
             Err(_) => None,
@@ -356,12 +385,24 @@ impl Identity {
     }
 
     /// Rotates a refresh token.
-    pub async fn refresh(&self, tenant: &Tenant, db: TenantDb<'_>, token: &str) -> Result<RefreshOutcome> {
+    pub async fn refresh(
+        &self,
+        tenant: &Tenant,
+        db: TenantDb<'_>,
+        token: &str,
+    ) -> Result<RefreshOutcome> {
         if !sessions::well_formed(token) {
             return Ok(RefreshOutcome::Invalid);
         }
         let (new_tok, new_hash) = sessions::generate();
-        match sessions::rotate(db, sessions::hash(token), new_hash, self.cfg.refresh_ttl.as_secs()).await? {
+        match sessions::rotate(
+            db,
+            sessions::hash(token),
+            new_hash,
+            self.cfg.refresh_ttl.as_secs(),
+        )
+        .await?
+        {
             Rotation::Invalid => Ok(RefreshOutcome::Invalid),
             Rotation::Replayed { user, family } => {
                 tracing::warn!(user_id = %user, session = %family, "refresh token replayed; session family revoked");
@@ -379,7 +420,9 @@ impl Identity {
                     sessions::revoke_user(db, u.id).await?;
                     return Ok(RefreshOutcome::Invalid);
                 }
-                let t = self.issue(tenant.id, db, u, Some((family, new_tok))).await?;
+                let t = self
+                    .issue(tenant.id, db, u, Some((family, new_tok)))
+                    .await?;
                 Ok(RefreshOutcome::Ok(Box::new(t)))
             }
         }
@@ -411,7 +454,9 @@ impl Identity {
             return Ok(PasswordChange::Policy(m));
         }
         if new == current {
-            return Ok(PasswordChange::Policy("must differ from the current password".into()));
+            return Ok(PasswordChange::Policy(
+                "must differ from the current password".into(),
+            ));
         }
         let new_hash = self.hasher.hash(new).await?;
         u.password_change_required = false;
@@ -428,7 +473,12 @@ impl Identity {
     /// Verifies an access token presented to `tenant`: signature with the tenant's keys
     /// (reloaded once if the kid is new), claims, and that the user is enabled and the token
     /// not revoked.
-    pub async fn authenticate(&self, tenant: TenantId, db: TenantDb<'_>, token: &str) -> Result<Result<AccessClaims, TokenError>> {
+    pub async fn authenticate(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        token: &str,
+    ) -> Result<Result<AccessClaims, TokenError>> {
         let keys = self.keyring.load(tenant, db, false).await?;
         let claims = match tokens::verify(token, &keys) {
             Err(TokenError::UnknownKey) if self.keyring.may_reload(tenant) => {
@@ -454,7 +504,11 @@ impl Identity {
     }
 
     /// The tenant's roles (cached for 30 s).
-    pub async fn roles(&self, tenant: TenantId, db: TenantDb<'_>) -> Result<std::sync::Arc<Vec<tenantplane_core::Role>>> {
+    pub async fn roles(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+    ) -> Result<std::sync::Arc<Vec<tenantplane_core::Role>>> {
         {
             let g = self.roles.read().unwrap_or_else(|p| p.into_inner());
             if let Some((at, r)) = g.get(&tenant)
@@ -472,7 +526,12 @@ impl Identity {
         Ok(r)
     }
 
-    async fn user_state(&self, tenant: TenantId, db: TenantDb<'_>, user: UserId) -> Result<Option<UserState>> {
+    async fn user_state(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        user: UserId,
+    ) -> Result<Option<UserState>> {
         {
             let g = self.states.read().unwrap_or_else(|p| p.into_inner());
             if let Some(s) = g.get(&(tenant, user))

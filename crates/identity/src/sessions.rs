@@ -112,7 +112,12 @@ pub async fn insert(
 
 /// Presents the token whose hash is `old`: on success marks it used and stores `new_hash`
 /// as its successor, in one transaction; on replay revokes the family.
-pub async fn rotate(db: TenantDb<'_>, old: String, new_hash: String, ttl_secs: u64) -> Result<Rotation> {
+pub async fn rotate(
+    db: TenantDb<'_>,
+    old: String,
+    new_hash: String,
+    ttl_secs: u64,
+) -> Result<Rotation> {
     let now = unix_now();
     let exp = now + ttl_secs as i64;
     Ok(match db {

@@ -152,7 +152,8 @@ fn foreign_tenant(token: &str, tenant: TenantId) -> Option<TenantId> {
         tid: Option<TenantId>,
     }
     let payload = token.split('.').nth(1)?;
-    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
     let p: Peek = serde_json::from_slice(&raw).ok()?;
     p.tid.filter(|t| *t != tenant)
 }

@@ -64,7 +64,6 @@ impl UserRecord {
     }
 }
 
-
 fn to_doc(u: &UserRecord) -> Result<serde_json::Value> {
     serde_json::to_value(u).map_err(|e| IdentityError::Internal(format!("user record: {e}")))
 }
@@ -165,8 +164,11 @@ pub async fn by_email(db: TenantDb<'_>, email: &Email) -> Result<Option<(UserRec
             let row = p
                 .transaction(move |tx| {
                     Box::pin(async move {
-                        tx.query_opt(&format!("SELECT {COLS} FROM users WHERE email = $1"), &[&email])
-                            .await
+                        tx.query_opt(
+                            &format!("SELECT {COLS} FROM users WHERE email = $1"),
+                            &[&email],
+                        )
+                        .await
                     })
                 })
                 .await?;
@@ -183,7 +185,8 @@ pub async fn get(db: TenantDb<'_>, id: UserId) -> Result<Option<(UserRecord, Str
     Ok(match db {
         TenantDb::Sqlite(s) => {
             s.run(move |c| {
-                let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM users WHERE id = ?1"))?;
+                let mut st =
+                    c.prepare_cached(&format!("SELECT {COLS} FROM users WHERE id = ?1"))?;
                 let mut rows = st.query_map([id.to_string()], |r| {
                     Ok((from_text(&r.get::<_, String>(0)?)?, r.get::<_, String>(1)?))
                 })?;
@@ -195,8 +198,11 @@ pub async fn get(db: TenantDb<'_>, id: UserId) -> Result<Option<(UserRecord, Str
             let row = p
                 .transaction(move |tx| {
                     Box::pin(async move {
-                        tx.query_opt(&format!("SELECT {COLS} FROM users WHERE id = $1"), &[id.as_uuid()])
-                            .await
+                        tx.query_opt(
+                            &format!("SELECT {COLS} FROM users WHERE id = $1"),
+                            &[id.as_uuid()],
+                        )
+                        .await
                     })
                 })
                 .await?;
@@ -209,7 +215,11 @@ pub async fn get(db: TenantDb<'_>, id: UserId) -> Result<Option<(UserRecord, Str
 }
 
 /// Users ordered by e-mail, after `after` (exclusive), at most `limit`.
-pub async fn list(db: TenantDb<'_>, after: Option<String>, limit: usize) -> Result<Vec<UserRecord>> {
+pub async fn list(
+    db: TenantDb<'_>,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<UserRecord>> {
     let after = after.unwrap_or_default();
     let lim = limit as i64;
     Ok(match db {
@@ -249,8 +259,8 @@ pub async fn count(db: TenantDb<'_>) -> Result<u64> {
             s.run(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0)))
                 .await? as u64
         }
-        TenantDb::Pg(p) => p
-            .transaction(|tx| {
+        TenantDb::Pg(p) => {
+            p.transaction(|tx| {
                 Box::pin(async move {
                     Ok(tx
                         .query_one("SELECT count(*) FROM users", &[])
@@ -258,7 +268,8 @@ pub async fn count(db: TenantDb<'_>) -> Result<u64> {
                         .get::<_, i64>(0) as u64)
                 })
             })
-            .await?,
+            .await?
+        }
     })
 }
 

@@ -316,7 +316,9 @@ impl Server {
 
 /// The platform key: `identity.platform_key`, else `identity.platform_key_file`, else
 /// `{data_dir}/platform.key` (generated with mode 0600 on first start).
-pub fn load_platform_key(config: &Config) -> anyhow::Result<tenantplane_identity::keys::PlatformKey> {
+pub fn load_platform_key(
+    config: &Config,
+) -> anyhow::Result<tenantplane_identity::keys::PlatformKey> {
     use tenantplane_identity::keys::PlatformKey;
     if let Some(k) = &config.identity.platform_key {
         return PlatformKey::parse(k).map_err(|e| anyhow::anyhow!("identity.platform_key: {e}"));
@@ -331,8 +333,9 @@ pub fn load_platform_key(config: &Config) -> anyhow::Result<tenantplane_identity
         None => config.storage.data_dir.join("platform.key"),
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => PlatformKey::parse(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Ok(text) => {
+            PlatformKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;

@@ -413,8 +413,7 @@ impl Config {
             || id.argon2_parallelism == 0
         {
             return Err(ConfigError::Invalid(
-                "identity.argon2_*: memory ≥ 8 KiB per lane, iterations and parallelism ≥ 1"
-                    .into(),
+                "identity.argon2_*: memory ≥ 8 KiB per lane, iterations and parallelism ≥ 1".into(),
             ));
         }
         if let Some(k) = &id.platform_key

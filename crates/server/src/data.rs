@@ -24,8 +24,7 @@ pub fn component_migrations() -> Vec<tenantplane_tenant_data::migrate::Migration
 
 /// Every component's migrations, as embedded in this binary.
 pub fn migrations() -> anyhow::Result<MigrationSet> {
-    MigrationSet::new(component_migrations())
-        .context("the binary's migration set is inconsistent")
+    MigrationSet::new(component_migrations()).context("the binary's migration set is inconsistent")
 }
 
 /// Opens, with the migrations of every component in `set`, the SQLite registry (`{data_dir}/tenants`) and connects every configured

@@ -55,7 +55,9 @@ impl UserCtx {
         if self.permissions.contains(&p) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(&format!("this needs the permission {p}")))
+            Err(ApiError::forbidden(&format!(
+                "this needs the permission {p}"
+            )))
         }
     }
 }
@@ -458,7 +460,10 @@ fn decode_cursor(c: &str) -> Option<String> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
         .ok()?;
-    String::from_utf8(raw).ok()?.strip_prefix("u1:").map(str::to_owned)
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("u1:")
+        .map(str::to_owned)
 }
 
 /// `GET /api/tenant/users`.
@@ -476,7 +481,9 @@ pub async fn list_users(
         return Err(ApiError::field("/limit", "must be between 1 and 200"));
     }
     let after = match p.cursor.as_deref() {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::field("/cursor", "invalid cursor"))?),
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ApiError::field("/cursor", "invalid cursor"))?)
+        }
         None => None,
     };
     let mut items = users::list(u.tenant.db(&s.svc.data)?, after, limit + 1).await?;
@@ -526,8 +533,14 @@ async fn validate_roles_and_departments(
             errs.push("/departments", "at most 100 departments");
         }
         for (i, d) in ds.iter().enumerate().take(100) {
-            if directory::get(u.tenant.db(&s.svc.data)?, *d).await?.is_none() {
-                errs.push(format!("/departments/{i}"), "no such department in this tenant");
+            if directory::get(u.tenant.db(&s.svc.data)?, *d)
+                .await?
+                .is_none()
+            {
+                errs.push(
+                    format!("/departments/{i}"),
+                    "no such department in this tenant",
+                );
             }
         }
     }
@@ -541,7 +554,10 @@ fn display_name(
 ) -> String {
     let n = raw.map(str::trim).unwrap_or(fallback);
     if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-        errs.push("/display_name", "1-200 characters without control characters");
+        errs.push(
+            "/display_name",
+            "1-200 characters without control characters",
+        );
     }
     n.to_owned()
 }
@@ -568,14 +584,9 @@ pub async fn create_user(
         email.as_ref().map(|e| e.as_str()).unwrap_or("user"),
         &mut errs,
     );
-    let roles = validate_roles_and_departments(
-        &s,
-        &u,
-        Some(&req.roles),
-        Some(&req.departments),
-        &mut errs,
-    )
-    .await?;
+    let roles =
+        validate_roles_and_departments(&s, &u, Some(&req.roles), Some(&req.departments), &mut errs)
+            .await?;
     errs.clone().into_result()?;
     let Some(email) = email else {
         return Err(ApiError::validation(errs));

@@ -31,8 +31,7 @@ use tenantplane_core::TenantId;
 
 use crate::{config::LimitsConfig, problem::ApiError};
 
-type Keyed<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// `RateLimit-Policy`.
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -206,7 +205,12 @@ impl Limits {
 
     /// Checks a login attempt from `ip`.
     pub fn check_login_ip(&self, ip: IpAddr) -> Decision {
-        check(&self.login_ip, &ip, "login", self.cfg.login_per_ip_per_minute)
+        check(
+            &self.login_ip,
+            &ip,
+            "login",
+            self.cfg.login_per_ip_per_minute,
+        )
     }
 
     /// If the account is locked out, how long for.
@@ -266,17 +270,26 @@ impl Limits {
             g.retain_recent();
             g.shrink_to_fit();
         }
-        let over = self.ip.read().unwrap_or_else(|p| p.into_inner()).len() > self.cfg.max_tracked_ips;
+        let over =
+            self.ip.read().unwrap_or_else(|p| p.into_inner()).len() > self.cfg.max_tracked_ips;
         if over {
             metrics::counter!("tenantplane_rate_limit_resets_total").increment(1);
-            tracing::warn!(max = self.cfg.max_tracked_ips, "too many client addresses tracked; per-IP limiter reset");
+            tracing::warn!(
+                max = self.cfg.max_tracked_ips,
+                "too many client addresses tracked; per-IP limiter reset"
+            );
             *self.ip.write().unwrap_or_else(|p| p.into_inner()) =
                 RateLimiter::keyed(per_minute(self.cfg.per_ip_per_minute))
                     .with_middleware::<StateInformationMiddleware>();
         }
         self.login_ip.retain_recent();
         self.login_ip.shrink_to_fit();
-        for l in self.tenants.read().unwrap_or_else(|p| p.into_inner()).values() {
+        for l in self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             l.retain_recent();
         }
     }
@@ -305,7 +318,9 @@ mod tests {
         let l = Limits::new(cfg());
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         for i in 0..3 {
-            assert!(matches!(l.check_ip(ip), Some(Decision::Allowed { remaining, .. }) if remaining == 2 - i));
+            assert!(
+                matches!(l.check_ip(ip), Some(Decision::Allowed { remaining, .. }) if remaining == 2 - i)
+            );
         }
         let d = l.check_ip(ip).unwrap();
         assert!(matches!(d, Decision::Limited { .. }));
@@ -315,7 +330,10 @@ mod tests {
         let h = d.headers();
         assert_eq!(h[0].1, "\"ip\";q=3;w=60");
         // Another address is unaffected.
-        assert!(matches!(l.check_ip("10.1.2.4".parse().unwrap()), Some(Decision::Allowed { .. })));
+        assert!(matches!(
+            l.check_ip("10.1.2.4".parse().unwrap()),
+            Some(Decision::Allowed { .. })
+        ));
     }
 
     #[test]

@@ -363,7 +363,9 @@ impl From<tenantplane_identity::IdentityError> for ApiError {
             .detail("a user with this e-mail address exists in this tenant"),
             I::NotFound => Self::not_found("user"),
             I::VersionMismatch { current } => Self::version_mismatch(current),
-            I::QuotaExceeded { limit, current } => Self::quota_exceeded("max_users", limit, current),
+            I::QuotaExceeded { limit, current } => {
+                Self::quota_exceeded("max_users", limit, current)
+            }
             I::Internal(msg) => Self::internal(&msg),
         }
     }

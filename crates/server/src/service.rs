@@ -139,7 +139,10 @@ impl Service {
     pub async fn refresh_plans(&self) -> ApiResult<()> {
         let plans = self.catalog.list_plans().await?;
         self.plans.store(Arc::new(
-            plans.into_iter().map(|p| (p.name.to_string(), p.quotas)).collect(),
+            plans
+                .into_iter()
+                .map(|p| (p.name.to_string(), p.quotas))
+                .collect(),
         ));
         Ok(())
     }
@@ -311,7 +314,14 @@ impl Service {
             .map_err(|_| DataError::Db("built-in role name".into()))?;
         let (u, otp) = self
             .identity
-            .create_user(db, email.clone(), "Administrator".into(), vec![admin_role], vec![], u64::MAX)
+            .create_user(
+                db,
+                email.clone(),
+                "Administrator".into(),
+                vec![admin_role],
+                vec![],
+                u64::MAX,
+            )
             .await
             .map_err(to_data)?;
         Ok(Some(AdminCredentials {
@@ -453,7 +463,10 @@ impl Service {
                 "tenant-not-ready",
                 "Tenant not ready",
             )
-            .detail(format!("the tenant is {}; administrators can be reset on active or suspended tenants", t.status)));
+            .detail(format!(
+                "the tenant is {}; administrators can be reset on active or suspended tenants",
+                t.status
+            )));
         }
         let email = match email {
             Some(e) => Some(
@@ -467,15 +480,22 @@ impl Service {
             .parse()
             .map_err(|_| ApiError::internal(&"built-in role name"))?;
         let existing = match &email {
-            Some(e) => users::by_email(db, e).await.map_err(ApiError::from)?.map(|x| x.0),
+            Some(e) => users::by_email(db, e)
+                .await
+                .map_err(ApiError::from)?
+                .map(|x| x.0),
             None => {
                 let mut found = None;
                 let mut after = None;
                 'pages: loop {
-                    let page = users::list(db, after.clone(), 500).await.map_err(ApiError::from)?;
+                    let page = users::list(db, after.clone(), 500)
+                        .await
+                        .map_err(ApiError::from)?;
                     for u in &page {
                         if u.roles.contains(&admin_role)
-                            && found.as_ref().is_none_or(|f: &users::UserRecord| u.created_at < f.created_at)
+                            && found
+                                .as_ref()
+                                .is_none_or(|f: &users::UserRecord| u.created_at < f.created_at)
                         {
                             found = Some(u.clone());
                         }
@@ -515,10 +535,20 @@ impl Service {
                 let Some(email) = email else {
                     return Err(ApiError::field("/email", "required"));
                 };
-                let max = self.quotas(&t.plan).map(|q| q.max_users).unwrap_or(u64::MAX);
+                let max = self
+                    .quotas(&t.plan)
+                    .map(|q| q.max_users)
+                    .unwrap_or(u64::MAX);
                 let (u, otp) = self
                     .identity
-                    .create_user(db, email.clone(), "Administrator".into(), vec![admin_role], vec![], max)
+                    .create_user(
+                        db,
+                        email.clone(),
+                        "Administrator".into(),
+                        vec![admin_role],
+                        vec![],
+                        max,
+                    )
                     .await?;
                 AdminCredentials {
                     tenant: t.id,

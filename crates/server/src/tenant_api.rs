@@ -125,9 +125,7 @@ pub async fn resolve_tenant(
             Resolution::Found { tenant, .. } => Some(tenant.id),
             _ => None,
         };
-        ev.claimed_tenant = facts
-            .tenant_header
-            .map(|h| h.chars().take(64).collect());
+        ev.claimed_tenant = facts.tenant_header.map(|h| h.chars().take(64).collect());
         ev.peer = peer;
         ev.request_id = req
             .headers()
@@ -151,10 +149,12 @@ pub async fn resolve_tenant(
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
     }
-    let decision = state
-        .svc
-        .quotas(&tenant.plan)
-        .and_then(|q| state.svc.limits.check_tenant(tenant.id, q.requests_per_minute));
+    let decision = state.svc.quotas(&tenant.plan).and_then(|q| {
+        state
+            .svc
+            .limits
+            .check_tenant(tenant.id, q.requests_per_minute)
+    });
     if let Some(d) = &decision
         && let Some(p) = d.problem("this tenant's plan allows no more requests right now")
     {

@@ -729,7 +729,8 @@ async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             };
             let t = c.create_tenant(&req).await.map_err(api)?;
             print_tenant(&t, a.remote.output)?;
-            if let (Some(admin), crate::output::Output::Table) = (&t.initial_admin, a.remote.output) {
+            if let (Some(admin), crate::output::Output::Table) = (&t.initial_admin, a.remote.output)
+            {
                 crate::output::print_admin(admin);
             }
             Ok(())

@@ -137,7 +137,14 @@ async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> a
             Some((u, _)) => u,
             None => {
                 svc.identity
-                    .create_user(db, email.clone(), role.display_name.clone(), vec![role.name.clone()], vec![], u64::MAX)
+                    .create_user(
+                        db,
+                        email.clone(),
+                        role.display_name.clone(),
+                        vec![role.name.clone()],
+                        vec![],
+                        u64::MAX,
+                    )
                     .await?
                     .0
             }
@@ -146,7 +153,11 @@ async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> a
         svc.identity
             .set_password(t.id, db, user, password.clone())
             .await?;
-        println!("        {:<14} {:<48} {password}", role.name.as_str(), email.as_str());
+        println!(
+            "        {:<14} {:<48} {password}",
+            role.name.as_str(),
+            email.as_str()
+        );
     }
     Ok(())
 }

@@ -218,6 +218,18 @@ pub fn print_placement(
     Ok(())
 }
 
+/// Prints a tenant administrator's one-time credentials (shown once).
+pub fn print_admin(a: &tenantplane_core::identity::AdminCredentials) {
+    println!();
+    println!(
+        "Tenant administrator {} ({}):",
+        a.email,
+        if a.created { "created" } else { "reset" }
+    );
+    println!("  one-time password: {}", a.one_time_password);
+    println!("  It is shown only now; it must be changed at first login (POST /auth/password).");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,16 +245,4 @@ mod tests {
         );
         assert_eq!(t, "A         B\nSão João  x\nab        yy\n");
     }
-}
-
-/// Prints a tenant administrator's one-time credentials (shown once).
-pub fn print_admin(a: &tenantplane_core::identity::AdminCredentials) {
-    println!();
-    println!(
-        "Tenant administrator {} ({}):",
-        a.email,
-        if a.created { "created" } else { "reset" }
-    );
-    println!("  one-time password: {}", a.one_time_password);
-    println!("  It is shown only now; it must be changed at first login (POST /auth/password).");
 }

@@ -143,13 +143,14 @@ impl TestServer {
         if let Some(l) = &opts.limits {
             config.limits = l.clone();
         }
-        config.identity = opts.identity.clone().unwrap_or_else(|| {
-            tenantplane_server::config::IdentitySettings {
-                argon2_memory_kib: 8 * 1024,
-                argon2_iterations: 1,
-                ..Default::default()
-            }
-        });
+        config.identity =
+            opts.identity
+                .clone()
+                .unwrap_or_else(|| tenantplane_server::config::IdentitySettings {
+                    argon2_memory_kib: 8 * 1024,
+                    argon2_iterations: 1,
+                    ..Default::default()
+                });
         if let Some(m) = opts.migrate_on_start {
             config.data.migrate_on_start = m;
         }

@@ -93,10 +93,7 @@ pub fn router() -> Router<AppState> {
                 .patch(tenants::update)
                 .delete(tenants::delete),
         )
-        .route(
-            "/api/v1/tenants/{tenant}/admin",
-            post(tenants::admin_reset),
-        )
+        .route("/api/v1/tenants/{tenant}/admin", post(tenants::admin_reset))
         .route(
             "/api/v1/tenants/{tenant}/{action}",
             post(tenants::lifecycle),

@@ -46,10 +46,8 @@ pub async fn create(
     let mut r = (StatusCode::CREATED, Json(view)).into_response();
     r.headers_mut()
         .insert(header::ETAG, crate::extract::etag(t.version));
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tenants/{}", t.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -140,10 +138,8 @@ pub async fn admin_reset(
     let creds = s.svc.admin_reset(&t, req.email).await?;
     tracing::info!(operator = %op.operator.name, tenant_id = %creds.tenant, "tenant admin reset");
     let mut r = Json(creds).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 

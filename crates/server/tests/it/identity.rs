@@ -29,11 +29,20 @@ async fn tenant_with_admin(s: &TestServer, slug: &str, mode: IsolationMode) -> (
         ..new_tenant(slug)
     };
     let v = s.client.create_tenant(&req).await.unwrap();
-    let admin = v.initial_admin.expect("one-time admin password returned once");
+    let admin = v
+        .initial_admin
+        .expect("one-time admin password returned once");
     assert_eq!(admin.email.as_str(), format!("admin@{slug}.example"));
     assert!(admin.created);
     // Never shown again.
-    assert!(s.client.get_tenant(slug).await.unwrap().initial_admin.is_none());
+    assert!(
+        s.client
+            .get_tenant(slug)
+            .await
+            .unwrap()
+            .initial_admin
+            .is_none()
+    );
     (
         T {
             base: s.url(),
@@ -43,7 +52,11 @@ async fn tenant_with_admin(s: &TestServer, slug: &str, mode: IsolationMode) -> (
     )
 }
 
-async fn post(url: &str, token: Option<&str>, body: Value) -> (u16, Option<tenantplane_core::api::Problem>, Value) {
+async fn post(
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Option<tenantplane_core::api::Problem>, Value) {
     let mut rb = reqwest::Client::new().post(url).json(&body);
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
@@ -109,8 +122,18 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     let access_b = tok_b["access_token"].as_str().unwrap().to_owned();
 
     // JWKS: one Ed25519 key per tenant, different between tenants.
-    let ja: Value = reqwest::get(a.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
-    let jb: Value = reqwest::get(b.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let ja: Value = reqwest::get(a.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jb: Value = reqwest::get(b.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ja["keys"].as_array().unwrap().len(), 1);
     assert_eq!(ja["keys"][0]["crv"], "Ed25519");
     assert_ne!(ja["keys"][0]["x"], jb["keys"][0]["x"]);
@@ -119,7 +142,12 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     let (st, _, me) = get(&a.url("/api/tenant/me"), &access).await;
     assert_eq!(st, 200);
     assert_eq!(me["roles"], json!(["tenant-admin"]));
-    let depts: Value = reqwest::get(a.url("/api/tenant/departments")).await.unwrap().json().await.unwrap();
+    let depts: Value = reqwest::get(a.url("/api/tenant/departments"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let dept = depts["items"][0]["id"].as_str().unwrap().to_owned();
     let (st, _, nurse) = post(
         &a.url("/api/tenant/users"),
@@ -132,17 +160,39 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     let nurse_otp = nurse["one_time_password"].as_str().unwrap().to_owned();
     assert_eq!(nurse["user"]["departments"], json!([dept]));
     // Same address again (other case): taken. Same address in tenant B: another account.
-    let (st, p, _) = post(&a.url("/api/tenant/users"), Some(&access), json!({"email": "nurse.ana@IDA.example", "roles": ["nurse"]})).await;
+    let (st, p, _) = post(
+        &a.url("/api/tenant/users"),
+        Some(&access),
+        json!({"email": "nurse.ana@IDA.example", "roles": ["nurse"]}),
+    )
+    .await;
     assert_eq!((st, p.unwrap().code()), (409, "email-taken"));
-    let (st, _, _) = post(&b.url("/api/tenant/users"), Some(&access_b), json!({"email": "nurse.ana@ida.example", "roles": ["staff"]})).await;
+    let (st, _, _) = post(
+        &b.url("/api/tenant/users"),
+        Some(&access_b),
+        json!({"email": "nurse.ana@ida.example", "roles": ["staff"]}),
+    )
+    .await;
     assert_eq!(st, 201);
     // Bad input changes nothing.
-    let users_before = get(&a.url("/api/tenant/users"), &access).await.2["items"].as_array().unwrap().len();
+    let users_before = get(&a.url("/api/tenant/users"), &access).await.2["items"]
+        .as_array()
+        .unwrap()
+        .len();
     for (body, pointer) in [
-        (json!({"email": "\u{0430}dmin@ida.example", "roles": ["nurse"]}), "/email"),
-        (json!({"email": "x@ida.example", "roles": ["surgeon"]}), "/roles/0"),
+        (
+            json!({"email": "\u{0430}dmin@ida.example", "roles": ["nurse"]}),
+            "/email",
+        ),
+        (
+            json!({"email": "x@ida.example", "roles": ["surgeon"]}),
+            "/roles/0",
+        ),
         (json!({"email": "x@ida.example", "roles": []}), "/roles"),
-        (json!({"email": "x@ida.example", "roles": ["nurse"], "departments": [uuid::Uuid::new_v4()]}), "/departments/0"),
+        (
+            json!({"email": "x@ida.example", "roles": ["nurse"], "departments": [uuid::Uuid::new_v4()]}),
+            "/departments/0",
+        ),
     ] {
         let (st, p, _) = post(&a.url("/api/tenant/users"), Some(&access), body).await;
         let p = p.unwrap();
@@ -150,23 +200,55 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
         assert_eq!(p.errors[0].pointer, pointer);
     }
     // A department of tenant B is not a department of A.
-    let depts_b: Value = reqwest::get(b.url("/api/tenant/departments")).await.unwrap().json().await.unwrap();
+    let depts_b: Value = reqwest::get(b.url("/api/tenant/departments"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let (st, _, _) = post(&a.url("/api/tenant/users"), Some(&access), json!({"email": "y@ida.example", "roles": ["nurse"], "departments": [depts_b["items"][0]["id"]]})).await;
     assert_eq!(st, 400);
-    assert_eq!(get(&a.url("/api/tenant/users"), &access).await.2["items"].as_array().unwrap().len(), users_before);
+    assert_eq!(
+        get(&a.url("/api/tenant/users"), &access).await.2["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        users_before
+    );
 
     // B's admin cannot see or touch A's users, by id or listing.
     let (st, p, _) = get(&b.url(&format!("/api/tenant/users/{nurse_id}")), &access_b).await;
     assert_eq!((st, p.unwrap().code()), (404, "not-found"));
-    let (st, _, _) = get(&b.url(&format!("/api/tenant/users/{}", uuid::Uuid::new_v4())), &access_b).await;
+    let (st, _, _) = get(
+        &b.url(&format!("/api/tenant/users/{}", uuid::Uuid::new_v4())),
+        &access_b,
+    )
+    .await;
     assert_eq!(st, 404, "a foreign id and a missing id look the same");
     let listed = get(&b.url("/api/tenant/users"), &access_b).await.2;
-    assert!(listed["items"].as_array().unwrap().iter().all(|u| u["id"] != nurse_id.as_str()));
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["id"] != nurse_id.as_str())
+    );
 
     // The nurse logs in; she cannot manage users.
-    let nt = first_login(&a, "nurse.ana@ida.example", &nurse_otp, "nurse passphrase 2026").await;
+    let nt = first_login(
+        &a,
+        "nurse.ana@ida.example",
+        &nurse_otp,
+        "nurse passphrase 2026",
+    )
+    .await;
     let nurse_access = nt["access_token"].as_str().unwrap().to_owned();
-    let (st, p, _) = post(&a.url("/api/tenant/users"), Some(&nurse_access), json!({"email": "z@ida.example", "roles": ["nurse"]})).await;
+    let (st, p, _) = post(
+        &a.url("/api/tenant/users"),
+        Some(&nurse_access),
+        json!({"email": "z@ida.example", "roles": ["nurse"]}),
+    )
+    .await;
     assert_eq!((st, p.unwrap().code()), (403, "forbidden"));
 
     // Refresh rotates; a replayed refresh token revokes the family and the user's tokens.
@@ -177,27 +259,66 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     assert_ne!(r2_refresh, r1);
     let (st, p, _) = post(&a.url("/auth/refresh"), None, json!({"refresh_token": r1})).await;
     assert_eq!((st, p.unwrap().code()), (401, "invalid-refresh-token"));
-    let (st, _, _) = post(&a.url("/auth/refresh"), None, json!({"refresh_token": r2_refresh})).await;
+    let (st, _, _) = post(
+        &a.url("/auth/refresh"),
+        None,
+        json!({"refresh_token": r2_refresh}),
+    )
+    .await;
     assert_eq!(st, 401, "the whole family is revoked after a replay");
-    let (st, _, _) = get(&a.url("/api/tenant/me"), r2["access_token"].as_str().unwrap()).await;
+    let (st, _, _) = get(
+        &a.url("/api/tenant/me"),
+        r2["access_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(st, 401, "access tokens of the user are revoked too");
-    assert!(s.service.events.recent().iter().any(|e| e.kind == EventKind::RefreshReplay));
+    assert!(
+        s.service
+            .events
+            .recent()
+            .iter()
+            .any(|e| e.kind == EventKind::RefreshReplay)
+    );
     // A refresh token of tenant A is unknown on tenant B.
-    let (st, _, _) = post(&b.url("/auth/refresh"), None, json!({"refresh_token": tok["refresh_token"]})).await;
+    let (st, _, _) = post(
+        &b.url("/auth/refresh"),
+        None,
+        json!({"refresh_token": tok["refresh_token"]}),
+    )
+    .await;
     assert_eq!(st, 401);
 
     // Cross-tenant token: refused exactly like garbage, and recorded.
-    let before = s.service.events.recent().iter().filter(|e| e.kind == EventKind::ForeignToken).count();
+    let before = s
+        .service
+        .events
+        .recent()
+        .iter()
+        .filter(|e| e.kind == EventKind::ForeignToken)
+        .count();
     let (st, p_foreign, _) = get(&b.url("/api/tenant/me"), &access).await;
     let (st2, p_garbage, _) = get(&b.url("/api/tenant/me"), "eyJhbGciOiJFZERTQSJ9.e30.c2ln").await;
     assert_eq!((st, st2), (401, 401));
     assert_eq!(p_foreign.unwrap().detail, p_garbage.unwrap().detail);
-    let foreign: Vec<_> = s.service.events.recent().into_iter().filter(|e| e.kind == EventKind::ForeignToken).collect();
+    let foreign: Vec<_> = s
+        .service
+        .events
+        .recent()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::ForeignToken)
+        .collect();
     assert_eq!(foreign.len(), before + 1);
     let ev = foreign.last().unwrap();
-    assert_eq!(ev.tenant_id.unwrap().to_string(), s.client.get_tenant(&b.slug).await.unwrap().id.to_string());
+    assert_eq!(
+        ev.tenant_id.unwrap().to_string(),
+        s.client.get_tenant(&b.slug).await.unwrap().id.to_string()
+    );
     // Operators and tenant users never cross.
-    let (st, _, _) = get(&a.url("/api/tenant/me"), tenantplane_testkit::server::TEST_TOKEN).await;
+    let (st, _, _) = get(
+        &a.url("/api/tenant/me"),
+        tenantplane_testkit::server::TEST_TOKEN,
+    )
+    .await;
     assert_eq!(st, 401);
     let (st, _, _) = get(&format!("{}/api/v1/tenants", s.url()), &access).await;
     assert_eq!(st, 401);
@@ -207,25 +328,26 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     assert_eq!(st, 200, "{v}");
     let nurse_access = v["access_token"].as_str().unwrap().to_owned();
     assert_eq!(get(&a.url("/api/tenant/me"), &nurse_access).await.0, 200);
-    let (st, _, _) = raw(
-        reqwest::Client::new()
-            .patch(a.url(&format!("/api/tenant/users/{nurse_id}")))
-            .bearer_auth(&access)
-            .json(&json!({"disabled": true})),
-    )
+    let (st, _, _) = raw(reqwest::Client::new()
+        .patch(a.url(&format!("/api/tenant/users/{nurse_id}")))
+        .bearer_auth(&access)
+        .json(&json!({"disabled": true})))
     .await
     .into_status();
     assert_eq!(st, 200);
     assert_eq!(get(&a.url("/api/tenant/me"), &nurse_access).await.0, 401);
-    assert_eq!(login(&a, "nurse.ana@ida.example", "nurse passphrase 2026").await.0, 401);
+    assert_eq!(
+        login(&a, "nurse.ana@ida.example", "nurse passphrase 2026")
+            .await
+            .0,
+        401
+    );
     // The admin cannot disable itself.
     let my_id = me["id"].as_str().unwrap();
-    let (st, _, _) = raw(
-        reqwest::Client::new()
-            .patch(a.url(&format!("/api/tenant/users/{my_id}")))
-            .bearer_auth(&access)
-            .json(&json!({"disabled": true})),
-    )
+    let (st, _, _) = raw(reqwest::Client::new()
+        .patch(a.url(&format!("/api/tenant/users/{my_id}")))
+        .bearer_auth(&access)
+        .json(&json!({"disabled": true})))
     .await
     .into_status();
     assert_eq!(st, 400);
@@ -234,19 +356,42 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     let (st, _, _) = post(&a.url("/api/tenant/keys/rotate"), Some(&access), json!({})).await;
     assert_eq!(st, 200);
     assert_eq!(get(&a.url("/api/tenant/me"), &access).await.0, 200);
-    let ja: Value = reqwest::get(a.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let ja: Value = reqwest::get(a.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ja["keys"].as_array().unwrap().len(), 2);
     let (st, v) = login(&a, &admin_a, "a long and new passphrase").await;
     assert_eq!(st, 200);
-    assert_eq!(get(&a.url("/api/tenant/me"), v["access_token"].as_str().unwrap()).await.0, 200);
+    assert_eq!(
+        get(
+            &a.url("/api/tenant/me"),
+            v["access_token"].as_str().unwrap()
+        )
+        .await
+        .0,
+        200
+    );
 
     // Operator admin reset: new one-time password, sessions revoked.
     let creds = s.client.admin_reset(&a.slug, None).await.unwrap();
     assert!(!creds.created);
     assert_eq!(creds.email.as_str(), admin_a);
     assert_eq!(get(&a.url("/api/tenant/me"), &access).await.0, 401);
-    first_login(&a, &admin_a, &creds.one_time_password, "a third long passphrase").await;
-    let created = s.client.admin_reset(&a.slug, Some("second.admin@ida.example".into())).await.unwrap();
+    first_login(
+        &a,
+        &admin_a,
+        &creds.one_time_password,
+        "a third long passphrase",
+    )
+    .await;
+    let created = s
+        .client
+        .admin_reset(&a.slug, Some("second.admin@ida.example".into()))
+        .await
+        .unwrap();
     assert!(created.created);
 }
 
@@ -269,7 +414,11 @@ async fn identity_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_on_postgres_modes() {
     let s = TestServer::start_with_pg_data(8).await.unwrap();
-    for mode in [IsolationMode::PgShared, IsolationMode::PgSchema, IsolationMode::PgDatabase] {
+    for mode in [
+        IsolationMode::PgShared,
+        IsolationMode::PgSchema,
+        IsolationMode::PgDatabase,
+    ] {
         identity_flow(&s, mode).await;
     }
 }
@@ -279,7 +428,13 @@ async fn bad_tokens_are_401_and_change_nothing() {
     use tenantplane_identity::tokens;
     let s = TestServer::start().await.unwrap();
     let (a, otp) = tenant_with_admin(&s, "badtok", IsolationMode::Sqlite).await;
-    let v = first_login(&a, "admin@badtok.example", &otp, "a long and new passphrase").await;
+    let v = first_login(
+        &a,
+        "admin@badtok.example",
+        &otp,
+        "a long and new passphrase",
+    )
+    .await;
     let good = v["access_token"].as_str().unwrap().to_owned();
     let t = s.service.get("badtok").await.unwrap();
     let db = s.service.data.handle(&t).unwrap();
@@ -306,11 +461,20 @@ async fn bad_tokens_are_401_and_change_nothing() {
     let expired = tokens::sign(&keys, &claims(-3600, -7200)).unwrap();
     let future = tokens::sign(&keys, &claims(7200, 3600)).unwrap();
     let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-    let none_header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"none","typ":"at+jwt"}"#);
+    let none_header = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"alg":"none","typ":"at+jwt"}"#,
+    );
     let alg_none = format!("{none_header}.{}.", parts[1]);
-    let hs_header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"HS256","typ":"at+jwt","kid":"x"}"#);
+    let hs_header = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"alg":"HS256","typ":"at+jwt","kid":"x"}"#,
+    );
     let hs = format!("{hs_header}.{}.{}", parts[1], parts[2]);
-    let kid_header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#);
+    let kid_header = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#,
+    );
     let wrong_kid = format!("{kid_header}.{}.{}", parts[1], parts[2]);
     let mut sig = parts[2].clone().into_bytes();
     sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
@@ -333,9 +497,22 @@ async fn bad_tokens_are_401_and_change_nothing() {
     }
     assert_eq!(get(&a.url("/api/tenant/me"), &good).await.0, 200);
     // Oversized or malformed credentials at login are refused without a lookup.
-    let (st, p, _) = post(&a.url("/auth/login"), None, json!({"email": "admin@badtok.example", "password": "x".repeat(10_000)})).await;
-    assert_eq!((st, p.unwrap().errors[0].pointer.as_str()), (400, "/password"));
-    let (st, _, _) = post(&a.url("/auth/login"), None, json!({"email": "admin@badtok.example"})).await;
+    let (st, p, _) = post(
+        &a.url("/auth/login"),
+        None,
+        json!({"email": "admin@badtok.example", "password": "x".repeat(10_000)}),
+    )
+    .await;
+    assert_eq!(
+        (st, p.unwrap().errors[0].pointer.as_str()),
+        (400, "/password")
+    );
+    let (st, _, _) = post(
+        &a.url("/auth/login"),
+        None,
+        json!({"email": "admin@badtok.example"}),
+    )
+    .await;
     assert_eq!(st, 400);
 }
 
@@ -351,15 +528,35 @@ async fn unknown_user_and_wrong_password_look_the_same_and_lock_out() {
     .await
     .unwrap();
     let (a, _otp) = tenant_with_admin(&s, "lockout", IsolationMode::Sqlite).await;
-    let (st1, _, v1) = post(&a.url("/auth/login"), None, json!({"email": "admin@lockout.example", "password": "wrong password!"})).await;
-    let (st2, _, v2) = post(&a.url("/auth/login"), None, json!({"email": "ghost@lockout.example", "password": "wrong password!"})).await;
-    let (st3, _, v3) = post(&a.url("/auth/login"), None, json!({"email": "not an email", "password": "wrong password!"})).await;
+    let (st1, _, v1) = post(
+        &a.url("/auth/login"),
+        None,
+        json!({"email": "admin@lockout.example", "password": "wrong password!"}),
+    )
+    .await;
+    let (st2, _, v2) = post(
+        &a.url("/auth/login"),
+        None,
+        json!({"email": "ghost@lockout.example", "password": "wrong password!"}),
+    )
+    .await;
+    let (st3, _, v3) = post(
+        &a.url("/auth/login"),
+        None,
+        json!({"email": "not an email", "password": "wrong password!"}),
+    )
+    .await;
     assert_eq!((st1, st2, st3), (401, 401, 401));
     assert_eq!(v1, v2);
     assert_eq!(v2, v3);
     for email in ["admin@lockout.example", "ghost@lockout.example"] {
         for _ in 0..3 {
-            let _ = post(&a.url("/auth/login"), None, json!({"email": email, "password": "wrong password!"})).await;
+            let _ = post(
+                &a.url("/auth/login"),
+                None,
+                json!({"email": email, "password": "wrong password!"}),
+            )
+            .await;
         }
         let res = reqwest::Client::new()
             .post(a.url("/auth/login"))
@@ -370,7 +567,13 @@ async fn unknown_user_and_wrong_password_look_the_same_and_lock_out() {
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
         assert!(res.headers().get("retry-after").is_some());
     }
-    assert!(s.service.events.recent().iter().any(|e| e.kind == EventKind::LoginLockout));
+    assert!(
+        s.service
+            .events
+            .recent()
+            .iter()
+            .any(|e| e.kind == EventKind::LoginLockout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,12 +587,19 @@ async fn rate_limits_per_ip_and_per_tenant() {
     })
     .await
     .unwrap();
-    s.client.create_tenant(&new_tenant("limited")).await.unwrap();
+    s.client
+        .create_tenant(&new_tenant("limited"))
+        .await
+        .unwrap();
     let c = reqwest::Client::new();
     let mut codes = Vec::new();
     let mut last = None;
     for _ in 0..30 {
-        let r = c.get(format!("{}/t/limited/api/tenant", s.url())).send().await.unwrap();
+        let r = c
+            .get(format!("{}/t/limited/api/tenant", s.url()))
+            .send()
+            .await
+            .unwrap();
         codes.push(r.status().as_u16());
         last = Some(r);
     }
@@ -398,51 +608,93 @@ async fn rate_limits_per_ip_and_per_tenant() {
     let r = last.unwrap();
     assert!(r.headers().get("retry-after").is_some());
     assert_eq!(r.headers()["ratelimit-policy"], "\"ip\";q=20;w=60");
-    assert!(r.headers()["ratelimit"].to_str().unwrap().starts_with("\"ip\";r=0;t="));
+    assert!(
+        r.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"ip\";r=0;t=")
+    );
     let p: tenantplane_core::api::Problem = r.json().await.unwrap();
     assert_eq!(p.code(), "rate-limited");
     // Health checks are never limited.
-    assert_eq!(c.get(format!("{}/healthz", s.url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Per tenant: the plan's requests_per_minute.
     let s = TestServer::start().await.unwrap();
     s.client
-        .update_plan("small", &tenantplane_core::api::UpdatePlan {
-            display_name: None,
-            quotas: Some(tenantplane_core::Quotas {
-                requests_per_minute: 5,
-                ..tenantplane_core::plan::builtin_plans()[0].quotas
-            }),
-            default_isolation: None,
+        .update_plan(
+            "small",
+            &tenantplane_core::api::UpdatePlan {
+                display_name: None,
+                quotas: Some(tenantplane_core::Quotas {
+                    requests_per_minute: 5,
+                    ..tenantplane_core::plan::builtin_plans()[0].quotas
+                }),
+                default_isolation: None,
+            },
+        )
+        .await
+        .unwrap();
+    s.client
+        .create_tenant(&CreateTenant {
+            plan: Some("small".into()),
+            ..new_tenant("tiny-plan")
         })
         .await
         .unwrap();
-    s.client.create_tenant(&CreateTenant { plan: Some("small".into()), ..new_tenant("tiny-plan") }).await.unwrap();
-    s.client.create_tenant(&CreateTenant { plan: Some("medium".into()), ..new_tenant("big-plan") }).await.unwrap();
+    s.client
+        .create_tenant(&CreateTenant {
+            plan: Some("medium".into()),
+            ..new_tenant("big-plan")
+        })
+        .await
+        .unwrap();
     let mut tiny = Vec::new();
     for _ in 0..8 {
-        tiny.push(c.get(format!("{}/t/tiny-plan/api/tenant", s.url())).send().await.unwrap());
+        tiny.push(
+            c.get(format!("{}/t/tiny-plan/api/tenant", s.url()))
+                .send()
+                .await
+                .unwrap(),
+        );
     }
     let limited = tiny.iter().filter(|r| r.status() == 429).count();
     assert!(limited >= 2, "{limited}");
     let r = tiny.last().unwrap();
     assert_eq!(r.headers()["ratelimit-policy"], "\"tenant\";q=5;w=60");
     // The other tenant is not affected.
-    assert_eq!(c.get(format!("{}/t/big-plan/api/tenant", s.url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/t/big-plan/api/tenant", s.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_quota_holds_under_concurrent_creation() {
     let s = TestServer::start().await.unwrap();
     s.client
-        .update_plan("small", &tenantplane_core::api::UpdatePlan {
-            display_name: None,
-            quotas: Some(tenantplane_core::Quotas {
-                max_users: 4,
-                ..tenantplane_core::plan::builtin_plans()[0].quotas
-            }),
-            default_isolation: None,
-        })
+        .update_plan(
+            "small",
+            &tenantplane_core::api::UpdatePlan {
+                display_name: None,
+                quotas: Some(tenantplane_core::Quotas {
+                    max_users: 4,
+                    ..tenantplane_core::plan::builtin_plans()[0].quotas
+                }),
+                default_isolation: None,
+            },
+        )
         .await
         .unwrap();
     let req = CreateTenant {
@@ -451,8 +703,15 @@ async fn user_quota_holds_under_concurrent_creation() {
         ..new_tenant("quota")
     };
     let created = s.client.create_tenant(&req).await.unwrap();
-    let otp = created.initial_admin.clone().unwrap_or_else(|| panic!("{created:?}")).one_time_password;
-    let a = T { base: s.url(), slug: "quota".into() };
+    let otp = created
+        .initial_admin
+        .clone()
+        .unwrap_or_else(|| panic!("{created:?}"))
+        .one_time_password;
+    let a = T {
+        base: s.url(),
+        slug: "quota".into(),
+    };
     let v = first_login(&a, "admin@quota.example", &otp, "a long and new passphrase").await;
     let access = v["access_token"].as_str().unwrap().to_owned();
     let mut tasks = Vec::new();
@@ -460,7 +719,12 @@ async fn user_quota_holds_under_concurrent_creation() {
         let url = a.url("/api/tenant/users");
         let access = access.clone();
         tasks.push(tokio::spawn(async move {
-            post(&url, Some(&access), json!({"email": format!("u{i}@quota.example"), "roles": ["staff"]})).await
+            post(
+                &url,
+                Some(&access),
+                json!({"email": format!("u{i}@quota.example"), "roles": ["staff"]}),
+            )
+            .await
         }));
     }
     let mut created = 0;
@@ -471,12 +735,18 @@ async fn user_quota_holds_under_concurrent_creation() {
             403 => {
                 let p = p.unwrap();
                 assert_eq!(p.code(), "quota-exceeded");
-                assert_eq!((p.quota.as_deref(), p.limit, p.current), (Some("max_users"), Some(4), Some(4)));
+                assert_eq!(
+                    (p.quota.as_deref(), p.limit, p.current),
+                    (Some("max_users"), Some(4), Some(4))
+                );
             }
             other => panic!("{other}"),
         }
     }
-    assert_eq!(created, 3, "the admin plus three users fill a quota of four");
+    assert_eq!(
+        created, 3,
+        "the admin plus three users fill a quota of four"
+    );
     let list = get(&a.url("/api/tenant/users"), &access).await.2;
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
     let _ = Method::GET;

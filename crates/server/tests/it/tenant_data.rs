@@ -60,6 +60,7 @@ async fn every_mode_provisions_seeds_and_serves_only_its_own_data() {
                     ProvisionStep::StoreCreated,
                     ProvisionStep::Migrated,
                     ProvisionStep::Seeded,
+                    ProvisionStep::IdentityReady,
                     ProvisionStep::Activated
                 ]
             );
@@ -208,7 +209,7 @@ async fn interrupted_provisioning_is_finished_at_start() {
     loop {
         let t = s.client.get_tenant("crashed-hospital").await.unwrap();
         if t.status == TenantStatus::Active {
-            assert_eq!(steps(&t).len(), 4);
+            assert_eq!(steps(&t).len(), 5);
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{:?}", t.status);

@@ -426,7 +426,10 @@ fn demo_creates_the_seed_tenants_idempotently() {
         }
         assert!(out.contains("/t/hospital-santa-maria/api/tenant"));
         for role in ["tenant-admin", "clinician", "nurse", "staff", "auditor"] {
-            assert!(out.contains(&format!("{role}@hospital-sao-joao.example")), "{out}");
+            assert!(
+                out.contains(&format!("{role}@hospital-sao-joao.example")),
+                "{out}"
+            );
         }
         last_out = out;
     }
