@@ -313,15 +313,7 @@ impl Service {
             .parse()
             .map_err(|_| DataError::Db("built-in role name".into()))?;
         let (u, otp) = self
-            .identity
-            .create_user(
-                db,
-                email.clone(),
-                "Administrator".into(),
-                vec![admin_role],
-                vec![],
-                u64::MAX,
-            )
+            .create_admin(db, email.clone(), admin_role, u64::MAX)
             .await
             .map_err(to_data)?;
         Ok(Some(AdminCredentials {
@@ -331,6 +323,29 @@ impl Service {
             created: true,
             one_time_password: otp,
         }))
+    }
+
+    /// A new tenant administrator with a one-time password, within `max_users`.
+    async fn create_admin(
+        &self,
+        db: tenantplane_tenant_data::TenantDb<'_>,
+        email: tenantplane_core::Email,
+        role: tenantplane_core::RoleName,
+        max_users: u64,
+    ) -> Result<
+        (tenantplane_identity::users::UserRecord, String),
+        tenantplane_identity::IdentityError,
+    > {
+        self.identity
+            .create_user(
+                db,
+                email,
+                "Administrator".into(),
+                vec![role],
+                vec![],
+                max_users,
+            )
+            .await
     }
 
     /// [`provision`](Self::provision), also returning the first administrator's one-time
@@ -540,15 +555,7 @@ impl Service {
                     .map(|q| q.max_users)
                     .unwrap_or(u64::MAX);
                 let (u, otp) = self
-                    .identity
-                    .create_user(
-                        db,
-                        email.clone(),
-                        "Administrator".into(),
-                        vec![admin_role],
-                        vec![],
-                        max,
-                    )
+                    .create_admin(db, email.clone(), admin_role, max)
                     .await?;
                 AdminCredentials {
                     tenant: t.id,
