@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod operator;
 pub mod plan;
+pub mod sso;
 pub mod tenant;
 
 pub use error::{ErrorKind, FieldError, ValidationErrors};

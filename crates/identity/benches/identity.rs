@@ -30,6 +30,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("access token verify (EdDSA + claims)", |b| {
         b.iter(|| tokens::verify(std::hint::black_box(&token), &keys).is_ok())
     });
+    let cache = tokens::VerifiedCache::new();
+    c.bench_function("access token verify, cached (same token again)", |b| {
+        b.iter(|| cache.verify(std::hint::black_box(&token), &keys).is_ok())
+    });
     c.bench_function("access token sign", |b| {
         b.iter(|| tokens::sign(&keys, std::hint::black_box(&claims)).is_ok())
     });

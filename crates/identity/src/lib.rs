@@ -13,7 +13,10 @@
 //!   (XChaCha20-Poly1305), per-tenant Ed25519 signing keys with rotation and overlap, the
 //!   JWKS, and an in-memory keyring cache;
 //! - [`tokens`]: access JWTs (`typ: at+jwt`, EdDSA, `iss` naming the tenant) and their
-//!   verification, with the failure classified (expired, foreign tenant, bad signature…).
+//!   verification, with the failure classified (expired, foreign tenant, bad signature…),
+//!   and a cache of verified tokens;
+//! - [`sso`]: per-tenant OpenID Connect sign-in (authorization code + PKCE, ID-token
+//!   validation against the provider's JWKS, claim mapping) and its stored settings.
 //!
 //! [`Identity`] ties them together; every operation takes a [`TenantDb`] handle, which only
 //! exists for a resolved tenant.
@@ -24,6 +27,7 @@ pub mod roles;
 pub mod schema;
 pub mod service;
 pub mod sessions;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 
@@ -57,6 +61,9 @@ pub enum IdentityError {
         /// Users now.
         current: u64,
     },
+    /// A single sign-on failure.
+    #[error(transparent)]
+    Sso(#[from] sso::SsoError),
     /// A crypto or encoding failure (keys that do not open, a corrupted record).
     #[error("identity internal error: {0}")]
     Internal(String),

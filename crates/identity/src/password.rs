@@ -116,7 +116,14 @@ impl Hasher {
                     .argon
                     .verify_password(password.as_bytes(), &parsed)
                     .is_ok(),
-                Err(_) => false,
+                // An account without a password (single sign-on only): the same work as
+                // a wrong password, so the answer does not tell the two apart.
+                Err(_) => {
+                    if let Ok(d) = PasswordHash::new(&i.dummy) {
+                        let _ = i.argon.verify_password(password.as_bytes(), &d);
+                    }
+                    false
+                }
             };
             known && ok
         })

@@ -20,7 +20,9 @@ macro_rules! rls {
 }
 
 /// The identity component's migrations (after `directory`, whose departments users join).
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[V1, V2];
+
+const V1: Migration = Migration {
     component: "identity",
     version: 1,
     name: "users, roles, refresh tokens, signing keys",
@@ -95,4 +97,43 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         PRIMARY KEY (tenant_id, kid));\n",
         rls!("signing_keys"),
     ),
-}];
+};
+
+const V2: Migration = Migration {
+    component: "identity",
+    version: 2,
+    name: "single sign-on settings and provider account links",
+    sqlite: "CREATE TABLE sso_config (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        sealed_secret BLOB
+    ) STRICT;
+    CREATE TABLE sso_links (
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (issuer, subject)
+    ) STRICT;
+    CREATE INDEX sso_links_user ON sso_links (user_id);",
+    postgres: concat!(
+        "CREATE TABLE sso_config (
+        tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        id integer NOT NULL CHECK (id = 1),
+        version bigint NOT NULL,
+        doc jsonb NOT NULL,
+        sealed_secret bytea,
+        PRIMARY KEY (tenant_id, id));\n",
+        rls!("sso_config"),
+        "CREATE TABLE sso_links (
+        tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        issuer text NOT NULL,
+        subject text NOT NULL,
+        user_id uuid NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (tenant_id, issuer, subject));
+      CREATE INDEX sso_links_user ON sso_links (tenant_id, user_id);\n",
+        rls!("sso_links"),
+    ),
+};

@@ -8,7 +8,10 @@ use std::{
 };
 
 use rand::Rng;
-use tenantplane_core::{Email, RoleName, Tenant, TenantId, UserId};
+use tenantplane_core::{
+    Email, RoleName, Tenant, TenantId, UserId,
+    sso::{SsoSettings, SsoSettingsView},
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,6 +21,7 @@ use crate::{
     password::{Argon2Params, Hasher},
     roles, sessions,
     sessions::Rotation,
+    sso::{self, SsoError},
     tokens::{self, AccessClaims, TokenError},
     users::{self, UserRecord},
 };
@@ -33,6 +37,8 @@ pub struct IdentityConfig {
     pub argon2: Argon2Params,
     /// Hashes computed at once.
     pub max_parallel_hashes: usize,
+    /// Admit `http://` identity providers (development and tests; never in production).
+    pub sso_allow_http: bool,
 }
 
 impl Default for IdentityConfig {
@@ -44,6 +50,7 @@ impl Default for IdentityConfig {
             max_parallel_hashes: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            sso_allow_http: false,
         }
     }
 }
@@ -112,6 +119,9 @@ pub struct Identity {
     keyring: Keyring,
     states: RwLock<HashMap<(TenantId, UserId), UserState>>,
     roles: RwLock<HashMap<TenantId, CachedRoles>>,
+    verified: tokens::VerifiedCache,
+    oidc: sso::OidcClient,
+    platform: PlatformKey,
 }
 
 type CachedRoles = (Instant, std::sync::Arc<Vec<tenantplane_core::Role>>);
@@ -121,6 +131,9 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity").finish_non_exhaustive()
     }
 }
+
+/// The password-hash column of accounts that only sign in through SSO.
+const NO_PASSWORD: &str = "!sso-only";
 
 /// How long a user's disabled/revoked state is trusted from memory (other replicas see a
 /// revocation within this time; the replica that made it sees it at once).
@@ -163,11 +176,14 @@ impl Identity {
         let hasher = Hasher::new(cfg.argon2, cfg.max_parallel_hashes)?;
         let overlap = cfg.access_ttl + Duration::from_secs(tokens::LEEWAY_SECS + 60);
         Ok(Self {
-            keyring: Keyring::new(platform, overlap),
+            oidc: sso::OidcClient::new(cfg.sso_allow_http)?,
+            keyring: Keyring::new(platform.clone(), overlap),
+            platform,
             hasher,
             cfg,
             states: RwLock::new(HashMap::new()),
             roles: RwLock::new(HashMap::new()),
+            verified: tokens::VerifiedCache::new(),
         })
     }
 
@@ -480,10 +496,10 @@ impl Identity {
         token: &str,
     ) -> Result<Result<AccessClaims, TokenError>> {
         let keys = self.keyring.load(tenant, db, false).await?;
-        let claims = match tokens::verify(token, &keys) {
+        let claims = match self.verified.verify(token, &keys) {
             Err(TokenError::UnknownKey) if self.keyring.may_reload(tenant) => {
                 let keys = self.keyring.load(tenant, db, true).await?;
-                tokens::verify(token, &keys)
+                self.verified.verify(token, &keys)
             }
             r => r,
         };
@@ -524,6 +540,200 @@ impl Identity {
         }
         g.insert(tenant, (Instant::now(), r.clone()));
         Ok(r)
+    }
+
+    /// The tenant's single sign-on settings.
+    pub async fn sso_settings(&self, db: TenantDb<'_>) -> Result<Option<SsoSettingsView>> {
+        Ok(sso::get(db).await?.map(|s| SsoSettingsView {
+            client_secret_set: s.sealed_secret.is_some(),
+            settings: s.settings,
+            version: s.version,
+        }))
+    }
+
+    /// Creates or replaces the tenant's SSO settings (validated by the caller). A `None`
+    /// secret keeps the stored one; `expected` is the version the caller read (`None`: the
+    /// current one).
+    pub async fn put_sso(
+        &self,
+        tenant: TenantId,
+        db: TenantDb<'_>,
+        settings: SsoSettings,
+        secret: Option<String>,
+        expected: Option<u64>,
+    ) -> Result<SsoSettingsView> {
+        let current = sso::get(db).await?;
+        let expected = match (expected, &current) {
+            (Some(v), _) => Some(v),
+            (None, Some(c)) => Some(c.version),
+            (None, None) => None,
+        };
+        let sealed = match secret {
+            Some(s) => Some(self.platform.seal(&sso::secret_aad(tenant), s.as_bytes())?),
+            None => current.and_then(|c| c.sealed_secret),
+        };
+        let set = sealed.is_some();
+        let version = sso::put(db, &settings, sealed, expected).await?;
+        tracing::info!(issuer = %settings.issuer, "tenant single sign-on settings changed");
+        Ok(SsoSettingsView {
+            settings,
+            client_secret_set: set,
+            version,
+        })
+    }
+
+    /// Removes the tenant's SSO settings and the links to provider accounts.
+    pub async fn delete_sso(&self, db: TenantDb<'_>) -> Result<bool> {
+        sso::delete(db).await
+    }
+
+    async fn enabled_sso(&self, db: TenantDb<'_>) -> Result<sso::StoredSettings> {
+        sso::get(db)
+            .await?
+            .filter(|s| s.settings.enabled)
+            .ok_or(IdentityError::Sso(SsoError::NotConfigured))
+    }
+
+    /// Starts a sign-in with the tenant's provider.
+    pub async fn sso_start(&self, tenant: TenantId, db: TenantDb<'_>) -> Result<sso::Started> {
+        let stored = self.enabled_sso(db).await?;
+        self.oidc
+            .start(&self.platform, tenant, &stored.settings)
+            .await
+    }
+
+    /// Completes a sign-in: validates the provider's answer, finds (or, when allowed,
+    /// creates within `max_users`) the local user, applies the role mapping and issues
+    /// tokens.
+    pub async fn sso_finish(
+        &self,
+        tenant: &Tenant,
+        db: TenantDb<'_>,
+        cookie: Option<&str>,
+        state: &str,
+        code: &str,
+        max_users: u64,
+    ) -> Result<Tokens> {
+        let stored = self.enabled_sso(db).await?;
+        let settings = &stored.settings;
+        let secret = match &stored.sealed_secret {
+            Some(b) => Some(
+                String::from_utf8(self.platform.open(&sso::secret_aad(tenant.id), b)?)
+                    .map_err(|_| IdentityError::Internal("stored client secret".into()))?,
+            ),
+            None => None,
+        };
+        let person = self
+            .oidc
+            .finish(
+                &self.platform,
+                tenant.id,
+                settings,
+                secret.as_deref(),
+                &sso::Returned {
+                    cookie,
+                    state,
+                    code,
+                },
+            )
+            .await?;
+        let mut user = match sso::linked_user(db, &person.issuer, &person.subject).await? {
+            Some(id) => users::get(db, id).await?.map(|(u, _)| u),
+            None => None,
+        };
+        if user.is_none() {
+            user = self.sso_match(db, settings, &person, max_users).await?;
+        }
+        let mut user = user.ok_or(IdentityError::Sso(SsoError::NoAccount))?;
+        if user.disabled {
+            return Err(IdentityError::Sso(SsoError::Disabled));
+        }
+        if let Some(mut roles) = settings.roles_for(&person.groups) {
+            if roles.is_empty() {
+                return Err(IdentityError::Sso(SsoError::NoRole));
+            }
+            let mut have = user.roles.clone();
+            have.sort();
+            roles.sort();
+            if have != roles {
+                user.roles = roles;
+                user.updated_at = now_ts();
+                user.version += 1;
+                users::update(db, &user, None).await?;
+                self.forget(tenant.id, user.id);
+                tracing::info!(user_id = %user.id, "roles updated from the identity provider");
+            }
+        }
+        // The password was not used: no forced change for this session.
+        let mut for_token = user;
+        for_token.password_change_required = false;
+        tracing::info!(user_id = %for_token.id, "single sign-on login");
+        self.issue(tenant.id, db, for_token, None).await
+    }
+
+    /// Links the person to the local user with their e-mail address, or creates one.
+    async fn sso_match(
+        &self,
+        db: TenantDb<'_>,
+        settings: &SsoSettings,
+        person: &sso::Person,
+        max_users: u64,
+    ) -> Result<Option<UserRecord>> {
+        let Some(email) = person
+            .email
+            .as_deref()
+            .and_then(|e| e.parse::<Email>().ok())
+        else {
+            return Ok(None);
+        };
+        if settings.require_verified_email && !person.email_verified {
+            return Err(IdentityError::Sso(SsoError::Rejected("email-not-verified")));
+        }
+        for _ in 0..2 {
+            if let Some((u, _)) = users::by_email(db, &email).await? {
+                sso::link(db, &person.issuer, &person.subject, u.id).await?;
+                return Ok(Some(u));
+            }
+            if !settings.auto_create {
+                return Ok(None);
+            }
+            let roles = settings
+                .roles_for(&person.groups)
+                .unwrap_or_else(|| settings.default_roles.clone());
+            if roles.is_empty() {
+                return Err(IdentityError::Sso(SsoError::NoRole));
+            }
+            let at = now_ts();
+            let u = UserRecord {
+                id: UserId::new(),
+                display_name: person
+                    .name
+                    .clone()
+                    .filter(|n| !n.trim().is_empty() && n.len() <= 200)
+                    .unwrap_or_else(|| email.as_str().to_owned()),
+                email: email.clone(),
+                roles,
+                departments: Vec::new(),
+                disabled: false,
+                password_change_required: false,
+                tokens_valid_after: 0,
+                created_at: at,
+                updated_at: at,
+                version: 1,
+            };
+            // No password: the hash column holds a marker no password verifies against.
+            match users::create(db, &u, NO_PASSWORD, max_users).await {
+                Ok(()) => {
+                    sso::link(db, &person.issuer, &person.subject, u.id).await?;
+                    tracing::info!(user_id = %u.id, "user created at first single sign-on");
+                    return Ok(Some(u));
+                }
+                // Created concurrently by another sign-in of the same person: link to it.
+                Err(IdentityError::EmailTaken) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     async fn user_state(

@@ -226,3 +226,128 @@ pub fn verify(token: &str, keys: &TenantKeys) -> Result<AccessClaims, TokenError
         }
     }
 }
+
+/// How long a successful verification is remembered.
+pub const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most verified tokens remembered at once.
+pub const VERIFIED_CAP: usize = 50_000;
+
+/// Remembers tokens that verified, so a client sending the same access token on every
+/// request pays for the EdDSA check once a minute instead of every time.
+///
+/// The key is the whole token (compared byte for byte) and a hit also needs the tenant it
+/// verified for, so a hit is exactly the token that verified, on the tenant it names. Only successes are kept; `exp`
+/// is checked again on every hit; entries live at most [`VERIFIED_TTL`]. Revocation is not
+/// affected: the user's state is checked after this, on every request.
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    map: std::sync::RwLock<
+        std::collections::HashMap<Box<str>, (TenantId, std::time::Instant, AccessClaims)>,
+    >,
+}
+
+impl VerifiedCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The claims of `token` if it verified for `tenant` within [`VERIFIED_TTL`] and has not
+    /// expired since.
+    pub fn get(&self, tenant: TenantId, token: &str) -> Option<AccessClaims> {
+        let g = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let (t, at, claims) = g.get(token)?;
+        let fresh = *t == tenant
+            && at.elapsed() < VERIFIED_TTL
+            && claims.exp + LEEWAY_SECS as i64 > unix_now();
+        fresh.then(|| claims.clone())
+    }
+
+    /// Remembers a verified token.
+    pub fn put(&self, tenant: TenantId, token: &str, claims: &AccessClaims) {
+        let mut g = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= VERIFIED_CAP {
+            g.retain(|_, (_, at, _)| at.elapsed() < VERIFIED_TTL);
+            if g.len() >= VERIFIED_CAP {
+                g.clear();
+            }
+        }
+        g.insert(
+            token.into(),
+            (tenant, std::time::Instant::now(), claims.clone()),
+        );
+    }
+
+    /// Verifies through the cache.
+    pub fn verify(&self, token: &str, keys: &TenantKeys) -> Result<AccessClaims, TokenError> {
+        if let Some(c) = self.get(keys.tenant, token) {
+            return Ok(c);
+        }
+        let c = verify(token, keys)?;
+        self.put(keys.tenant, token, &c);
+        Ok(c)
+    }
+
+    /// Forgets everything of `tenant` (after a key change).
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        let mut g = self.map.write().unwrap_or_else(|p| p.into_inner());
+        g.retain(|_, (t, _, _)| *t != tenant);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{PlatformKey, bench_keys};
+
+    fn signed(keys: &TenantKeys, ttl: u64) -> (String, AccessClaims) {
+        let c = claims(
+            keys.tenant,
+            UserId::new(),
+            Uuid::now_v7(),
+            vec![],
+            ttl,
+            false,
+        );
+        let t = sign(keys, &c).unwrap();
+        (t, c)
+    }
+
+    #[test]
+    fn verified_cache_hits_only_the_same_token_on_the_same_tenant() {
+        let platform = PlatformKey::generate();
+        let a = bench_keys(&platform, TenantId::new());
+        let b = bench_keys(&platform, TenantId::new());
+        let cache = VerifiedCache::new();
+        let (tok, c) = signed(&a, 900);
+        assert_eq!(cache.verify(&tok, &a).unwrap(), c);
+        assert_eq!(cache.get(a.tenant, &tok).unwrap(), c);
+        // The same string on another tenant is not a hit and fails verification there.
+        assert!(cache.get(b.tenant, &tok).is_none());
+        assert!(
+            matches!(cache.verify(&tok, &b), Err(TokenError::ForeignTenant(t)) if t == a.tenant)
+        );
+        // A one-character change is a miss and then a verification failure.
+        let mut bad = tok.clone();
+        bad.pop();
+        bad.push(if tok.ends_with('A') { 'B' } else { 'A' });
+        assert!(cache.get(a.tenant, &bad).is_none());
+        assert!(cache.verify(&bad, &a).is_err());
+        // Failures are never remembered.
+        assert!(cache.get(a.tenant, &bad).is_none());
+        cache.forget_tenant(a.tenant);
+        assert!(cache.get(a.tenant, &tok).is_none());
+    }
+
+    #[test]
+    fn verified_cache_does_not_outlive_expiry() {
+        let platform = PlatformKey::generate();
+        let a = bench_keys(&platform, TenantId::new());
+        let cache = VerifiedCache::new();
+        let (tok, mut c) = signed(&a, 900);
+        // Pretend it verified but expired long ago (beyond the leeway).
+        c.exp = unix_now() - 2 * LEEWAY_SECS as i64;
+        cache.put(a.tenant, &tok, &c);
+        assert!(cache.get(a.tenant, &tok).is_none());
+    }
+}

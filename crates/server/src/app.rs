@@ -368,6 +368,7 @@ fn identity_from(config: &Config) -> anyhow::Result<tenantplane_identity::Identi
             iterations: c.argon2_iterations,
             parallelism: c.argon2_parallelism,
         },
+        sso_allow_http: c.sso_allow_http,
         ..Default::default()
     };
     tenantplane_identity::Identity::new(cfg, load_platform_key(config)?)

@@ -244,6 +244,9 @@ pub struct IdentitySettings {
     pub argon2_iterations: u32,
     /// Argon2id lanes.
     pub argon2_parallelism: u32,
+    /// Admit `http://` single sign-on providers and redirect URIs (development and tests
+    /// only; production providers are `https`).
+    pub sso_allow_http: bool,
 }
 
 impl Default for IdentitySettings {
@@ -257,6 +260,7 @@ impl Default for IdentitySettings {
             argon2_memory_kib: a.memory_kib,
             argon2_iterations: a.iterations,
             argon2_parallelism: a.parallelism,
+            sso_allow_http: false,
         }
     }
 }

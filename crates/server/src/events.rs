@@ -22,6 +22,9 @@ pub enum EventKind {
     SpoofedHeader,
     /// An id of another tenant's resource was used.
     ForeignResource,
+    /// An ID token made for another client or issuer came back from the tenant's identity
+    /// provider (a token meant for another tenant).
+    ForeignIdToken,
     /// A used refresh token came back; its family was revoked.
     RefreshReplay,
     /// An account was locked out after repeated failed logins.
@@ -35,6 +38,7 @@ impl EventKind {
             Self::ForeignToken => "foreign-token",
             Self::SpoofedHeader => "spoofed-header",
             Self::ForeignResource => "foreign-resource",
+            Self::ForeignIdToken => "foreign-id-token",
             Self::RefreshReplay => "refresh-replay",
             Self::LoginLockout => "login-lockout",
         }
@@ -44,7 +48,7 @@ impl EventKind {
     pub fn cross_tenant(self) -> bool {
         matches!(
             self,
-            Self::ForeignToken | Self::SpoofedHeader | Self::ForeignResource
+            Self::ForeignToken | Self::SpoofedHeader | Self::ForeignResource | Self::ForeignIdToken
         )
     }
 }

@@ -163,13 +163,13 @@ impl FromRequestParts<AppState> for UserCtx {
     }
 }
 
-fn no_store(mut r: Response) -> Response {
+pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-fn token_response(t: &Tokens) -> Response {
+pub(crate) fn token_response(t: &Tokens) -> Response {
     no_store(
         Json(TokenResponse {
             access_token: t.access_token.clone(),

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod problem;
 pub mod resolver;
 pub mod service;
+pub mod sso_api;
 pub mod tenant_api;
 
 pub use app::{AppState, Server};

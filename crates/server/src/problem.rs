@@ -366,7 +366,70 @@ impl From<tenantplane_identity::IdentityError> for ApiError {
             I::QuotaExceeded { limit, current } => {
                 Self::quota_exceeded("max_users", limit, current)
             }
+            I::Sso(e) => e.into(),
             I::Internal(msg) => Self::internal(&msg),
+        }
+    }
+}
+
+impl From<tenantplane_identity::sso::SsoError> for ApiError {
+    fn from(e: tenantplane_identity::sso::SsoError) -> Self {
+        use tenantplane_identity::sso::SsoError as S;
+        match e {
+            S::NotConfigured => Self::new(
+                StatusCode::NOT_FOUND,
+                "sso-not-configured",
+                "Single sign-on not configured",
+            )
+            .detail("this tenant has no enabled identity provider; log in with a password"),
+            S::InvalidState => Self::new(
+                StatusCode::BAD_REQUEST,
+                "sso-invalid-state",
+                "Unknown sign-in flow",
+            )
+            .detail("the sign-in flow is unknown, expired or from another browser; start again"),
+            S::Provider(msg) => {
+                tracing::warn!(error = %msg, "identity provider failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "sso-provider-error",
+                    "Identity provider error",
+                )
+                .detail("the tenant's identity provider could not be reached or gave an unusable answer")
+            }
+            S::Denied => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "sso-denied",
+                "Sign-in refused by the identity provider",
+            )
+            .detail("the identity provider did not authorize the sign-in"),
+            S::Rejected(reason) => {
+                tracing::warn!(target: "tenantplane::security", reason, "ID token rejected");
+                Self::new(
+                    StatusCode::UNAUTHORIZED,
+                    "sso-rejected",
+                    "Sign-in rejected",
+                )
+                .detail("the identity provider's answer did not pass validation")
+            }
+            S::NoAccount => Self::new(
+                StatusCode::FORBIDDEN,
+                "sso-no-account",
+                "No account in this tenant",
+            )
+            .detail("you signed in at the identity provider, but this tenant has no account for you; ask its administrator"),
+            S::Disabled => Self::new(
+                StatusCode::FORBIDDEN,
+                "account-disabled",
+                "Account disabled",
+            )
+            .detail("your account in this tenant is disabled"),
+            S::NoRole => Self::new(
+                StatusCode::FORBIDDEN,
+                "sso-no-role",
+                "No role for this person",
+            )
+            .detail("none of your groups at the identity provider gives a role in this tenant"),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::{
     identity_api,
     problem::ApiError,
     resolver::{RequestFacts, Resolution},
+    sso_api,
 };
 
 /// Header a trusted proxy uses to name the tenant.
@@ -271,6 +272,14 @@ pub fn service(
         .route("/api/tenant/me", get(identity_api::me))
         .route("/api/tenant/roles", get(identity_api::roles))
         .route("/api/tenant/keys/rotate", post(identity_api::rotate_keys))
+        .route(
+            "/api/tenant/sso",
+            get(sso_api::get_settings)
+                .put(sso_api::put_settings)
+                .delete(sso_api::delete_settings),
+        )
+        .route("/auth/sso/start", get(sso_api::start))
+        .route("/auth/sso/callback", get(sso_api::callback))
         .route(
             "/api/tenant/users",
             get(identity_api::list_users).post(identity_api::create_user),

@@ -41,7 +41,9 @@ use crate::{app::AppState, extract::etag};
         crate::identity_api::rotate_keys, crate::identity_api::me, crate::identity_api::roles,
         crate::identity_api::list_users, crate::identity_api::create_user,
         crate::identity_api::get_user, crate::identity_api::update_user,
-        crate::identity_api::revoke_sessions, crate::identity_api::reset_password
+        crate::identity_api::revoke_sessions, crate::identity_api::reset_password,
+        crate::sso_api::get_settings, crate::sso_api::put_settings,
+        crate::sso_api::delete_settings, crate::sso_api::start, crate::sso_api::callback
     ),
     components(schemas(tenantplane_core::api::Problem, tenants::LifecycleAction)),
     modifiers(&BearerAuth),
@@ -52,7 +54,8 @@ use crate::{app::AppState, extract::etag};
         (name = "placement", description = "Where tenant data lives and its schema versions"),
         (name = "tenant", description = "Served on a tenant's own host"),
         (name = "auth", description = "Tenant user authentication, on the tenant's host"),
-        (name = "users", description = "Tenant users and roles, on the tenant's host")
+        (name = "users", description = "Tenant users and roles, on the tenant's host"),
+        (name = "sso", description = "Per-tenant single sign-on with the tenant's OpenID Connect provider")
     )
 )]
 pub struct ApiDoc;

@@ -10,18 +10,22 @@ use tenantplane_testkit::{TestServer, TestServerOptions};
 
 use crate::{new_tenant, raw};
 
-struct T {
-    base: String,
-    slug: String,
+pub(crate) struct T {
+    pub(crate) base: String,
+    pub(crate) slug: String,
 }
 
 impl T {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/t/{}{}", self.base, self.slug, path)
     }
 }
 
-async fn tenant_with_admin(s: &TestServer, slug: &str, mode: IsolationMode) -> (T, String) {
+pub(crate) async fn tenant_with_admin(
+    s: &TestServer,
+    slug: &str,
+    mode: IsolationMode,
+) -> (T, String) {
     let req = CreateTenant {
         isolation: Some(mode),
         admin_email: Some(format!("Admin@{slug}.example")),
@@ -52,7 +56,7 @@ async fn tenant_with_admin(s: &TestServer, slug: &str, mode: IsolationMode) -> (
     )
 }
 
-async fn post(
+pub(crate) async fn post(
     url: &str,
     token: Option<&str>,
     body: Value,
@@ -65,12 +69,15 @@ async fn post(
     (st, p, v)
 }
 
-async fn get(url: &str, token: &str) -> (u16, Option<tenantplane_core::api::Problem>, Value) {
+pub(crate) async fn get(
+    url: &str,
+    token: &str,
+) -> (u16, Option<tenantplane_core::api::Problem>, Value) {
     let (st, _, p, v) = raw(reqwest::Client::new().get(url).bearer_auth(token)).await;
     (st, p, v)
 }
 
-async fn login(t: &T, email: &str, password: &str) -> (u16, Value) {
+pub(crate) async fn login(t: &T, email: &str, password: &str) -> (u16, Value) {
     let (st, _, v) = post(
         &t.url("/auth/login"),
         None,
@@ -81,7 +88,7 @@ async fn login(t: &T, email: &str, password: &str) -> (u16, Value) {
 }
 
 /// Logs in with the one-time password and sets `new`; returns the fresh token pair.
-async fn first_login(t: &T, email: &str, otp: &str, new: &str) -> Value {
+pub(crate) async fn first_login(t: &T, email: &str, otp: &str, new: &str) -> Value {
     let (st, v) = login(t, email, otp).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["password_change_required"], true);
