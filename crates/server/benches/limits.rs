@@ -1,5 +1,6 @@
-//! Rate-limit layer cost: one per-IP check (GCRA, keyed), one per-tenant check, and the
-//! memory held for 100,000 distinct client addresses.
+//! Rate-limit layer cost: one per-IP check (GCRA, keyed), one per-tenant check, the
+//! memory held for 100,000 distinct client addresses, and — side by side — one check of the
+//! shared limiter (the GCRA script on a throwaway `redis-server` over loopback).
 //!
 //! `cargo bench -p tenantplane-server --bench limits`
 
@@ -44,6 +45,41 @@ fn bench(c: &mut Criterion) {
         many.tracked_ips(),
         (after - before) / 1024.0
     );
+
+    let Ok(redis) = tenantplane_testkit::redis::RedisServer::start() else {
+        eprintln!("redis-server not installed: shared-limit benchmark skipped");
+        return;
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok(shared) = rt.block_on(tenantplane_server::shared_limits::RedisGcra::connect(
+        &redis.url(),
+        "bench:",
+        std::time::Duration::from_millis(500),
+    )) else {
+        eprintln!("redis did not answer: shared-limit benchmark skipped");
+        return;
+    };
+    let local = Limits::new(LimitsConfig {
+        per_ip_per_minute: u32::MAX,
+        ..Default::default()
+    });
+    let mut g = c.benchmark_group("per-IP check, local vs shared (Redis over loopback)");
+    g.bench_function("local (governor)", |b| {
+        b.iter(|| local.check_ip(std::hint::black_box(ip)))
+    });
+    g.bench_function("shared (Redis GCRA script)", |b| {
+        b.iter(|| {
+            rt.block_on(shared.check("ip", "10.0.0.1", u32::MAX))
+                .is_ok()
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -106,6 +106,22 @@ impl Server {
         );
         let identity = Arc::new(identity_from(&config)?);
         let svc = Arc::new(Service::new(catalog, index, config.clone(), data, identity));
+        if let Some(url) = &config.limits.redis_url {
+            let shared = crate::shared_limits::RedisGcra::connect(
+                url,
+                &config.limits.redis_prefix,
+                Duration::from_millis(config.limits.redis_timeout_ms.max(1)),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "limits.redis_url is set but {} does not answer",
+                    crate::config::redact_url(url)
+                )
+            })?;
+            svc.limits.share(shared);
+            tracing::info!("rate limits shared through Redis");
+        }
         svc.refresh_plans()
             .await
             .map_err(|e| anyhow::anyhow!("loading plans: {}", e.code))?;
@@ -392,7 +408,7 @@ async fn limit_per_ip(
     else {
         return next.run(req).await;
     };
-    match state.svc.limits.check_ip(ip) {
+    match state.svc.limits.admit_ip(ip).await {
         None => next.run(req).await,
         Some(d) => match d.problem("too many requests from this address; slow down") {
             Some(p) => {

@@ -282,6 +282,14 @@ pub struct LimitsConfig {
     pub login_failures_before_lockout: u32,
     /// Longest lockout, in seconds (doubling from 1 s).
     pub login_lockout_max_secs: u64,
+    /// Share the request limits with other replicas through this Redis
+    /// (`redis://[:password@]host:port/db`); unset: limits are per process.
+    pub redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis.
+    pub redis_prefix: String,
+    /// Longest wait for Redis per check, in milliseconds; past it the request is limited
+    /// by the process's own limiter.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -293,6 +301,9 @@ impl Default for LimitsConfig {
             login_per_ip_per_minute: 300,
             login_failures_before_lockout: 5,
             login_lockout_max_secs: 900,
+            redis_url: None,
+            redis_prefix: "tenantplane:".into(),
+            redis_timeout_ms: 50,
         }
     }
 }
@@ -450,6 +461,7 @@ impl Config {
     pub fn redacted(&self) -> Self {
         let mut c = self.clone();
         c.catalog.url = redact_url(&c.catalog.url);
+        c.limits.redis_url = c.limits.redis_url.as_deref().map(redact_url);
         if c.identity.platform_key.is_some() {
             c.identity.platform_key = Some("***".into());
         }

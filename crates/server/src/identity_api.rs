@@ -223,7 +223,8 @@ pub async fn login(
     if let Some(p) = s
         .svc
         .limits
-        .check_login_ip(ip)
+        .admit_login_ip(ip)
+        .await
         .problem("too many login attempts from this address")
     {
         return Err(p);

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod problem;
 pub mod resolver;
 pub mod service;
+pub mod shared_limits;
 pub mod sso_api;
 pub mod tenant_api;
 

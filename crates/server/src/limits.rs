@@ -8,6 +8,10 @@
 //!   e-mail, whether or not the account exists) an exponential lockout after
 //!   `limits.login_failures_before_lockout` consecutive failures.
 //!
+//! With `limits.redis_url`, the three request limits are shared by every replica through
+//! Redis ([`crate::shared_limits`]); the in-process limiters are the fallback when Redis
+//! fails. Lockouts stay per replica.
+//!
 //! Over a limit → 429 problem `rate-limited` with `Retry-After`, `RateLimit-Policy` and
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers); answered responses carry `RateLimit`
 //! too.
@@ -136,6 +140,7 @@ pub struct Limits {
     login_ip: Keyed<IpAddr>,
     tenants: RwLock<HashMap<u32, std::sync::Arc<Keyed<TenantId>>>>,
     lockouts: Mutex<HashMap<(TenantId, String), Lockout>>,
+    shared: std::sync::OnceLock<crate::shared_limits::RedisGcra>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -159,7 +164,85 @@ impl Limits {
             login_ip,
             tenants: RwLock::new(HashMap::new()),
             lockouts: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shares the request limits (per IP, per tenant, logins per IP) with other replicas
+    /// through Redis from now on. The in-process limiters stay as the fallback.
+    pub fn share(&self, redis: crate::shared_limits::RedisGcra) {
+        let _ = self.shared.set(redis);
+    }
+
+    /// Whether limits are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
+    }
+
+    async fn shared_or(
+        &self,
+        policy: &'static str,
+        key: &str,
+        limit: u32,
+        local: impl FnOnce() -> Decision,
+    ) -> Decision {
+        let Some(r) = self.shared.get() else {
+            return local();
+        };
+        match r.check(policy, key, limit).await {
+            Ok(d) => d,
+            Err(e) => {
+                metrics::counter!("tenantplane_rate_limit_backend_errors_total").increment(1);
+                tracing::warn!(error = %e, policy, "shared rate limit unavailable; limiting locally");
+                local()
+            }
+        }
+    }
+
+    /// Admits one request from `ip` (shared when configured); `None` when per-IP limits
+    /// are off.
+    pub async fn admit_ip(&self, ip: IpAddr) -> Option<Decision> {
+        if self.cfg.per_ip_per_minute == 0 {
+            return None;
+        }
+        let limit = self.cfg.per_ip_per_minute;
+        Some(
+            self.shared_or("ip", &ip.to_string(), limit, || {
+                let g = self.ip.read().unwrap_or_else(|p| p.into_inner());
+                check(&g, &ip, "ip", limit)
+            })
+            .await,
+        )
+    }
+
+    /// Admits one request to `tenant` on a plan allowing `rpm` per minute (shared when
+    /// configured).
+    pub async fn admit_tenant(&self, tenant: TenantId, rpm: u64) -> Option<Decision> {
+        if !self.cfg.per_tenant {
+            return None;
+        }
+        if self.shared.get().is_none() {
+            return self.check_tenant(tenant, rpm);
+        }
+        let r = rpm.clamp(1, u32::MAX as u64) as u32;
+        let key = format!("{tenant}:{r}");
+        let d = self
+            .shared_or("tenant", &key, r, || {
+                self.check_tenant(tenant, rpm).unwrap_or(Decision::Allowed {
+                    policy: "tenant",
+                    limit: r,
+                    remaining: r,
+                })
+            })
+            .await;
+        Some(d)
+    }
+
+    /// Admits a login attempt from `ip` (shared when configured).
+    pub async fn admit_login_ip(&self, ip: IpAddr) -> Decision {
+        let limit = self.cfg.login_per_ip_per_minute;
+        self.shared_or("login", &ip.to_string(), limit, || self.check_login_ip(ip))
+            .await
     }
 
     /// The settings.

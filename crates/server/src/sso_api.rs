@@ -157,7 +157,8 @@ pub async fn start(
     if let Some(p) = s
         .svc
         .limits
-        .check_login_ip(conn.0.ip())
+        .admit_login_ip(conn.0.ip())
+        .await
         .problem("too many sign-in attempts from this address")
     {
         return Err(p);
@@ -213,7 +214,8 @@ pub async fn callback(
     if let Some(p) = s
         .svc
         .limits
-        .check_login_ip(ip)
+        .admit_login_ip(ip)
+        .await
         .problem("too many sign-in attempts from this address")
     {
         return Err(p);

@@ -150,12 +150,16 @@ pub async fn resolve_tenant(
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
     }
-    let decision = state.svc.quotas(&tenant.plan).and_then(|q| {
-        state
-            .svc
-            .limits
-            .check_tenant(tenant.id, q.requests_per_minute)
-    });
+    let decision = match state.svc.quotas(&tenant.plan) {
+        Some(q) => {
+            state
+                .svc
+                .limits
+                .admit_tenant(tenant.id, q.requests_per_minute)
+                .await
+        }
+        None => None,
+    };
     if let Some(d) = &decision
         && let Some(p) = d.problem("this tenant's plan allows no more requests right now")
     {

@@ -7,6 +7,7 @@
 
 pub mod pg;
 pub mod proxy;
+pub mod redis;
 pub mod server;
 
 pub use server::{TestServer, TestServerOptions};

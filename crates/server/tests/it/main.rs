@@ -8,6 +8,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod resolution;
+mod shared_limits;
 mod sso;
 mod tenant_data;
 mod tenants;
