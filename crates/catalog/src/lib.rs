@@ -198,6 +198,17 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Replaces an operator record (token rotation, disabling).
     async fn update_operator(&self, op: &Operator) -> Result<()>;
+
+    /// Adds request counts for `month` (`YYYY-MM`, UTC) in one transaction and returns each
+    /// tenant's total for the month after the addition (other replicas' counts included).
+    async fn add_requests(
+        &self,
+        month: &str,
+        counts: &[(TenantId, u64)],
+    ) -> Result<Vec<(TenantId, u64)>>;
+
+    /// A tenant's request count for `month` (0 when none was recorded).
+    async fn requests_in(&self, tenant: TenantId, month: &str) -> Result<u64>;
 }
 
 /// A shared catalog handle.

@@ -57,6 +57,18 @@ UPDATE tenants SET schema_version = coalesce(json_extract(doc, '$.schema_version
 CREATE INDEX tenants_schema ON tenants (schema_version, id);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "monthly request counters",
+        sql: r#"
+CREATE TABLE usage_monthly (
+    tenant_id TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    requests  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, month)
+) STRICT;
+"#,
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -106,6 +118,18 @@ ALTER TABLE tenants ADD COLUMN placement TEXT;
 UPDATE tenants SET schema_version = coalesce((doc->>'schema_version')::int, 0),
                    placement = doc->>'placement';
 CREATE INDEX tenants_schema ON tenants (schema_version, id);
+"#,
+    },
+    Migration {
+        version: 3,
+        name: "monthly request counters",
+        sql: r#"
+CREATE TABLE usage_monthly (
+    tenant_id UUID NOT NULL,
+    month     TEXT NOT NULL,
+    requests  BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, month)
+);
 "#,
     },
 ];

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tenantplane_core::{
-    Operator, OperatorId, Plan, PlanName, Tenant, TenantRef, TenantStatus, plan::builtin_plans,
+    Operator, OperatorId, Plan, PlanName, Tenant, TenantId, TenantRef, TenantStatus,
+    plan::builtin_plans,
 };
 use time::OffsetDateTime;
 use tokio_postgres::{NoTls, error::SqlState, types::Json};
@@ -488,5 +489,48 @@ impl CatalogStore for PgCatalog {
         } else {
             Ok(())
         }
+    }
+
+    async fn add_requests(
+        &self,
+        month: &str,
+        counts: &[(TenantId, u64)],
+    ) -> Result<Vec<(TenantId, u64)>> {
+        let mut counts = counts.to_vec();
+        // One order for every replica: concurrent flushes cannot deadlock.
+        counts.sort_by_key(|(t, _)| *t);
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO usage_monthly (tenant_id, month, requests) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id, month) DO UPDATE SET requests = usage_monthly.requests + excluded.requests \
+                 RETURNING requests",
+            )
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(counts.len());
+        for (t, n) in &counts {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            let row = tx
+                .query_one(&st, &[t.as_uuid(), &month, &n])
+                .await
+                .map_err(db_err)?;
+            out.push((*t, row.get::<_, i64>(0).max(0) as u64));
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+
+    async fn requests_in(&self, tenant: TenantId, month: &str) -> Result<u64> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT requests FROM usage_monthly WHERE tenant_id = $1 AND month = $2",
+                &[tenant.as_uuid(), &month],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
     }
 }

@@ -12,7 +12,8 @@ use std::{
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tenantplane_core::{
-    Operator, OperatorId, Plan, PlanName, Tenant, TenantRef, TenantStatus, plan::builtin_plans,
+    Operator, OperatorId, Plan, PlanName, Tenant, TenantId, TenantRef, TenantStatus,
+    plan::builtin_plans,
 };
 use time::OffsetDateTime;
 
@@ -550,6 +551,55 @@ impl CatalogStore for SqliteCatalog {
             } else {
                 Ok(())
             }
+        })
+        .await
+    }
+
+    async fn add_requests(
+        &self,
+        month: &str,
+        counts: &[(TenantId, u64)],
+    ) -> Result<Vec<(TenantId, u64)>> {
+        let month = month.to_owned();
+        let mut counts = counts.to_vec();
+        counts.sort_by_key(|(t, _)| *t);
+        self.with(move |c| {
+            let tx = c.transaction().map_err(internal)?;
+            let mut out = Vec::with_capacity(counts.len());
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO usage_monthly (tenant_id, month, requests) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (tenant_id, month) DO UPDATE SET requests = requests + excluded.requests \
+                         RETURNING requests",
+                    )
+                    .map_err(internal)?;
+                for (t, n) in &counts {
+                    let n = i64::try_from(*n).unwrap_or(i64::MAX);
+                    let total: i64 = st
+                        .query_row(params![t.to_string(), month, n], |r| r.get(0))
+                        .map_err(internal)?;
+                    out.push((*t, total.max(0) as u64));
+                }
+            }
+            tx.commit().map_err(internal)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn requests_in(&self, tenant: TenantId, month: &str) -> Result<u64> {
+        let month = month.to_owned();
+        self.with(move |c| {
+            let n: Option<i64> = c
+                .query_row(
+                    "SELECT requests FROM usage_monthly WHERE tenant_id = ?1 AND month = ?2",
+                    params![tenant.to_string(), month],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            Ok(n.unwrap_or(0).max(0) as u64)
         })
         .await
     }

@@ -183,6 +183,15 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/tenants/{tenant}/usage`.
+    pub async fn tenant_usage(&self, tenant: &str) -> Result<tenantplane_core::api::TenantUsage> {
+        Self::send(self.request(
+            Method::GET,
+            &format!("/api/v1/tenants/{}/usage", Self::seg(tenant)),
+        ))
+        .await
+    }
+
     /// `PATCH /api/v1/tenants/{tenant}`.
     pub async fn update_tenant(
         &self,

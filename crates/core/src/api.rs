@@ -376,3 +376,22 @@ pub struct PlacementList {
     /// Servers, the embedded store first.
     pub servers: Vec<PlacementServer>,
 }
+
+/// `GET /api/v1/tenants/{t}/usage`: what a tenant uses of its plan's quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantUsage {
+    /// The tenant.
+    pub tenant: crate::TenantId,
+    /// The plan.
+    pub plan: crate::PlanName,
+    /// The month counted (`YYYY-MM`, UTC).
+    pub month: String,
+    /// Requests this month (all replicas, as of the last flush, plus this replica's since).
+    pub requests: u64,
+    /// The plan's `requests_per_month`.
+    pub requests_limit: u64,
+    /// User accounts.
+    pub users: u64,
+    /// The plan's `max_users`.
+    pub users_limit: u64,
+}

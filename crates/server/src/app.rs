@@ -243,6 +243,7 @@ impl Server {
         let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
         let c1 = cancel.clone();
         let c3 = cancel.clone();
+        let c4 = cancel.clone();
         let poller = tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -326,7 +327,25 @@ impl Server {
                 }
             }
         });
-        vec![poller, purger, startup, housekeeping]
+        let svc = self.state.svc.clone();
+        let every = Duration::from_secs(self.config.metering.flush_interval_secs.max(1));
+        let metering = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let last = tokio::select! {
+                    _ = c4.cancelled() => true,
+                    _ = tick.tick() => false,
+                };
+                if let Err(e) = svc.meter.flush(&svc.catalog).await {
+                    tracing::warn!(error = %e, "request counts not flushed; kept for the next try");
+                }
+                if last {
+                    break;
+                }
+            }
+        });
+        vec![poller, purger, startup, housekeeping, metering]
     }
 }
 

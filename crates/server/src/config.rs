@@ -33,6 +33,8 @@ pub struct Config {
     pub identity: IdentitySettings,
     /// Rate limits.
     pub limits: LimitsConfig,
+    /// Request metering.
+    pub metering: MeteringConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -304,6 +306,23 @@ impl Default for LimitsConfig {
             redis_url: None,
             redis_prefix: "tenantplane:".into(),
             redis_timeout_ms: 50,
+        }
+    }
+}
+
+/// `[metering]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringConfig {
+    /// How often this replica adds its request counts to the catalog, in seconds (the
+    /// monthly request quota is exact up to one interval of the other replicas' traffic).
+    pub flush_interval_secs: u64,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_secs: 5,
         }
     }
 }

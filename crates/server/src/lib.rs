@@ -16,6 +16,7 @@ pub mod extract;
 pub mod fleet;
 pub mod identity_api;
 pub mod limits;
+pub mod metering;
 pub mod problem;
 pub mod resolver;
 pub mod service;

@@ -50,6 +50,8 @@ pub struct Service {
     pub events: Arc<crate::events::SecurityEvents>,
     /// Rate limits.
     pub limits: Arc<crate::limits::Limits>,
+    /// Monthly request counts.
+    pub meter: Arc<crate::metering::RequestMeter>,
     /// Quotas of every plan, refreshed with the tenant index.
     plans: arc_swap::ArcSwap<std::collections::HashMap<String, tenantplane_core::Quotas>>,
     /// When this process started serving (tenants provisioning since then are its own).
@@ -117,6 +119,7 @@ impl Service {
             index,
             operators: OperatorCache::default(),
             limits: Arc::new(crate::limits::Limits::new(config.limits.clone())),
+            meter: Arc::new(crate::metering::RequestMeter::new()),
             config,
             data,
             identity,
@@ -469,6 +472,33 @@ impl Service {
     /// `email` (or, without one, the tenant's first administrator) gets a new one-time
     /// password, is re-enabled, gains `tenant-admin` and loses its sessions; otherwise a new
     /// administrator is created within the plan's user quota.
+    /// What a tenant uses of its plan: requests this month, users.
+    pub async fn usage(&self, r: &str) -> ApiResult<tenantplane_core::api::TenantUsage> {
+        let t = self.get(r).await?;
+        let q = self
+            .quotas(&t.plan)
+            .ok_or_else(|| ApiError::internal(&"the tenant's plan is not loaded"))?;
+        let month = crate::metering::current_month();
+        let stored = self.catalog.requests_in(t.id, &month).await?;
+        let users = match self.data.handle(&t) {
+            Ok(db) => tenantplane_identity::users::count(db)
+                .await
+                .map_err(ApiError::from)?,
+            // A store not provisioned yet has no users.
+            Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(tenantplane_core::api::TenantUsage {
+            tenant: t.id,
+            plan: t.plan.clone(),
+            month,
+            requests: stored.max(self.meter.used(t.id)),
+            requests_limit: q.requests_per_month,
+            users,
+            users_limit: q.max_users,
+        })
+    }
+
     pub async fn admin_reset(&self, r: &str, email: Option<String>) -> ApiResult<AdminCredentials> {
         use tenantplane_identity::users;
         let t = self.get(r).await?;

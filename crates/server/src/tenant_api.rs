@@ -150,7 +150,8 @@ pub async fn resolve_tenant(
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
     }
-    let decision = match state.svc.quotas(&tenant.plan) {
+    let quotas = state.svc.quotas(&tenant.plan);
+    let decision = match &quotas {
         Some(q) => {
             state
                 .svc
@@ -165,6 +166,14 @@ pub async fn resolve_tenant(
     {
         metrics::counter!("tenantplane_rate_limited_total", "policy" => "tenant").increment(1);
         return p.into_response();
+    }
+    if let Some(q) = &quotas
+        && let Err(over) = state.svc.meter.admit(tenant.id, q.requests_per_month)
+    {
+        metrics::counter!("tenantplane_quota_refusals_total", "quota" => "requests_per_month")
+            .increment(1);
+        return ApiError::quota_exceeded("requests_per_month", over.limit, over.current)
+            .into_response();
     }
     if strip > 0 {
         let path = req.uri().path();

@@ -42,6 +42,8 @@ pub struct TestServerOptions {
     /// Identity settings (default: product defaults with Argon2id at 8 MiB × 1 pass, so
     /// suites with many logins stay quick; the benchmarks use the real defaults).
     pub identity: Option<tenantplane_server::config::IdentitySettings>,
+    /// `[metering] flush_interval_secs`.
+    pub metering_flush_secs: Option<u64>,
 }
 
 /// A running in-process server.
@@ -151,6 +153,9 @@ impl TestServer {
                     argon2_iterations: 1,
                     ..Default::default()
                 });
+        if let Some(n) = opts.metering_flush_secs {
+            config.metering.flush_interval_secs = n;
+        }
         if let Some(m) = opts.migrate_on_start {
             config.data.migrate_on_start = m;
         }

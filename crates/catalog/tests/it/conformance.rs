@@ -309,6 +309,40 @@ pub async fn operators(c: Catalog) {
     assert_eq!(c.list_operators().await.unwrap().len(), 1);
 }
 
+pub async fn monthly_request_counters(c: Catalog) {
+    let (a, b) = (
+        tenantplane_core::TenantId::new(),
+        tenantplane_core::TenantId::new(),
+    );
+    assert_eq!(c.requests_in(a, "2026-12").await.unwrap(), 0);
+    let out = c.add_requests("2026-12", &[(a, 5), (b, 2)]).await.unwrap();
+    let get =
+        |v: &[(tenantplane_core::TenantId, u64)], t| v.iter().find(|(x, _)| *x == t).unwrap().1;
+    assert_eq!((get(&out, a), get(&out, b)), (5, 2));
+    let out = c.add_requests("2026-12", &[(a, 3)]).await.unwrap();
+    assert_eq!(get(&out, a), 8);
+    // Months are separate; tenants are separate.
+    c.add_requests("2027-01", &[(a, 1)]).await.unwrap();
+    assert_eq!(c.requests_in(a, "2026-12").await.unwrap(), 8);
+    assert_eq!(c.requests_in(a, "2027-01").await.unwrap(), 1);
+    assert_eq!(c.requests_in(b, "2026-12").await.unwrap(), 2);
+    // Replicas flushing at once lose nothing.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                c.add_requests("2026-12", &[(b, 1), (a, 1)]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(c.requests_in(a, "2026-12").await.unwrap(), 88);
+    assert_eq!(c.requests_in(b, "2026-12").await.unwrap(), 82);
+}
+
 /// Instantiates every conformance test for one backend. `$open` is an async expression
 /// yielding a migrated, empty [`Catalog`].
 macro_rules! catalog_conformance {
@@ -318,7 +352,8 @@ macro_rules! catalog_conformance {
             catalog_conformance!(@tests $open;
                 create_get_roundtrip, slug_and_domain_uniqueness, optimistic_concurrency,
                 concurrent_updates_never_lose_one, listing_filters_and_paging, change_feed,
-                purge_queue_and_counts, plans_seeded_and_editable, operators);
+                purge_queue_and_counts, plans_seeded_and_editable, operators,
+                monthly_request_counters);
         }
     };
     (@tests $open:expr; $($name:ident),*) => {

@@ -94,6 +94,22 @@ pub async fn get(
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }
 
+/// What a tenant uses of its plan's quotas (requests this month, users).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/usage", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Usage and limits", body = tenantplane_core::api::TenantUsage),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn usage(
+    State(s): State<AppState>,
+    _op: OperatorCtx,
+    Path(t): Path<String>,
+) -> ApiResult<Json<tenantplane_core::api::TenantUsage>> {
+    Ok(Json(s.svc.usage(&t).await?))
+}
+
 /// Update a tenant's display name, profile, plan, branding or settings.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
     params(("tenant" = String, Path, description = "Tenant id or slug"),

@@ -758,3 +758,58 @@ async fn user_quota_holds_under_concurrent_creation() {
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
     let _ = Method::GET;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_survives_a_restart_with_the_same_platform_key() {
+    let s = TestServer::start().await.unwrap();
+    let (a, otp) = tenant_with_admin(&s, "restart-id", IsolationMode::Sqlite).await;
+    let tok = first_login(
+        &a,
+        "admin@restart-id.example",
+        &otp,
+        "a long and new passphrase",
+    )
+    .await;
+    let access = tok["access_token"].as_str().unwrap().to_owned();
+    let refresh = tok["refresh_token"].as_str().unwrap().to_owned();
+    let (_, _, jwks) = get(&a.url("/.well-known/jwks.json"), &access).await;
+    let key_file = s.config.storage.data_dir.join("platform.key");
+    let key_before = std::fs::read_to_string(&key_file).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the platform key file is private");
+    }
+    let opts = TestServerOptions {
+        data_dir: Some(s.config.storage.data_dir.clone()),
+        ..Default::default()
+    };
+    let _dir = s.stop().await.unwrap();
+    let s2 = TestServer::start_with(opts).await.unwrap();
+    let a2 = T {
+        base: s2.url(),
+        slug: a.slug.clone(),
+    };
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        key_before,
+        "the key is reused"
+    );
+    // The same keys open and verify: the access token issued before the restart still
+    // works, the JWKS is unchanged, the refresh token rotates, and the password logs in.
+    let (st, _, me) = get(&a2.url("/api/tenant/me"), &access).await;
+    assert_eq!(st, 200, "{me}");
+    assert_eq!(me["email"], "admin@restart-id.example");
+    let (_, _, jwks2) = get(&a2.url("/.well-known/jwks.json"), &access).await;
+    assert_eq!(jwks, jwks2);
+    let (st, _, v) = post(
+        &a2.url("/auth/refresh"),
+        None,
+        json!({"refresh_token": refresh}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = login(&a2, "admin@restart-id.example", "a long and new passphrase").await;
+    assert_eq!(st, 200);
+}

@@ -7,6 +7,7 @@ mod identity;
 mod lifecycle;
 mod openapi;
 mod operators;
+mod quotas;
 mod resolution;
 mod shared_limits;
 mod sso;

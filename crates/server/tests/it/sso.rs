@@ -366,6 +366,17 @@ async fn sso_flow(s: &TestServer, idp: &Idp, mode: IsolationMode) {
         !v.to_string().contains("odd+chars"),
         "the secret is never shown"
     );
+    // A's settings do not exist for B (same store server in the pg modes).
+    assert_eq!(get(&b.url("/api/tenant/sso"), &admin_b).await.0, 404);
+    assert_eq!(
+        no_redirects()
+            .get(b.url("/auth/sso/start"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let (st, _, v) = put_sso(&b, &admin_b, settings(&b, idp, CLIENT_B)).await;
     assert_eq!(st, 200, "{v}");
     let (st, _, v) = get(&a.url("/api/tenant/sso"), &admin).await;

@@ -1,0 +1,158 @@
+//! Request metering: each tenant's requests per calendar month (UTC), and the plan's
+//! `requests_per_month` quota.
+//!
+//! Every request that reaches a servable tenant is counted in memory; every
+//! `[metering] flush_interval_secs` the counts are added to the catalog
+//! (`usage_monthly`, one transaction, upserts in tenant order) and each tenant's total —
+//! with every replica's counts — comes back. The quota is checked against
+//! `total at the last flush + this replica's requests since`, so with N replicas a tenant
+//! can overshoot by at most what the other replicas served in one flush interval. A failed
+//! flush keeps the counts for the next one; the last flush runs at shutdown.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use tenantplane_catalog::Catalog;
+use tenantplane_core::TenantId;
+use time::OffsetDateTime;
+
+/// `YYYY-MM` of now (UTC).
+pub fn current_month() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!("{:04}-{:02}", now.year(), u8::from(now.month()))
+}
+
+fn month_key(at: OffsetDateTime) -> u32 {
+    at.year().max(0) as u32 * 100 + u32::from(u8::from(at.month()))
+}
+
+fn month_label(key: u32) -> String {
+    format!("{:04}-{:02}", key / 100, key % 100)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    /// The month's total at the last flush (all replicas).
+    known: u64,
+    /// This replica's requests since.
+    pending: u64,
+}
+
+/// The per-replica meter.
+#[derive(Debug, Default)]
+pub struct RequestMeter {
+    counts: Mutex<HashMap<(u32, TenantId), Count>>,
+}
+
+/// A request refused by the monthly quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverQuota {
+    /// The plan's limit.
+    pub limit: u64,
+    /// Requests this month.
+    pub current: u64,
+}
+
+impl RequestMeter {
+    /// An empty meter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one request of `tenant` unless the month's `limit` is reached.
+    pub fn admit(&self, tenant: TenantId, limit: u64) -> Result<u64, OverQuota> {
+        let key = (month_key(OffsetDateTime::now_utc()), tenant);
+        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = g.entry(key).or_default();
+        let used = c.known.saturating_add(c.pending);
+        if used >= limit {
+            return Err(OverQuota {
+                limit,
+                current: used,
+            });
+        }
+        c.pending += 1;
+        Ok(used + 1)
+    }
+
+    /// This replica's view of `tenant`'s requests this month.
+    pub fn used(&self, tenant: TenantId) -> u64 {
+        let key = (month_key(OffsetDateTime::now_utc()), tenant);
+        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&key).map(|c| c.known + c.pending).unwrap_or(0)
+    }
+
+    /// Adds the pending counts to the catalog and learns the totals. On failure the counts
+    /// stay pending. Entries of past months are dropped once flushed.
+    pub async fn flush(
+        &self,
+        catalog: &Catalog,
+    ) -> Result<usize, tenantplane_catalog::CatalogError> {
+        let now = month_key(OffsetDateTime::now_utc());
+        let batches: HashMap<u32, Vec<(TenantId, u64)>> = {
+            let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out: HashMap<u32, Vec<(TenantId, u64)>> = HashMap::new();
+            for ((m, t), c) in g.iter_mut() {
+                if c.pending > 0 {
+                    out.entry(*m).or_default().push((*t, c.pending));
+                    c.pending = 0;
+                }
+            }
+            out
+        };
+        let mut flushed = 0;
+        for (month, batch) in batches {
+            match catalog.add_requests(&month_label(month), &batch).await {
+                Ok(totals) => {
+                    flushed += batch.len();
+                    let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+                    for (t, total) in totals {
+                        let c = g.entry((month, t)).or_default();
+                        // Requests counted while the flush ran stay pending on top.
+                        c.known = total;
+                    }
+                }
+                Err(e) => {
+                    let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+                    for (t, n) in batch {
+                        g.entry((month, t)).or_default().pending += n;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        g.retain(|(m, _), c| *m >= now || c.pending > 0);
+        Ok(flushed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_limit() {
+        let m = RequestMeter::new();
+        let t = TenantId::new();
+        assert_eq!(m.admit(t, 3), Ok(1));
+        assert_eq!(m.admit(t, 3), Ok(2));
+        assert_eq!(m.admit(t, 3), Ok(3));
+        assert_eq!(
+            m.admit(t, 3),
+            Err(OverQuota {
+                limit: 3,
+                current: 3
+            })
+        );
+        assert_eq!(m.used(t), 3, "refused requests are not counted");
+        assert_eq!(m.admit(TenantId::new(), 3), Ok(1));
+    }
+
+    #[test]
+    fn month_labels() {
+        let at = time::macros::datetime!(2026-12-31 23:59 UTC);
+        assert_eq!(month_label(month_key(at)), "2026-12");
+        let at = time::macros::datetime!(2027-01-01 00:00 UTC);
+        assert_eq!(month_label(month_key(at)), "2027-01");
+    }
+}
