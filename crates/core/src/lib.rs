@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod error;
+pub mod id_tags;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;

@@ -63,6 +63,18 @@ impl PlatformKey {
         hex::encode(self.0)
     }
 
+    /// A 32-byte key for `purpose`, derived from the platform key (HMAC-SHA256), so other
+    /// uses never touch the sealing key itself.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0) else {
+            return [0; 32];
+        };
+        m.update(b"tenantplane/derive/");
+        m.update(purpose.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }

@@ -192,6 +192,11 @@ impl Identity {
         &self.cfg
     }
 
+    /// A key for `purpose` derived from the platform key.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        self.platform.derive(purpose)
+    }
+
     /// The password hasher.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
@@ -232,7 +237,7 @@ impl Identity {
         let hash = self.hasher.hash(otp.clone()).await?;
         let at = now_ts();
         let u = UserRecord {
-            id: UserId::new(),
+            id: UserId::from_uuid(db.mint_id()),
             email,
             display_name,
             roles,
@@ -705,7 +710,7 @@ impl Identity {
             }
             let at = now_ts();
             let u = UserRecord {
-                id: UserId::new(),
+                id: UserId::from_uuid(db.mint_id()),
                 display_name: person
                     .name
                     .clone()

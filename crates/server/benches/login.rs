@@ -21,6 +21,7 @@ async fn setup() -> anyhow::Result<(TestServer, String)> {
         limits: Some(LimitsConfig {
             per_ip_per_minute: 0,
             login_per_ip_per_minute: u32::MAX,
+            per_tenant: false,
             ..Default::default()
         }),
         ..Default::default()

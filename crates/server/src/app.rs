@@ -105,6 +105,10 @@ impl Server {
                 .context("opening tenant data stores")?,
         );
         let identity = Arc::new(identity_from(&config)?);
+        // Resource ids name their tenant under a key only this deployment holds. (The
+        // first server of a process installs it; tests run several with their own keys
+        // and still agree with themselves.)
+        tenantplane_core::id_tags::install_key(identity.derived_key("resource-id-tags"));
         let svc = Arc::new(Service::new(catalog, index, config.clone(), data, identity));
         if let Some(url) = &config.limits.redis_url {
             let shared = crate::shared_limits::RedisGcra::connect(

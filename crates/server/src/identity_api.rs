@@ -47,9 +47,30 @@ pub struct UserCtx {
     pub claims: AccessClaims,
     /// What the user's roles allow.
     pub permissions: BTreeSet<Permission>,
+    /// The client address.
+    pub peer: Option<std::net::IpAddr>,
+    /// The request id.
+    pub request_id: Option<String>,
 }
 
 impl UserCtx {
+    /// The answer for an id not found in this tenant: 404 like any unknown id; if another
+    /// tenant minted it, a `foreign-resource` cross-tenant attempt is recorded (with that
+    /// tenant, for the operator only).
+    pub fn not_found(&self, s: &AppState, id: &uuid::Uuid, what: &str) -> ApiError {
+        let tenant = self.tenant.tenant().id;
+        if let Some(owner) = s.svc.index.foreign_owner(tenant, id) {
+            let mut ev = SecurityEvent::new(EventKind::ForeignResource);
+            ev.tenant_id = Some(tenant);
+            ev.claimed_tenant = Some(owner.to_string());
+            ev.user_id = Some(self.claims.sub);
+            ev.peer = self.peer;
+            ev.request_id = self.request_id.clone();
+            s.svc.events.record(ev);
+        }
+        ApiError::not_found(what)
+    }
+
     /// Refuses unless the user holds `p`.
     pub fn require(&self, p: Permission) -> ApiResult<()> {
         if self.permissions.contains(&p) {
@@ -135,6 +156,8 @@ async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
         tenant: ctx,
         claims,
         permissions,
+        peer: peer(parts),
+        request_id: request_id(parts),
     })
 }
 
@@ -538,6 +561,8 @@ async fn validate_roles_and_departments(
                 .await?
                 .is_none()
             {
+                // Recorded if another tenant minted it; the answer is the same.
+                let _ = u.not_found(s, d, "department");
                 errs.push(
                     format!("/departments/{i}"),
                     "no such department in this tenant",
@@ -638,7 +663,7 @@ async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::User
     users::get(u.tenant.db(&s.svc.data)?, id)
         .await?
         .map(|x| x.0)
-        .ok_or_else(|| ApiError::not_found("user"))
+        .ok_or_else(|| u.not_found(s, id.as_uuid(), "user"))
 }
 
 /// `GET /api/tenant/users/{id}`.

@@ -75,6 +75,8 @@ struct Inner {
     by_id: HashMap<TenantId, Arc<Tenant>>,
     by_slug: HashMap<Box<str>, Arc<Tenant>>,
     by_domain: HashMap<Box<str>, Arc<Tenant>>,
+    /// Tenants by their resource-id hint (`tenantplane_core::id_tags`).
+    by_hint: HashMap<u16, Vec<TenantId>>,
     last_seq: u64,
 }
 
@@ -155,6 +157,12 @@ impl TenantIndex {
                 }
             }
             let t = Arc::new(t);
+            if !g.by_id.contains_key(&t.id) {
+                g.by_hint
+                    .entry(tenantplane_core::id_tags::hint(t.id))
+                    .or_default()
+                    .push(t.id);
+            }
             for d in &t.custom_domains {
                 g.by_domain.insert(d.as_str().into(), t.clone());
             }
@@ -174,6 +182,17 @@ impl TenantIndex {
             };
             self.trusted.iter().any(|n| n.contains(&ip))
         })
+    }
+
+    /// The other tenant that minted `id`, if any: `id` was presented to `current` and not
+    /// found there.
+    pub fn foreign_owner(&self, current: TenantId, id: &uuid::Uuid) -> Option<TenantId> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.by_hint
+            .get(&tenantplane_core::id_tags::hint_of(id))?
+            .iter()
+            .copied()
+            .find(|t| *t != current && tenantplane_core::id_tags::minted_by(id, *t))
     }
 
     /// Resolves a request. Returns the resolution and whether an `X-Tenant-Id` header from

@@ -30,6 +30,21 @@ pub enum TenantDb<'a> {
     Pg(PgTenant<'a>),
 }
 
+impl TenantDb<'_> {
+    /// The tenant this handle is bound to (for minting ids that name it).
+    pub fn tenant_id(&self) -> tenantplane_core::TenantId {
+        match self {
+            Self::Sqlite(s) => s.tenant.id,
+            Self::Pg(p) => p.tenant.id,
+        }
+    }
+
+    /// A new resource id minted by this tenant (see `tenantplane_core::id_tags`).
+    pub fn mint_id(&self) -> uuid::Uuid {
+        tenantplane_core::id_tags::mint(self.tenant_id())
+    }
+}
+
 /// A `sqlite` tenant's handle.
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteTenant<'a> {

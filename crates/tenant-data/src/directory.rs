@@ -163,7 +163,7 @@ pub async fn get(db: TenantDb<'_>, id: Uuid) -> Result<Option<Department>> {
 /// Creates a department; [`DataError::Conflict`] if the name is taken.
 pub async fn create(db: TenantDb<'_>, name: &str) -> Result<Department> {
     let d = Department {
-        id: Uuid::now_v7(),
+        id: db.mint_id(),
         name: name.to_owned(),
         created_at: OffsetDateTime::now_utc()
             .replace_nanosecond(0)
@@ -228,7 +228,7 @@ pub async fn seed(db: TenantDb<'_>, names: &[String]) -> Result<u64> {
     let ds: Vec<Department> = names
         .iter()
         .map(|n| Department {
-            id: Uuid::now_v7(),
+            id: db.mint_id(),
             name: n.clone(),
             created_at: at,
         })

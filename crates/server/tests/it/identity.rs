@@ -213,8 +213,27 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
         .json()
         .await
         .unwrap();
+    let foreign_events = |s: &TestServer| {
+        s.service
+            .events
+            .recent()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::ForeignResource)
+            .collect::<Vec<_>>()
+    };
+    let before = foreign_events(s).len();
     let (st, _, _) = post(&a.url("/api/tenant/users"), Some(&access), json!({"email": "y@ida.example", "roles": ["nurse"], "departments": [depts_b["items"][0]["id"]]})).await;
     assert_eq!(st, 400);
+    // ...and using it is a recorded cross-tenant attempt naming B (for the operator only).
+    let evs = foreign_events(s);
+    assert_eq!(evs.len(), before + 1);
+    let b_id = s.client.get_tenant(&b.slug).await.unwrap().id;
+    let a_id = s.client.get_tenant(&a.slug).await.unwrap().id;
+    assert_eq!(
+        evs[before].claimed_tenant.as_deref(),
+        Some(b_id.to_string().as_str())
+    );
+    assert_eq!(evs[before].tenant_id, Some(a_id));
     assert_eq!(
         get(&a.url("/api/tenant/users"), &access).await.2["items"]
             .as_array()
@@ -224,14 +243,27 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     );
 
     // B's admin cannot see or touch A's users, by id or listing.
+    let before_id = foreign_events(s).len();
     let (st, p, _) = get(&b.url(&format!("/api/tenant/users/{nurse_id}")), &access_b).await;
-    assert_eq!((st, p.unwrap().code()), (404, "not-found"));
-    let (st, _, _) = get(
-        &b.url(&format!("/api/tenant/users/{}", uuid::Uuid::new_v4())),
+    let p = p.unwrap();
+    assert_eq!((st, p.code()), (404, "not-found"));
+    assert_eq!(foreign_events(s).len(), before_id + 1);
+    let before = foreign_events(s).len();
+    let (st, p_random, _) = get(
+        &b.url(&format!("/api/tenant/users/{}", uuid::Uuid::now_v7())),
         &access_b,
     )
     .await;
     assert_eq!(st, 404, "a foreign id and a missing id look the same");
+    assert_eq!(p_random.unwrap().detail, p.detail);
+    // The foreign id was recorded, the random one was not.
+    let evs = foreign_events(s);
+    assert_eq!(evs.len(), before);
+    assert_eq!(
+        evs.last().unwrap().claimed_tenant.as_deref(),
+        Some(a_id.to_string().as_str())
+    );
+    assert_eq!(evs.last().unwrap().tenant_id, Some(b_id));
     let listed = get(&b.url("/api/tenant/users"), &access_b).await.2;
     assert!(
         listed["items"]
