@@ -394,4 +394,12 @@ pub struct TenantUsage {
     pub users: u64,
     /// The plan's `max_users`.
     pub users_limit: u64,
+    /// Patients (FHIR `Patient` resources not deleted).
+    pub patients: u64,
+    /// The plan's `max_patients`.
+    pub patients_limit: u64,
+    /// Bytes of every stored record version.
+    pub storage_bytes: u64,
+    /// The plan's `storage_bytes`.
+    pub storage_limit: u64,
 }

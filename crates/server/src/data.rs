@@ -19,6 +19,7 @@ use crate::config::{Config, redact_url};
 pub fn component_migrations() -> Vec<tenantplane_tenant_data::migrate::Migration> {
     let mut all = tenantplane_tenant_data::builtin_migrations();
     all.extend_from_slice(tenantplane_identity::schema::MIGRATIONS);
+    all.extend_from_slice(tenantplane_records::schema::MIGRATIONS);
     all
 }
 

@@ -8,11 +8,13 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod data;
 pub mod events;
 pub mod extract;
+pub mod fhir_api;
 pub mod fleet;
 pub mod identity_api;
 pub mod limits;

@@ -50,6 +50,8 @@ pub struct Service {
     pub events: Arc<crate::events::SecurityEvents>,
     /// Rate limits.
     pub limits: Arc<crate::limits::Limits>,
+    /// Clinical record accesses (for the audit log).
+    pub audit: Arc<crate::audit::AuditEvents>,
     /// Monthly request counts.
     pub meter: Arc<crate::metering::RequestMeter>,
     /// Quotas of every plan, refreshed with the tenant index.
@@ -120,6 +122,7 @@ impl Service {
             operators: OperatorCache::default(),
             limits: Arc::new(crate::limits::Limits::new(config.limits.clone())),
             meter: Arc::new(crate::metering::RequestMeter::new()),
+            audit: Arc::new(crate::audit::AuditEvents::default()),
             config,
             data,
             identity,
@@ -480,12 +483,22 @@ impl Service {
             .ok_or_else(|| ApiError::internal(&"the tenant's plan is not loaded"))?;
         let month = crate::metering::current_month();
         let stored = self.catalog.requests_in(t.id, &month).await?;
-        let users = match self.data.handle(&t) {
-            Ok(db) => tenantplane_identity::users::count(db)
-                .await
-                .map_err(ApiError::from)?,
-            // A store not provisioned yet has no users.
-            Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => 0,
+        let (users, records) = match self.data.handle(&t) {
+            Ok(db) => (
+                tenantplane_identity::users::count(db)
+                    .await
+                    .map_err(ApiError::from)?,
+                tenantplane_records::store::usage(db)
+                    .await
+                    .map_err(|e| match e {
+                        tenantplane_records::RecordsError::Data(d) => ApiError::from(d),
+                        other => ApiError::internal(&other),
+                    })?,
+            ),
+            // A store not provisioned yet holds nothing.
+            Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => {
+                (0, Default::default())
+            }
             Err(e) => return Err(e.into()),
         };
         Ok(tenantplane_core::api::TenantUsage {
@@ -496,6 +509,10 @@ impl Service {
             requests_limit: q.requests_per_month,
             users,
             users_limit: q.max_users,
+            patients: records.patients,
+            patients_limit: q.max_patients,
+            storage_bytes: records.bytes,
+            storage_limit: q.storage_bytes,
         })
     }
 

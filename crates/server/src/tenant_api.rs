@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderName, StatusCode, Uri, header, request::Parts, uri::PathAndQuery},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use tenantplane_core::{
     Tenant, TenantStatus,
@@ -21,7 +21,7 @@ use tenantplane_tenant_data::{TenantData, TenantDb, directory};
 
 use crate::{
     app::AppState,
-    identity_api,
+    fhir_api, identity_api,
     problem::ApiError,
     resolver::{RequestFacts, Resolution},
     sso_api,
@@ -248,17 +248,34 @@ pub async fn departments(
     }))
 }
 
-async fn tenant_method_not_allowed() -> ApiError {
-    ApiError::new(
+fn is_fhir(uri: &axum::http::Uri) -> bool {
+    uri.path() == "/fhir" || uri.path().starts_with("/fhir/")
+}
+
+async fn tenant_method_not_allowed(uri: axum::http::Uri) -> Response {
+    let e = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",
-    )
+    );
+    if is_fhir(&uri) {
+        return fhir_api::FhirError::from(e).into_response();
+    }
+    e.into_response()
 }
 
-async fn tenant_route_not_found() -> ApiError {
+async fn tenant_route_not_found(uri: axum::http::Uri) -> Response {
+    if is_fhir(&uri) {
+        return fhir_api::FhirError::new(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            "this interaction is not supported (see /fhir/metadata)",
+        )
+        .into_response();
+    }
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found")
         .detail("no such route for this tenant")
+        .into_response()
 }
 
 /// Routes served on a tenant's host, wrapped (outside the router, so that a stripped
@@ -292,6 +309,21 @@ pub fn service(
                 .delete(sso_api::delete_settings),
         )
         .route("/auth/sso/start", get(sso_api::start))
+        .route("/fhir/metadata", get(fhir_api::metadata))
+        .route(
+            "/fhir/{type}",
+            post(fhir_api::create).fallback(fhir_api::unknown),
+        )
+        .route(
+            "/fhir/{type}/{id}",
+            get(fhir_api::read)
+                .put(fhir_api::update)
+                .delete(fhir_api::delete)
+                .fallback(fhir_api::unknown),
+        )
+        .route("/fhir/{type}/{id}/_history", get(fhir_api::history))
+        .route("/fhir/{type}/{id}/_history/{vid}", get(fhir_api::vread))
+        .route("/fhir", any(fhir_api::unknown))
         .route("/auth/sso/callback", get(sso_api::callback))
         .route(
             "/api/tenant/users",

@@ -1,0 +1,519 @@
+//! The resource store: the current version of each resource, every version in its history,
+//! and the tenant's usage counters — all in the tenant's own store, changed in one
+//! transaction per write.
+//!
+//! Quotas (`max_patients`, `storage_bytes`) are checked inside that transaction against
+//! counters kept in `fhir_usage` (SQLite: an IMMEDIATE transaction; PostgreSQL: the counter
+//! rows locked `FOR UPDATE`), so concurrent writes never exceed them and the counters never
+//! drift. Storage counts the bytes of every stored version (history is kept).
+
+use time::OffsetDateTime;
+
+use crate::{
+    RecordsError, Result, TenantDb,
+    resource::{Incoming, ResourceType},
+};
+
+/// The plan's limits a write must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Patients (not deleted).
+    pub max_patients: u64,
+    /// Bytes of all stored versions.
+    pub storage_bytes: u64,
+}
+
+impl Limits {
+    /// No limits.
+    pub const NONE: Limits = Limits {
+        max_patients: u64::MAX,
+        storage_bytes: u64::MAX,
+    };
+}
+
+/// What a tenant uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Patients (not deleted).
+    pub patients: u64,
+    /// Bytes of all stored versions.
+    pub bytes: u64,
+}
+
+/// One version of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// Type.
+    pub rtype: ResourceType,
+    /// Id.
+    pub id: String,
+    /// Version (1, 2, …).
+    pub version: u64,
+    /// When this version was written (millisecond precision).
+    pub last_updated: OffsetDateTime,
+    /// A deletion (no body).
+    pub deleted: bool,
+    /// The resource JSON.
+    pub doc: Option<String>,
+}
+
+enum Op {
+    Create,
+    Update { if_match: Option<u64> },
+    Delete,
+}
+
+enum Outcome {
+    Written(u64),
+    Unchanged,
+    NotFound,
+    Conflict(u64),
+    Quota(&'static str, u64, u64),
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn at_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Checks the deltas against the limits; `Some` names the quota exceeded.
+fn over(usage: Usage, dp: i64, db: i64, l: Limits) -> Option<(&'static str, u64, u64)> {
+    if dp > 0 && usage.patients.saturating_add(dp as u64) > l.max_patients {
+        return Some(("max_patients", l.max_patients, usage.patients));
+    }
+    if db > 0 && usage.bytes.saturating_add(db as u64) > l.storage_bytes {
+        return Some(("storage_bytes", l.storage_bytes, usage.bytes));
+    }
+    None
+}
+
+struct Write {
+    rtype: &'static str,
+    id: String,
+    op: Op,
+    /// The body of the new version for create/update (assembled once the version is
+    /// known).
+    body: Option<Box<dyn Fn(u64, OffsetDateTime) -> String + Send + Sync>>,
+    limits: Limits,
+    patient: bool,
+}
+
+async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<String>)> {
+    let now = now_ms();
+    let at = at_ms(now);
+    match db {
+        TenantDb::Sqlite(s) => s
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let cur: Option<(i64, bool)> = {
+                    use rusqlite::OptionalExtension;
+                    tx.query_row(
+                        "SELECT version, deleted FROM fhir_resources WHERE type = ?1 AND id = ?2",
+                        (w.rtype, &w.id),
+                        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+                    )
+                    .optional()?
+                };
+                let (next, live_before) = match (&w.op, cur) {
+                    (Op::Create, Some(_)) => return Ok((Outcome::Conflict(0), now, None)),
+                    (Op::Create, None) => (1, false),
+                    (Op::Update { .. }, None) => return Ok((Outcome::NotFound, now, None)),
+                    (Op::Update { if_match: Some(v) }, Some((cv, _))) if *v != cv as u64 => {
+                        return Ok((Outcome::Conflict(cv as u64), now, None));
+                    }
+                    (Op::Update { .. }, Some((cv, del))) => (cv + 1, !del),
+                    (Op::Delete, None) => return Ok((Outcome::NotFound, now, None)),
+                    (Op::Delete, Some((_, true))) => {
+                        return Ok((Outcome::Unchanged, now, None));
+                    }
+                    (Op::Delete, Some((cv, false))) => (cv + 1, true),
+                };
+                let doc = w.body.as_ref().map(|f| f(next as u64, at));
+                let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+                let deleted = doc.is_none();
+                let dp: i64 = match (w.patient, live_before, deleted) {
+                    (true, false, false) => 1,
+                    (true, true, true) => -1,
+                    _ => 0,
+                };
+                let usage = Usage {
+                    patients: usage_of(&tx, "patients")?,
+                    bytes: usage_of(&tx, "bytes")?,
+                };
+                if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
+                    return Ok((Outcome::Quota(q, l, c), now, None));
+                }
+                tx.execute(
+                    "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    (w.rtype, &w.id, next, now, deleted as i64, &doc),
+                )?;
+                tx.execute(
+                    "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (type, id) DO UPDATE SET \
+                     version = excluded.version, last_updated = excluded.last_updated, \
+                     deleted = excluded.deleted, doc = excluded.doc",
+                    (w.rtype, &w.id, next, now, deleted as i64, &doc),
+                )?;
+                for (k, d) in [("patients", dp), ("bytes", bytes)] {
+                    if d != 0 {
+                        tx.execute(
+                            "INSERT INTO fhir_usage (key, value) VALUES (?1, ?2) \
+                             ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                            (k, d),
+                        )?;
+                    }
+                }
+                tx.commit()?;
+                Ok((Outcome::Written(next as u64), now, doc))
+            })
+            .await
+            .map_err(RecordsError::from),
+        TenantDb::Pg(p) => {
+            p.transaction(move |tx| {
+                Box::pin(async move {
+                    let cur = tx
+                        .query_opt(
+                            "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
+                            &[&w.rtype, &w.id],
+                        )
+                        .await?
+                        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)));
+                    let (next, live_before) = match (&w.op, cur) {
+                        (Op::Create, Some(_)) => return Ok((Outcome::Conflict(0), now, None)),
+                        (Op::Create, None) => (1, false),
+                        (Op::Update { .. }, None) => return Ok((Outcome::NotFound, now, None)),
+                        (Op::Update { if_match: Some(v) }, Some((cv, _))) if *v != cv as u64 => {
+                            return Ok((Outcome::Conflict(cv as u64), now, None));
+                        }
+                        (Op::Update { .. }, Some((cv, del))) => (cv + 1, !del),
+                        (Op::Delete, None) => return Ok((Outcome::NotFound, now, None)),
+                        (Op::Delete, Some((_, true))) => {
+                            return Ok((Outcome::Unchanged, now, None));
+                        }
+                        (Op::Delete, Some((cv, false))) => (cv + 1, true),
+                    };
+                    let doc = w.body.as_ref().map(|f| f(next as u64, at));
+                    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+                    let deleted = doc.is_none();
+                    let dp: i64 = match (w.patient, live_before, deleted) {
+                        (true, false, false) => 1,
+                        (true, true, true) => -1,
+                        _ => 0,
+                    };
+                    // The counters exist and are locked for the rest of the transaction.
+                    tx.execute(
+                        "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
+                         ON CONFLICT DO NOTHING",
+                        &[],
+                    )
+                    .await?;
+                    let mut usage = Usage::default();
+                    for r in tx
+                        .query(
+                            "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
+                             ORDER BY key FOR UPDATE",
+                            &[],
+                        )
+                        .await?
+                    {
+                        let v = r.get::<_, i64>(1).max(0) as u64;
+                        match r.get::<_, &str>(0) {
+                            "patients" => usage.patients = v,
+                            _ => usage.bytes = v,
+                        }
+                    }
+                    if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
+                        return Ok((Outcome::Quota(q, l, c), now, None));
+                    }
+                    tx.execute(
+                        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
+                    )
+                    .await?;
+                    tx.execute(
+                        "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
+                         version = excluded.version, last_updated = excluded.last_updated, \
+                         deleted = excluded.deleted, doc = excluded.doc",
+                        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
+                    )
+                    .await?;
+                    for (k, d) in [("patients", dp), ("bytes", bytes)] {
+                        if d != 0 {
+                            tx.execute(
+                                "UPDATE fhir_usage SET value = value + $2 WHERE key = $1",
+                                &[&k, &d],
+                            )
+                            .await?;
+                        }
+                    }
+                    Ok((Outcome::Written(next as u64), now, doc))
+                })
+            })
+            .await
+            .map_err(RecordsError::from)
+        }
+    }
+}
+
+fn usage_of(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<u64> {
+    use rusqlite::OptionalExtension;
+    Ok(tx
+        .query_row("SELECT value FROM fhir_usage WHERE key = ?1", [key], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0)
+        .max(0) as u64)
+}
+
+fn finish(
+    rtype: ResourceType,
+    id: String,
+    (outcome, ms, doc): (Outcome, i64, Option<String>),
+) -> Result<Option<Version>> {
+    match outcome {
+        Outcome::Written(version) => Ok(Some(Version {
+            rtype,
+            id,
+            version,
+            last_updated: at_ms(ms),
+            deleted: doc.is_none(),
+            doc,
+        })),
+        Outcome::Unchanged => Ok(None),
+        Outcome::NotFound => Err(RecordsError::NotFound),
+        Outcome::Conflict(0) => Err(RecordsError::Internal(
+            "a freshly minted id already exists".into(),
+        )),
+        Outcome::Conflict(current) => Err(RecordsError::VersionConflict { current }),
+        Outcome::Quota(quota, limit, current) => Err(RecordsError::QuotaExceeded {
+            quota,
+            limit,
+            current,
+        }),
+    }
+}
+
+/// Creates a resource with a new server-assigned id (the body's id is ignored).
+pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Version> {
+    let id = db.mint_id().to_string();
+    let rtype = r.rtype;
+    let patient = r.is_patient();
+    let body_id = id.clone();
+    let w = Write {
+        rtype: rtype.as_str(),
+        id: id.clone(),
+        op: Op::Create,
+        body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
+        limits,
+        patient,
+    };
+    finish(rtype, id, write(db, w).await?)?
+        .ok_or_else(|| RecordsError::Internal("create wrote nothing".into()))
+}
+
+/// Writes a new version of an existing resource (also of a deleted one). `if_match` is
+/// the version the client read.
+pub async fn update(
+    db: TenantDb<'_>,
+    id: &str,
+    r: Incoming,
+    if_match: Option<u64>,
+    limits: Limits,
+) -> Result<Version> {
+    let rtype = r.rtype;
+    let patient = r.is_patient();
+    let body_id = id.to_owned();
+    let w = Write {
+        rtype: rtype.as_str(),
+        id: id.to_owned(),
+        op: Op::Update { if_match },
+        body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
+        limits,
+        patient,
+    };
+    finish(rtype, id.to_owned(), write(db, w).await?)?
+        .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))
+}
+
+/// Deletes a resource (a new, bodiless version). `None`: it was already deleted.
+pub async fn delete(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<Option<Version>> {
+    let w = Write {
+        rtype: rtype.as_str(),
+        id: id.to_owned(),
+        op: Op::Delete,
+        body: None,
+        limits: Limits::NONE,
+        patient: rtype.as_str() == "Patient",
+    };
+    finish(rtype, id.to_owned(), write(db, w).await?)
+}
+
+type Row = (i64, i64, bool, Option<String>);
+
+fn to_version(rtype: ResourceType, id: &str, (v, ms, deleted, doc): Row) -> Version {
+    Version {
+        rtype,
+        id: id.to_owned(),
+        version: v.max(0) as u64,
+        last_updated: at_ms(ms),
+        deleted,
+        doc,
+    }
+}
+
+/// The current version (a deleted resource comes back with `deleted` and no body).
+pub async fn read(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<Option<Version>> {
+    rows(
+        db,
+        rtype,
+        id,
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = ?1 AND id = ?2",
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = $1 AND id = $2",
+        None,
+    )
+    .await
+    .map(|mut v| v.pop())
+}
+
+/// One version.
+pub async fn vread(
+    db: TenantDb<'_>,
+    rtype: ResourceType,
+    id: &str,
+    version: u64,
+) -> Result<Option<Version>> {
+    rows(
+        db,
+        rtype,
+        id,
+        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 AND version = ?3",
+        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 AND version = $3",
+        Some(i64::try_from(version).unwrap_or(i64::MAX)),
+    )
+    .await
+    .map(|mut v| v.pop())
+}
+
+/// Every version, newest first, at most `limit`.
+pub async fn history(
+    db: TenantDb<'_>,
+    rtype: ResourceType,
+    id: &str,
+    limit: u64,
+) -> Result<Vec<Version>> {
+    rows(
+        db,
+        rtype,
+        id,
+        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 \
+         ORDER BY version DESC LIMIT ?3",
+        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 \
+         ORDER BY version DESC LIMIT $3",
+        Some(i64::try_from(limit).unwrap_or(i64::MAX)),
+    )
+    .await
+}
+
+async fn rows(
+    db: TenantDb<'_>,
+    rtype: ResourceType,
+    id: &str,
+    sqlite: &'static str,
+    pg: &'static str,
+    arg: Option<i64>,
+) -> Result<Vec<Version>> {
+    let t = rtype.as_str();
+    let idc = id.to_owned();
+    let rows: Vec<Row> = match db {
+        TenantDb::Sqlite(s) => {
+            s.run(move |c| {
+                let mut st = c.prepare_cached(sqlite)?;
+                let map = |r: &rusqlite::Row<'_>| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)? != 0,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                };
+                let out = match arg {
+                    Some(a) => st
+                        .query_map((t, &idc, a), map)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                    None => st
+                        .query_map((t, &idc), map)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                };
+                Ok(out)
+            })
+            .await?
+        }
+        TenantDb::Pg(p) => {
+            p.transaction(move |tx| {
+                Box::pin(async move {
+                    let rs = match arg {
+                        Some(a) => tx.query(pg, &[&t, &idc, &a]).await?,
+                        None => tx.query(pg, &[&t, &idc]).await?,
+                    };
+                    Ok(rs
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.get::<_, i64>(0),
+                                r.get::<_, i64>(1),
+                                r.get::<_, bool>(2),
+                                r.get::<_, Option<String>>(3),
+                            )
+                        })
+                        .collect())
+                })
+            })
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())
+}
+
+/// What the tenant uses.
+pub async fn usage(db: TenantDb<'_>) -> Result<Usage> {
+    let pairs: Vec<(String, i64)> = match db {
+        TenantDb::Sqlite(s) => {
+            s.run(|c| {
+                let mut st = c.prepare_cached("SELECT key, value FROM fhir_usage")?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?
+        }
+        TenantDb::Pg(p) => {
+            p.transaction(|tx| {
+                Box::pin(async move {
+                    Ok(tx
+                        .query("SELECT key, value FROM fhir_usage", &[])
+                        .await?
+                        .iter()
+                        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                        .collect())
+                })
+            })
+            .await?
+        }
+    };
+    let mut u = Usage::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "patients" => u.patients = v.max(0) as u64,
+            "bytes" => u.bytes = v.max(0) as u64,
+            _ => {}
+        }
+    }
+    Ok(u)
+}

@@ -1,0 +1,720 @@
+//! The FHIR R4 API of a hospital tenant, on its host under `/fhir` (and `/t/{slug}/fhir`).
+//!
+//! Interactions: `metadata`, create, read, vread, update (`If-Match`), delete, instance
+//! history. Bodies are `application/fhir+json` (or `application/json`); every answer is
+//! `application/fhir+json`, errors are `OperationOutcome` with the FHIR status (400, 401,
+//! 403, 404, 405, 409, 410, 412, 415, 422, 429, 503). Reads need `records:read`, writes
+//! `records:write`; every access to clinical data is an audit event (who, what, when, from
+//! where — never the data). The module is on for hospital tenants and can be switched per
+//! tenant by an operator (setting `records`); where it is off, `/fhir` answers 404.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequestParts, OriginalUri, Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use tenantplane_core::{Permission, Profile, Tenant};
+use tenantplane_records::{
+    RecordsError,
+    resource::{self, ResourceType},
+    store::{self, Limits, Version},
+};
+use time::OffsetDateTime;
+
+use crate::{
+    app::AppState,
+    audit::{ClinicalAccess, ClinicalAction},
+    identity_api::UserCtx,
+    problem::ApiError,
+    tenant_api::TenantCtx,
+};
+
+/// The FHIR media type.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// A FHIR error: status, issue code and diagnostics, answered as an `OperationOutcome`.
+#[derive(Debug, Clone)]
+pub struct FhirError {
+    status: StatusCode,
+    code: &'static str,
+    issues: Vec<(String, Option<String>)>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl FhirError {
+    /// One issue.
+    pub fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            issues: vec![(diagnostics.into(), None)],
+            headers: Vec::new(),
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} is not known on this server"),
+        )
+    }
+
+    fn invalid(issues: Vec<resource::Issue>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "structure",
+            issues: issues
+                .into_iter()
+                .map(|i| (i.diagnostics, Some(i.location)))
+                .collect(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// An `OperationOutcome` body.
+pub fn outcome(
+    code: &str,
+    severity: &str,
+    issues: &[(String, Option<String>)],
+) -> serde_json::Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": issues.iter().map(|(d, e)| {
+            let mut i = json!({"severity": severity, "code": code, "diagnostics": d});
+            if let Some(e) = e {
+                i["expression"] = json!([e]);
+            }
+            i
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn fhir_body(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let mut r = fhir_body(
+            self.status,
+            outcome(self.code, "error", &self.issues).to_string(),
+        );
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}
+
+impl From<ApiError> for FhirError {
+    fn from(e: ApiError) -> Self {
+        let code = match e.status.as_u16() {
+            400 => "invalid",
+            401 => "login",
+            403 if e.quota.is_some() => "too-costly",
+            403 => "forbidden",
+            404 => "not-found",
+            409 | 412 => "conflict",
+            410 => "deleted",
+            413 => "too-long",
+            415 => "not-supported",
+            429 => "throttled",
+            503 => "transient",
+            _ => "exception",
+        };
+        let mut diag = e.detail.clone().unwrap_or_else(|| e.title.to_owned());
+        if let Some((q, limit, current)) = e.quota {
+            diag = format!("{diag} (quota {q}: limit {limit}, current {current})");
+        }
+        let mut headers = e.headers.clone();
+        if let Some(s) = e.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            headers.push((header::RETRY_AFTER, v));
+        }
+        let mut issues: Vec<(String, Option<String>)> = vec![(diag, None)];
+        for fe in &e.errors {
+            issues.push((fe.detail.clone(), Some(fe.pointer.clone())));
+        }
+        Self {
+            status: e.status,
+            code,
+            issues,
+            headers,
+        }
+    }
+}
+
+impl From<RecordsError> for FhirError {
+    fn from(e: RecordsError) -> Self {
+        match e {
+            RecordsError::Data(d) => ApiError::from(d).into(),
+            RecordsError::NotFound => Self::not_found("the resource"),
+            RecordsError::VersionConflict { current } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                format!("If-Match does not match the current version ({current})"),
+            ),
+            RecordsError::QuotaExceeded {
+                quota,
+                limit,
+                current,
+            } => ApiError::quota_exceeded(quota, limit, current).into(),
+            RecordsError::Internal(m) => ApiError::internal(&m).into(),
+        }
+    }
+}
+
+type FhirResult<T> = Result<T, FhirError>;
+
+/// Whether the records module is on for `tenant`: the `records` setting, else on for
+/// hospitals.
+pub fn records_enabled(t: &Tenant) -> bool {
+    t.settings
+        .get("records")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(t.profile == Profile::Hospital)
+}
+
+/// The tenant, with records switched on.
+pub struct FhirTenant(pub TenantCtx);
+
+impl FromRequestParts<AppState> for FhirTenant {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> FhirResult<Self> {
+        let ctx = TenantCtx::from_request_parts(parts, s).await?;
+        if !records_enabled(ctx.tenant()) {
+            return Err(FhirError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "this tenant has no FHIR endpoint",
+            ));
+        }
+        Ok(Self(ctx))
+    }
+}
+
+/// An authenticated user of a tenant with records on.
+pub struct FhirUser(pub UserCtx);
+
+impl FromRequestParts<AppState> for FhirUser {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> FhirResult<Self> {
+        FhirTenant::from_request_parts(parts, s).await?;
+        let u = UserCtx::from_request_parts(parts, s).await?;
+        Ok(Self(u))
+    }
+}
+
+fn require(u: &UserCtx, p: Permission) -> FhirResult<()> {
+    u.require(p).map_err(FhirError::from)
+}
+
+fn rtype(name: &str) -> FhirResult<ResourceType> {
+    ResourceType::parse(name).ok_or_else(|| {
+        FhirError::new(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            format!(
+                "'{}' is not a resource type of this server",
+                name.chars().take(64).collect::<String>()
+            ),
+        )
+    })
+}
+
+fn check_id(id: &str) -> FhirResult<()> {
+    if resource::valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::not_found("the resource"))
+    }
+}
+
+/// Not found here: the same answer whether or not another tenant minted the id (recorded
+/// as a cross-tenant attempt when it did).
+fn not_here(u: &UserCtx, s: &AppState, id: &str) -> FhirError {
+    if let Ok(uuid) = id.parse::<uuid::Uuid>() {
+        let _ = u.not_found(s, &uuid, "resource");
+    }
+    FhirError::not_found("the resource")
+}
+
+/// The FHIR base as the client addressed it: `/fhir` on a tenant's host, `/t/{slug}/fhir`
+/// in path-prefix mode (the prefix the resolver stripped from `current`).
+fn base_of(original: &axum::http::Uri, current: &axum::http::Uri) -> String {
+    let prefix = original.path().strip_suffix(current.path()).unwrap_or("");
+    format!("{prefix}/fhir")
+}
+
+fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn version_headers(r: &mut Response, v: &Version, base: &str, location: bool) {
+    let h = r.headers_mut();
+    if let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+        h.insert(header::ETAG, x);
+    }
+    if let Ok(x) = HeaderValue::from_str(&http_date(v.last_updated)) {
+        h.insert(header::LAST_MODIFIED, x);
+    }
+    if location
+        && let Ok(x) = HeaderValue::from_str(&format!(
+            "{base}/{}/{}/_history/{}",
+            v.rtype, v.id, v.version
+        ))
+    {
+        h.insert(header::LOCATION, x);
+    }
+}
+
+fn prefer_minimal(h: &HeaderMap) -> bool {
+    h.get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+}
+
+fn check_content_type(h: &HeaderMap) -> FhirResult<()> {
+    let ct = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/fhir+json" || mime == "application/json" {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "send application/fhir+json",
+        ))
+    }
+}
+
+fn parse_if_match(h: &HeaderMap) -> FhirResult<Option<u64>> {
+    let Some(v) = h.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    let inner = s.strip_prefix("W/").unwrap_or(s);
+    inner
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            FhirError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "If-Match must be an ETag such as W/\"3\"",
+            )
+        })
+}
+
+fn limits(s: &AppState, t: &Tenant) -> Limits {
+    s.svc
+        .quotas(&t.plan)
+        .map(|q| Limits {
+            max_patients: q.max_patients,
+            storage_bytes: q.storage_bytes,
+        })
+        .unwrap_or(Limits::NONE)
+}
+
+fn audit(
+    s: &AppState,
+    u: &UserCtx,
+    action: ClinicalAction,
+    rtype: ResourceType,
+    id: &str,
+    status: StatusCode,
+) {
+    s.svc.audit.record(ClinicalAccess {
+        at: OffsetDateTime::now_utc(),
+        tenant_id: u.tenant.tenant().id,
+        user_id: u.claims.sub,
+        action,
+        resource_type: rtype.as_str(),
+        resource_id: id.chars().take(64).collect(),
+        status: status.as_u16(),
+        peer: u.peer,
+        request_id: u.request_id.clone(),
+    });
+}
+
+fn resource_response(
+    status: StatusCode,
+    v: &Version,
+    base: &str,
+    minimal: bool,
+    location: bool,
+) -> Response {
+    let mut r = if minimal {
+        let mut r = status.into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        r
+    } else {
+        fhir_body(status, v.doc.clone().unwrap_or_default())
+    };
+    version_headers(&mut r, v, base, location);
+    r
+}
+
+/// `GET /fhir/metadata`: what this server supports (no token needed).
+pub async fn metadata(
+    State(_s): State<AppState>,
+    FhirTenant(ctx): FhirTenant,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+) -> Response {
+    let interactions = json!([
+        {"code": "read"}, {"code": "vread"}, {"code": "update"},
+        {"code": "delete"}, {"code": "history-instance"}, {"code": "create"}
+    ]);
+    let resources: Vec<serde_json::Value> = resource::R4_TYPES
+        .iter()
+        .filter(|t| ResourceType::parse(t).is_some())
+        .map(|t| {
+            json!({
+                "type": t,
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": false,
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    let body = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": resource::instant(OffsetDateTime::now_utc()),
+        "publisher": "Tenantplane",
+        "kind": "instance",
+        "software": {"name": "Tenantplane", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {
+            "description": format!("FHIR endpoint of {}", ctx.tenant().display_name),
+            "url": base_of(&uri, &here),
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": false,
+                "description": "Bearer access token of a tenant user (POST /auth/login or single sign-on); records:read to read, records:write to write.",
+            },
+            "resource": resources,
+        }],
+    });
+    fhir_body(StatusCode::OK, body.to_string())
+}
+
+/// `POST /fhir/{type}`: create.
+pub async fn create(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsWrite)?;
+    let rt = rtype(&t)?;
+    check_content_type(&headers)?;
+    let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
+    let tenant = u.tenant.tenant();
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let out = store::create(db, incoming, limits(&s, tenant)).await;
+    match out {
+        Ok(v) => {
+            audit(
+                &s,
+                &u,
+                ClinicalAction::Create,
+                rt,
+                &v.id,
+                StatusCode::CREATED,
+            );
+            Ok(resource_response(
+                StatusCode::CREATED,
+                &v,
+                &base_of(&uri, &here),
+                prefer_minimal(&headers),
+                true,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /fhir/{type}/{id}`: read (410 once deleted).
+pub async fn read(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path((t, id)): Path<(String, String)>,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsRead)?;
+    let rt = rtype(&t)?;
+    check_id(&id)?;
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    match store::read(db, rt, &id).await? {
+        None => Err(not_here(&u, &s, &id)),
+        Some(v) if v.deleted => {
+            audit(&s, &u, ClinicalAction::Read, rt, &id, StatusCode::GONE);
+            let mut e = FhirError::new(StatusCode::GONE, "deleted", "the resource was deleted");
+            if let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+                e.headers.push((header::ETAG, x));
+            }
+            Err(e)
+        }
+        Some(v) => {
+            audit(&s, &u, ClinicalAction::Read, rt, &id, StatusCode::OK);
+            Ok(resource_response(
+                StatusCode::OK,
+                &v,
+                &base_of(&uri, &here),
+                false,
+                false,
+            ))
+        }
+    }
+}
+
+/// `GET /fhir/{type}/{id}/_history/{vid}`: one version.
+pub async fn vread(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path((t, id, vid)): Path<(String, String, String)>,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsRead)?;
+    let rt = rtype(&t)?;
+    check_id(&id)?;
+    let Ok(n) = vid.parse::<u64>() else {
+        return Err(FhirError::not_found("the version"));
+    };
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    match store::vread(db, rt, &id, n).await? {
+        None => {
+            if store::read(db, rt, &id).await?.is_none() {
+                return Err(not_here(&u, &s, &id));
+            }
+            Err(FhirError::not_found("the version"))
+        }
+        Some(v) if v.deleted => {
+            audit(&s, &u, ClinicalAction::Vread, rt, &id, StatusCode::GONE);
+            Err(FhirError::new(
+                StatusCode::GONE,
+                "deleted",
+                "this version is a deletion",
+            ))
+        }
+        Some(v) => {
+            audit(&s, &u, ClinicalAction::Vread, rt, &id, StatusCode::OK);
+            Ok(resource_response(
+                StatusCode::OK,
+                &v,
+                &base_of(&uri, &here),
+                false,
+                false,
+            ))
+        }
+    }
+}
+
+/// `PUT /fhir/{type}/{id}`: a new version (`If-Match` → 412 on mismatch). Ids are
+/// server-assigned: updating an unknown id is refused (405).
+pub async fn update(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path((t, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsWrite)?;
+    let rt = rtype(&t)?;
+    check_content_type(&headers)?;
+    let if_match = parse_if_match(&headers)?;
+    let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
+    match incoming.id.as_deref() {
+        Some(b) if b == id => {}
+        Some(_) => {
+            return Err(FhirError::invalid(vec![resource::Issue {
+                location: format!("{rt}.id"),
+                diagnostics: "the id in the body differs from the id in the URL".into(),
+            }]));
+        }
+        None => {
+            return Err(FhirError::invalid(vec![resource::Issue {
+                location: format!("{rt}.id"),
+                diagnostics: "an update needs the resource's id in the body".into(),
+            }]));
+        }
+    }
+    let tenant = u.tenant.tenant();
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {
+        Ok(v) => {
+            audit(&s, &u, ClinicalAction::Update, rt, &id, StatusCode::OK);
+            Ok(resource_response(
+                StatusCode::OK,
+                &v,
+                &base_of(&uri, &here),
+                prefer_minimal(&headers),
+                true,
+            ))
+        }
+        Err(RecordsError::NotFound) => {
+            let _ = not_here(&u, &s, &id);
+            Err(FhirError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                "ids are assigned by the server: create with POST, update only existing resources",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /fhir/{type}/{id}`.
+pub async fn delete(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    Path((t, id)): Path<(String, String)>,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsWrite)?;
+    let rt = rtype(&t)?;
+    check_id(&id)?;
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    match store::delete(db, rt, &id).await {
+        Ok(v) => {
+            audit(
+                &s,
+                &u,
+                ClinicalAction::Delete,
+                rt,
+                &id,
+                StatusCode::NO_CONTENT,
+            );
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            if let Some(v) = v
+                && let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version))
+            {
+                r.headers_mut().insert(header::ETAG, x);
+            }
+            Ok(r)
+        }
+        Err(RecordsError::NotFound) => Err(not_here(&u, &s, &id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /fhir/{type}/{id}/_history`: every version, newest first (`_count`, default 100).
+pub async fn history(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path((t, id)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> FhirResult<Response> {
+    require(&u, Permission::RecordsRead)?;
+    let rt = rtype(&t)?;
+    check_id(&id)?;
+    let count = q
+        .get("_count")
+        .and_then(|c| c.parse::<u64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let versions = store::history(db, rt, &id, count).await?;
+    if versions.is_empty() {
+        return Err(not_here(&u, &s, &id));
+    }
+    audit(&s, &u, ClinicalAction::History, rt, &id, StatusCode::OK);
+    let base = base_of(&uri, &here);
+    let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":");
+    out.push_str(&versions.len().to_string());
+    out.push_str(",\"link\":[{\"relation\":\"self\",\"url\":");
+    out.push_str(&serde_json::Value::from(uri.to_string()).to_string());
+    out.push_str("}],\"entry\":[");
+    for (i, v) in versions.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let full = format!("{base}/{rt}/{}", v.id);
+        out.push_str("{\"fullUrl\":");
+        out.push_str(&serde_json::Value::from(full).to_string());
+        if let Some(d) = &v.doc {
+            out.push_str(",\"resource\":");
+            out.push_str(d);
+        }
+        let (method, status) = match (v.deleted, v.version) {
+            (true, _) => ("DELETE", "204"),
+            (false, 1) => ("POST", "201"),
+            (false, _) => ("PUT", "200"),
+        };
+        let url = if method == "POST" {
+            rt.to_string()
+        } else {
+            format!("{rt}/{}", v.id)
+        };
+        out.push_str(&format!(
+            ",\"request\":{{\"method\":\"{method}\",\"url\":{}}},\"response\":{{\"status\":\"{status}\",\"etag\":\"W/\\\"{}\\\"\",\"lastModified\":\"{}\"}}}}",
+            serde_json::Value::from(url),
+            v.version,
+            resource::instant(v.last_updated)
+        ));
+    }
+    out.push_str("]}");
+    Ok(fhir_body(StatusCode::OK, out))
+}
+
+/// Any other `/fhir` route.
+pub async fn unknown(FhirTenant(_ctx): FhirTenant) -> FhirError {
+    FhirError::new(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "this interaction is not supported (see /fhir/metadata)",
+    )
+}
