@@ -77,6 +77,21 @@ pub fn minted_by(id: &Uuid, tenant: TenantId) -> bool {
     hint_of(id) == hint(tenant) && mac(tenant, &b[..14]) == [b[14], b[15]]
 }
 
+/// A 16-byte MAC of `data` for `tenant` under the process key: for opaque values handed to
+/// a tenant's clients (search cursors) that must be useless anywhere else.
+pub fn seal_mac(tenant: TenantId, data: &[u8]) -> [u8; 16] {
+    let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(key()) else {
+        return [0; 16];
+    };
+    m.update(b"tenantplane/seal/");
+    m.update(tenant.as_uuid().as_bytes());
+    m.update(data);
+    let d = m.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,14 +4,18 @@
 //!   elements kept as the exact JSON sent), the server's `id` and `meta`;
 //! - [`store`]: the current version and the full history of every resource, usage counters
 //!   (patients, bytes) checked against the plan inside each write's transaction;
+//! - [`index`]: the search parameters and the index rows extracted from each version;
+//! - [`search`]: search queries over those rows, with cursor paging bound to the tenant;
 //! - [`schema`]: the `records` component's migrations (SQLite and PostgreSQL with forced
 //!   row-level security).
 //!
 //! Every operation takes a [`TenantDb`], which only exists for a resolved tenant; ids are
 //! minted by the tenant (`tenantplane_core::id_tags`), so a foreign id can be recognised.
 
+pub mod index;
 pub mod resource;
 pub mod schema;
+pub mod search;
 pub mod store;
 
 use tenantplane_tenant_data::DataError;

@@ -434,6 +434,45 @@ impl Incoming {
     }
 }
 
+/// `doc` with only `resourceType`, `id`, `meta` and the named top-level elements, marked
+/// `SUBSETTED` (for `_elements`). Values are copied as stored.
+pub fn subset(doc: &str, keep: &[String]) -> String {
+    let Ok(Ordered(fields)) = serde_json::from_str::<Ordered>(doc) else {
+        return doc.to_owned();
+    };
+    let mut out = String::from("{");
+    let mut first = true;
+    for (k, v) in fields {
+        let always = matches!(k.as_str(), "resourceType" | "id");
+        if !always && k != "meta" && !keep.contains(&k) {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+        out.push(':');
+        if k == "meta" {
+            let mut meta: serde_json::Value =
+                serde_json::from_str(v.get()).unwrap_or_else(|_| serde_json::json!({}));
+            let tag = serde_json::json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED"
+            });
+            match meta.get_mut("tag").and_then(|t| t.as_array_mut()) {
+                Some(a) => a.push(tag),
+                None => meta["tag"] = serde_json::json!([tag]),
+            }
+            out.push_str(&meta.to_string());
+        } else {
+            out.push_str(v.get());
+        }
+    }
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,9 @@ macro_rules! rls {
 }
 
 /// The records component's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[V1, V2];
+
+const V1: Migration = Migration {
     component: "records",
     version: 1,
     name: "FHIR resources, their versions, usage counters",
@@ -76,4 +78,58 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         PRIMARY KEY (tenant_id, key));\n",
         rls!("fhir_usage"),
     ),
-}];
+};
+
+const V2: Migration = Migration {
+    component: "records",
+    version: 2,
+    name: "search index: tokens, strings, dates, references",
+    sqlite: "CREATE TABLE fhir_idx_token (
+        type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        system TEXT, code TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX fhir_idx_token_q ON fhir_idx_token (type, param, code, system);
+    CREATE INDEX fhir_idx_token_r ON fhir_idx_token (type, id);
+    CREATE TABLE fhir_idx_string (
+        type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        norm TEXT NOT NULL, raw TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX fhir_idx_string_q ON fhir_idx_string (type, param, norm);
+    CREATE INDEX fhir_idx_string_r ON fhir_idx_string (type, id);
+    CREATE TABLE fhir_idx_date (
+        type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        lo INTEGER NOT NULL, hi INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX fhir_idx_date_q ON fhir_idx_date (type, param, lo);
+    CREATE INDEX fhir_idx_date_r ON fhir_idx_date (type, id);
+    CREATE TABLE fhir_idx_ref (
+        type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        target_type TEXT NOT NULL, target_id TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX fhir_idx_ref_q ON fhir_idx_ref (type, param, target_id);
+    CREATE INDEX fhir_idx_ref_t ON fhir_idx_ref (target_type, target_id);
+    CREATE INDEX fhir_idx_ref_r ON fhir_idx_ref (type, id);",
+    postgres: concat!(
+        "CREATE TABLE fhir_idx_token (tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        type text NOT NULL, id text NOT NULL, param text NOT NULL, system text, code text NOT NULL);
+      CREATE INDEX fhir_idx_token_q ON fhir_idx_token (tenant_id, type, param, code, system);
+      CREATE INDEX fhir_idx_token_r ON fhir_idx_token (tenant_id, type, id);\n",
+        rls!("fhir_idx_token"),
+        "CREATE TABLE fhir_idx_string (tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        type text NOT NULL, id text NOT NULL, param text NOT NULL, norm text NOT NULL, raw text NOT NULL);
+      CREATE INDEX fhir_idx_string_q ON fhir_idx_string (tenant_id, type, param, norm text_pattern_ops);
+      CREATE INDEX fhir_idx_string_r ON fhir_idx_string (tenant_id, type, id);\n",
+        rls!("fhir_idx_string"),
+        "CREATE TABLE fhir_idx_date (tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        type text NOT NULL, id text NOT NULL, param text NOT NULL, lo bigint NOT NULL, hi bigint NOT NULL);
+      CREATE INDEX fhir_idx_date_q ON fhir_idx_date (tenant_id, type, param, lo);
+      CREATE INDEX fhir_idx_date_r ON fhir_idx_date (tenant_id, type, id);\n",
+        rls!("fhir_idx_date"),
+        "CREATE TABLE fhir_idx_ref (tenant_id uuid NOT NULL DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+        type text NOT NULL, id text NOT NULL, param text NOT NULL, target_type text NOT NULL, target_id text NOT NULL);
+      CREATE INDEX fhir_idx_ref_q ON fhir_idx_ref (tenant_id, type, param, target_id);
+      CREATE INDEX fhir_idx_ref_t ON fhir_idx_ref (tenant_id, target_type, target_id);
+      CREATE INDEX fhir_idx_ref_r ON fhir_idx_ref (tenant_id, type, id);\n",
+        rls!("fhir_idx_ref"),
+    ),
+};

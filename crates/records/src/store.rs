@@ -100,6 +100,7 @@ struct Write {
     body: Option<Box<dyn Fn(u64, OffsetDateTime) -> String + Send + Sync>>,
     limits: Limits,
     patient: bool,
+    index: Vec<crate::index::Row>,
 }
 
 async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<String>)> {
@@ -159,6 +160,7 @@ async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<Strin
                      deleted = excluded.deleted, doc = excluded.doc",
                     (w.rtype, &w.id, next, now, deleted as i64, &doc),
                 )?;
+                reindex_sqlite(&tx, w.rtype, &w.id, if deleted { &[] } else { &w.index })?;
                 for (k, d) in [("patients", dp), ("bytes", bytes)] {
                     if d != 0 {
                         tx.execute(
@@ -244,6 +246,7 @@ async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<Strin
                         &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
                     )
                     .await?;
+                    reindex_pg(tx, w.rtype, &w.id, if deleted { &[] } else { &w.index }).await?;
                     for (k, d) in [("patients", dp), ("bytes", bytes)] {
                         if d != 0 {
                             tx.execute(
@@ -260,6 +263,140 @@ async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<Strin
             .map_err(RecordsError::from)
         }
     }
+}
+
+fn reindex_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    rtype: &str,
+    id: &str,
+    rows: &[crate::index::Row],
+) -> rusqlite::Result<()> {
+    use crate::index::Row;
+    for t in [
+        "fhir_idx_token",
+        "fhir_idx_string",
+        "fhir_idx_date",
+        "fhir_idx_ref",
+    ] {
+        tx.prepare_cached(&format!("DELETE FROM {t} WHERE type = ?1 AND id = ?2"))?
+            .execute((rtype, id))?;
+    }
+    for r in rows {
+        match r {
+            Row::Token { param, system, code } => tx
+                .prepare_cached(
+                    "INSERT INTO fhir_idx_token (type, id, param, system, code) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute((rtype, id, param, system, code))?,
+            Row::Str { param, norm, raw } => tx
+                .prepare_cached(
+                    "INSERT INTO fhir_idx_string (type, id, param, norm, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute((rtype, id, param, norm, raw))?,
+            Row::Date { param, lo, hi } => tx
+                .prepare_cached(
+                    "INSERT INTO fhir_idx_date (type, id, param, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute((rtype, id, param, lo, hi))?,
+            Row::Ref { param, rtype: tt, id: tid } => tx
+                .prepare_cached(
+                    "INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute((rtype, id, param, tt, tid))?,
+        };
+    }
+    Ok(())
+}
+
+async fn reindex_pg(
+    tx: &tokio_postgres::Transaction<'_>,
+    rtype: &str,
+    id: &str,
+    rows: &[crate::index::Row],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    use crate::index::Row;
+    for t in [
+        "fhir_idx_token",
+        "fhir_idx_string",
+        "fhir_idx_date",
+        "fhir_idx_ref",
+    ] {
+        tx.execute(
+            &format!("DELETE FROM {t} WHERE type = $1 AND id = $2"),
+            &[&rtype, &id],
+        )
+        .await?;
+    }
+    // One multi-row insert per table.
+    let mut tokens: (Vec<&str>, Vec<Option<&str>>, Vec<&str>) = Default::default();
+    let mut strs: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    let mut dates: (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+    let mut refs: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    for r in rows {
+        match r {
+            Row::Token {
+                param,
+                system,
+                code,
+            } => {
+                tokens.0.push(param);
+                tokens.1.push(system.as_deref());
+                tokens.2.push(code);
+            }
+            Row::Str { param, norm, raw } => {
+                strs.0.push(param);
+                strs.1.push(norm);
+                strs.2.push(raw);
+            }
+            Row::Date { param, lo, hi } => {
+                dates.0.push(param);
+                dates.1.push(*lo);
+                dates.2.push(*hi);
+            }
+            Row::Ref {
+                param,
+                rtype: tt,
+                id: tid,
+            } => {
+                refs.0.push(param);
+                refs.1.push(tt);
+                refs.2.push(tid);
+            }
+        }
+    }
+    if !tokens.0.is_empty() {
+        tx.execute(
+            "INSERT INTO fhir_idx_token (type, id, param, system, code) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
+            &[&rtype, &id, &tokens.0, &tokens.1, &tokens.2],
+        )
+        .await?;
+    }
+    if !strs.0.is_empty() {
+        tx.execute(
+            "INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
+            &[&rtype, &id, &strs.0, &strs.1, &strs.2],
+        )
+        .await?;
+    }
+    if !dates.0.is_empty() {
+        tx.execute(
+            "INSERT INTO fhir_idx_date (type, id, param, lo, hi) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::bigint[])",
+            &[&rtype, &id, &dates.0, &dates.1, &dates.2],
+        )
+        .await?;
+    }
+    if !refs.0.is_empty() {
+        tx.execute(
+            "INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
+            &[&rtype, &id, &refs.0, &refs.1, &refs.2],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn usage_of(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<u64> {
@@ -306,6 +443,7 @@ pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Ver
     let id = db.mint_id().to_string();
     let rtype = r.rtype;
     let patient = r.is_patient();
+    let index = crate::index::extract(rtype.as_str(), &r.value);
     let body_id = id.clone();
     let w = Write {
         rtype: rtype.as_str(),
@@ -314,6 +452,7 @@ pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Ver
         body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
         limits,
         patient,
+        index,
     };
     finish(rtype, id, write(db, w).await?)?
         .ok_or_else(|| RecordsError::Internal("create wrote nothing".into()))
@@ -330,6 +469,7 @@ pub async fn update(
 ) -> Result<Version> {
     let rtype = r.rtype;
     let patient = r.is_patient();
+    let index = crate::index::extract(rtype.as_str(), &r.value);
     let body_id = id.to_owned();
     let w = Write {
         rtype: rtype.as_str(),
@@ -338,6 +478,7 @@ pub async fn update(
         body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
         limits,
         patient,
+        index,
     };
     finish(rtype, id.to_owned(), write(db, w).await?)?
         .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))
@@ -352,6 +493,7 @@ pub async fn delete(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<O
         body: None,
         limits: Limits::NONE,
         patient: rtype.as_str() == "Patient",
+        index: Vec::new(),
     };
     finish(rtype, id.to_owned(), write(db, w).await?)
 }

@@ -18,6 +18,8 @@ pub enum ClinicalAction {
     Vread,
     /// Read the history.
     History,
+    /// Returned by a search.
+    Search,
     /// Created.
     Create,
     /// Updated.
@@ -33,6 +35,7 @@ impl ClinicalAction {
             Self::Read => "read",
             Self::Vread => "vread",
             Self::History => "history",
+            Self::Search => "search",
             Self::Create => "create",
             Self::Update => "update",
             Self::Delete => "delete",

@@ -19,6 +19,7 @@ use tenantplane_core::{Permission, Profile, Tenant};
 use tenantplane_records::{
     RecordsError,
     resource::{self, ResourceType},
+    search,
     store::{self, Limits, Version},
 };
 use time::OffsetDateTime;
@@ -717,4 +718,228 @@ pub async fn unknown(FhirTenant(_ctx): FhirTenant) -> FhirError {
         "not-supported",
         "this interaction is not supported (see /fhir/metadata)",
     )
+}
+
+fn cursor_encode(tenant: tenantplane_core::TenantId, sort: &str, k: &search::Key) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = serde_json::json!({"s": sort, "lu": k.lu, "id": k.id}).to_string();
+    let mac = tenantplane_core::id_tags::seal_mac(tenant, body.as_bytes());
+    format!("{}.{}", b64.encode(body), b64.encode(mac))
+}
+
+fn cursor_decode(tenant: tenantplane_core::TenantId, sort: &str, c: &str) -> Option<search::Key> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (body, mac) = c.split_once('.')?;
+    let body = b64.decode(body).ok()?;
+    let mac = b64.decode(mac).ok()?;
+    let want = tenantplane_core::id_tags::seal_mac(tenant, &body);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        mac.as_slice(),
+        want.as_slice(),
+    )) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    if v["s"].as_str()? != sort {
+        return None;
+    }
+    Some(search::Key {
+        lu: v["lu"].as_i64()?,
+        id: v["id"].as_str()?.to_owned(),
+    })
+}
+
+fn origin(h: &HeaderMap) -> String {
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() < 256 && !v.contains(['/', ' ', '"']))
+        .unwrap_or("localhost");
+    let proto = h
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+/// `application/x-www-form-urlencoded` of `params` (for links).
+fn query_string(params: &[(String, String)]) -> String {
+    fn enc(s: &str) -> String {
+        let mut o = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b':'
+                | b'|'
+                | b',' => o.push(b as char),
+                _ => o.push_str(&format!("%{b:02X}")),
+            }
+        }
+        o
+    }
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn parse_form(raw: &str) -> Vec<(String, String)> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .unwrap_or_else(|_| axum::http::Uri::from_static("/")),
+    )
+    .map(|q| q.0)
+    .unwrap_or_default()
+}
+
+async fn run_search(
+    s: &AppState,
+    u: &UserCtx,
+    t: &str,
+    params: Vec<(String, String)>,
+    headers: &HeaderMap,
+    base: &str,
+) -> FhirResult<Response> {
+    require(u, Permission::RecordsRead)?;
+    let rt = rtype(t)?;
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=strict"));
+    if params.len() > 100 || params.iter().any(|(k, v)| k.len() > 128 || v.len() > 2048) {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "too-long",
+            "at most 100 parameters of 2 KiB each",
+        ));
+    }
+    let (mut q, ignored) = search::parse(rt, &params, strict).map_err(FhirError::invalid)?;
+    let tenant = u.tenant.tenant().id;
+    let sort = params
+        .iter()
+        .find(|(k, _)| k == "_sort")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("_id");
+    if let Some((_, c)) = params.iter().find(|(k, _)| k == "_cursor") {
+        q.after = Some(cursor_decode(tenant, sort, c).ok_or_else(|| {
+            FhirError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "the _cursor is not valid here (expired, altered, or from another search)",
+            )
+        })?);
+    }
+    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let page = search::search(db, &q).await?;
+    for v in page.matches.iter().chain(page.included.iter()) {
+        audit(s, u, ClinicalAction::Search, v.rtype, &v.id, StatusCode::OK);
+    }
+    let origin = origin(headers);
+    let kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "_cursor" && !ignored.contains(k))
+        .cloned()
+        .collect();
+    let self_url = format!("{origin}{base}/{rt}?{}", query_string(&kept));
+    let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
+    if let Some(n) = page.total {
+        out.push_str(&format!(",\"total\":{n}"));
+    }
+    out.push_str(",\"link\":[{\"relation\":\"self\",\"url\":");
+    out.push_str(&serde_json::Value::from(self_url.clone()).to_string());
+    out.push('}');
+    if let Some(k) = &page.next {
+        let mut next = kept.clone();
+        next.push(("_cursor".into(), cursor_encode(tenant, sort, k)));
+        let url = format!("{origin}{base}/{rt}?{}", query_string(&next));
+        out.push_str(",{\"relation\":\"next\",\"url\":");
+        out.push_str(&serde_json::Value::from(url).to_string());
+        out.push('}');
+    }
+    out.push_str("],\"entry\":[");
+    let mut first = true;
+    for (mode, v) in page
+        .matches
+        .iter()
+        .map(|v| ("match", v))
+        .chain(page.included.iter().map(|v| ("include", v)))
+    {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str("{\"fullUrl\":");
+        out.push_str(
+            &serde_json::Value::from(format!("{origin}{base}/{}/{}", v.rtype, v.id)).to_string(),
+        );
+        out.push_str(",\"resource\":");
+        let doc = v.doc.as_deref().unwrap_or("{}");
+        if q.elements.is_empty() || mode == "include" {
+            out.push_str(doc);
+        } else {
+            out.push_str(&resource::subset(doc, &q.elements));
+        }
+        out.push_str(&format!(",\"search\":{{\"mode\":\"{mode}\"}}}}"));
+    }
+    out.push_str("]}");
+    if !ignored.is_empty() {
+        tracing::debug!(ignored = ?ignored, "search parameters ignored");
+    }
+    Ok(fhir_body(StatusCode::OK, out))
+}
+
+/// `GET /fhir/{type}?…`: search.
+pub async fn search_get(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+) -> FhirResult<Response> {
+    let params = parse_form(here.query().unwrap_or(""));
+    run_search(&s, &u, &t, params, &headers, &base_of(&uri, &here)).await
+}
+
+/// `POST /fhir/{type}/_search` (form body): search.
+pub async fn search_post(
+    State(s): State<AppState>,
+    FhirUser(u): FhirUser,
+    OriginalUri(uri): OriginalUri,
+    here: axum::http::Uri,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "_search takes application/x-www-form-urlencoded",
+        ));
+    }
+    let mut params = parse_form(here.query().unwrap_or(""));
+    params.extend(parse_form(&String::from_utf8_lossy(&body)));
+    let base = base_of(&uri, &here);
+    let base = base
+        .strip_suffix(&format!("/{t}/_search"))
+        .unwrap_or(&base)
+        .to_owned();
+    run_search(&s, &u, &t, params, &headers, &base).await
 }

@@ -312,8 +312,11 @@ pub fn service(
         .route("/fhir/metadata", get(fhir_api::metadata))
         .route(
             "/fhir/{type}",
-            post(fhir_api::create).fallback(fhir_api::unknown),
+            post(fhir_api::create)
+                .get(fhir_api::search_get)
+                .fallback(fhir_api::unknown),
         )
+        .route("/fhir/{type}/_search", post(fhir_api::search_post))
         .route(
             "/fhir/{type}/{id}",
             get(fhir_api::read)
