@@ -6,12 +6,15 @@
 //!   (patients, bytes) checked against the plan inside each write's transaction;
 //! - [`index`]: the search parameters and the index rows extracted from each version;
 //! - [`search`]: search queries over those rows, with cursor paging bound to the tenant;
+//! - [`bundle`]: `batch` and `transaction` Bundles (atomic transactions, `urn:uuid` and
+//!   conditional references, `ifNoneExist`);
 //! - [`schema`]: the `records` component's migrations (SQLite and PostgreSQL with forced
 //!   row-level security).
 //!
 //! Every operation takes a [`TenantDb`], which only exists for a resolved tenant; ids are
 //! minted by the tenant (`tenantplane_core::id_tags`), so a foreign id can be recognised.
 
+pub mod bundle;
 pub mod index;
 pub mod resource;
 pub mod schema;

@@ -103,166 +103,252 @@ struct Write {
     index: Vec<crate::index::Row>,
 }
 
-async fn write(db: TenantDb<'_>, w: Write) -> Result<(Outcome, i64, Option<String>)> {
-    let now = now_ms();
+fn plan(op: &Op, cur: Option<(i64, bool)>) -> Result<(i64, bool), Outcome> {
+    match (op, cur) {
+        (Op::Create, Some(_)) => Err(Outcome::Conflict(0)),
+        (Op::Create, None) => Ok((1, false)),
+        (Op::Update { .. }, None) => Err(Outcome::NotFound),
+        (Op::Update { if_match: Some(v) }, Some((cv, _))) if *v != cv as u64 => {
+            Err(Outcome::Conflict(cv as u64))
+        }
+        (Op::Update { .. }, Some((cv, del))) => Ok((cv + 1, !del)),
+        (Op::Delete, None) => Err(Outcome::NotFound),
+        (Op::Delete, Some((_, true))) => Err(Outcome::Unchanged),
+        (Op::Delete, Some((cv, false))) => Ok((cv + 1, true)),
+    }
+}
+
+fn patient_delta(w: &Write, live_before: bool, deleted: bool) -> i64 {
+    match (w.patient, live_before, deleted) {
+        (true, false, false) => 1,
+        (true, true, true) => -1,
+        _ => 0,
+    }
+}
+
+type Applied = (Outcome, i64, Option<String>);
+
+fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite::Result<Applied> {
+    use rusqlite::OptionalExtension;
     let at = at_ms(now);
+    let cur: Option<(i64, bool)> = tx
+        .prepare_cached("SELECT version, deleted FROM fhir_resources WHERE type = ?1 AND id = ?2")?
+        .query_row((w.rtype, &w.id), |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? != 0))
+        })
+        .optional()?;
+    let (next, live_before) = match plan(&w.op, cur) {
+        Ok(x) => x,
+        Err(o) => return Ok((o, now, None)),
+    };
+    let doc = w.body.as_ref().map(|f| f(next as u64, at));
+    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+    let deleted = doc.is_none();
+    let dp = patient_delta(w, live_before, deleted);
+    let usage = Usage {
+        patients: usage_of(tx, "patients")?,
+        bytes: usage_of(tx, "bytes")?,
+    };
+    if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
+        return Ok((Outcome::Quota(q, l, c), now, None));
+    }
+    tx.prepare_cached(
+        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute((w.rtype, &w.id, next, now, deleted as i64, &doc))?;
+    tx.prepare_cached(
+        "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (type, id) DO UPDATE SET \
+         version = excluded.version, last_updated = excluded.last_updated, \
+         deleted = excluded.deleted, doc = excluded.doc",
+    )?
+    .execute((w.rtype, &w.id, next, now, deleted as i64, &doc))?;
+    reindex_sqlite(tx, w.rtype, &w.id, if deleted { &[] } else { &w.index })?;
+    for (k, d) in [("patients", dp), ("bytes", bytes)] {
+        if d != 0 {
+            tx.prepare_cached(
+                "INSERT INTO fhir_usage (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            )?
+            .execute((k, d))?;
+        }
+    }
+    Ok((Outcome::Written(next as u64), now, doc))
+}
+
+async fn apply_pg(
+    tx: &tokio_postgres::Transaction<'_>,
+    w: &Write,
+    now: i64,
+) -> std::result::Result<Applied, tokio_postgres::Error> {
+    let at = at_ms(now);
+    let cur = tx
+        .query_opt(
+            "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
+            &[&w.rtype, &w.id],
+        )
+        .await?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)));
+    let (next, live_before) = match plan(&w.op, cur) {
+        Ok(x) => x,
+        Err(o) => return Ok((o, now, None)),
+    };
+    let doc = w.body.as_ref().map(|f| f(next as u64, at));
+    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+    let deleted = doc.is_none();
+    let dp = patient_delta(w, live_before, deleted);
+    // The counters exist and are locked for the rest of the transaction.
+    tx.execute(
+        "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await?;
+    let mut usage = Usage::default();
+    for r in tx
+        .query(
+            "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
+             ORDER BY key FOR UPDATE",
+            &[],
+        )
+        .await?
+    {
+        let v = r.get::<_, i64>(1).max(0) as u64;
+        match r.get::<_, &str>(0) {
+            "patients" => usage.patients = v,
+            _ => usage.bytes = v,
+        }
+    }
+    if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
+        return Ok((Outcome::Quota(q, l, c), now, None));
+    }
+    tx.execute(
+        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
+         version = excluded.version, last_updated = excluded.last_updated, \
+         deleted = excluded.deleted, doc = excluded.doc",
+        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
+    )
+    .await?;
+    reindex_pg(tx, w.rtype, &w.id, if deleted { &[] } else { &w.index }).await?;
+    for (k, d) in [("patients", dp), ("bytes", bytes)] {
+        if d != 0 {
+            tx.execute(
+                "UPDATE fhir_usage SET value = value + $2 WHERE key = $1",
+                &[&k, &d],
+            )
+            .await?;
+        }
+    }
+    Ok((Outcome::Written(next as u64), now, doc))
+}
+
+fn ok(o: &Outcome) -> bool {
+    matches!(o, Outcome::Written(_) | Outcome::Unchanged)
+}
+
+/// Runs `writes` in one transaction. With `atomic`, the first write that does not succeed
+/// rolls everything back (its outcome is returned in its place, the others as `None`);
+/// otherwise every write stands alone.
+async fn write_all(
+    db: TenantDb<'_>,
+    writes: Vec<Write>,
+    atomic: bool,
+) -> Result<Vec<Option<Applied>>> {
+    let now = now_ms();
     match db {
-        TenantDb::Sqlite(s) => s
-            .run(move |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let cur: Option<(i64, bool)> = {
-                    use rusqlite::OptionalExtension;
-                    tx.query_row(
-                        "SELECT version, deleted FROM fhir_resources WHERE type = ?1 AND id = ?2",
-                        (w.rtype, &w.id),
-                        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
-                    )
-                    .optional()?
-                };
-                let (next, live_before) = match (&w.op, cur) {
-                    (Op::Create, Some(_)) => return Ok((Outcome::Conflict(0), now, None)),
-                    (Op::Create, None) => (1, false),
-                    (Op::Update { .. }, None) => return Ok((Outcome::NotFound, now, None)),
-                    (Op::Update { if_match: Some(v) }, Some((cv, _))) if *v != cv as u64 => {
-                        return Ok((Outcome::Conflict(cv as u64), now, None));
+        TenantDb::Sqlite(s) => {
+            s.run(move |c| {
+                let mut out = Vec::with_capacity(writes.len());
+                if atomic {
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    for w in &writes {
+                        let a = apply_sqlite(&tx, w, now)?;
+                        let good = ok(&a.0);
+                        out.push(Some(a));
+                        if !good {
+                            // Dropping the transaction rolls it back.
+                            let n = out.len();
+                            let failed = out.pop().flatten();
+                            let mut v: Vec<Option<Applied>> =
+                                (0..writes.len()).map(|_| None).collect();
+                            v[n - 1] = failed;
+                            return Ok(v);
+                        }
                     }
-                    (Op::Update { .. }, Some((cv, del))) => (cv + 1, !del),
-                    (Op::Delete, None) => return Ok((Outcome::NotFound, now, None)),
-                    (Op::Delete, Some((_, true))) => {
-                        return Ok((Outcome::Unchanged, now, None));
-                    }
-                    (Op::Delete, Some((cv, false))) => (cv + 1, true),
-                };
-                let doc = w.body.as_ref().map(|f| f(next as u64, at));
-                let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
-                let deleted = doc.is_none();
-                let dp: i64 = match (w.patient, live_before, deleted) {
-                    (true, false, false) => 1,
-                    (true, true, true) => -1,
-                    _ => 0,
-                };
-                let usage = Usage {
-                    patients: usage_of(&tx, "patients")?,
-                    bytes: usage_of(&tx, "bytes")?,
-                };
-                if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
-                    return Ok((Outcome::Quota(q, l, c), now, None));
-                }
-                tx.execute(
-                    "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    (w.rtype, &w.id, next, now, deleted as i64, &doc),
-                )?;
-                tx.execute(
-                    "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (type, id) DO UPDATE SET \
-                     version = excluded.version, last_updated = excluded.last_updated, \
-                     deleted = excluded.deleted, doc = excluded.doc",
-                    (w.rtype, &w.id, next, now, deleted as i64, &doc),
-                )?;
-                reindex_sqlite(&tx, w.rtype, &w.id, if deleted { &[] } else { &w.index })?;
-                for (k, d) in [("patients", dp), ("bytes", bytes)] {
-                    if d != 0 {
-                        tx.execute(
-                            "INSERT INTO fhir_usage (key, value) VALUES (?1, ?2) \
-                             ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-                            (k, d),
-                        )?;
+                    tx.commit()?;
+                } else {
+                    for w in &writes {
+                        let tx =
+                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        let a = apply_sqlite(&tx, w, now)?;
+                        if ok(&a.0) {
+                            tx.commit()?;
+                        }
+                        out.push(Some(a));
                     }
                 }
-                tx.commit()?;
-                Ok((Outcome::Written(next as u64), now, doc))
-            })
-            .await
-            .map_err(RecordsError::from),
-        TenantDb::Pg(p) => {
-            p.transaction(move |tx| {
-                Box::pin(async move {
-                    let cur = tx
-                        .query_opt(
-                            "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
-                            &[&w.rtype, &w.id],
-                        )
-                        .await?
-                        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)));
-                    let (next, live_before) = match (&w.op, cur) {
-                        (Op::Create, Some(_)) => return Ok((Outcome::Conflict(0), now, None)),
-                        (Op::Create, None) => (1, false),
-                        (Op::Update { .. }, None) => return Ok((Outcome::NotFound, now, None)),
-                        (Op::Update { if_match: Some(v) }, Some((cv, _))) if *v != cv as u64 => {
-                            return Ok((Outcome::Conflict(cv as u64), now, None));
-                        }
-                        (Op::Update { .. }, Some((cv, del))) => (cv + 1, !del),
-                        (Op::Delete, None) => return Ok((Outcome::NotFound, now, None)),
-                        (Op::Delete, Some((_, true))) => {
-                            return Ok((Outcome::Unchanged, now, None));
-                        }
-                        (Op::Delete, Some((cv, false))) => (cv + 1, true),
-                    };
-                    let doc = w.body.as_ref().map(|f| f(next as u64, at));
-                    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
-                    let deleted = doc.is_none();
-                    let dp: i64 = match (w.patient, live_before, deleted) {
-                        (true, false, false) => 1,
-                        (true, true, true) => -1,
-                        _ => 0,
-                    };
-                    // The counters exist and are locked for the rest of the transaction.
-                    tx.execute(
-                        "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
-                         ON CONFLICT DO NOTHING",
-                        &[],
-                    )
-                    .await?;
-                    let mut usage = Usage::default();
-                    for r in tx
-                        .query(
-                            "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
-                             ORDER BY key FOR UPDATE",
-                            &[],
-                        )
-                        .await?
-                    {
-                        let v = r.get::<_, i64>(1).max(0) as u64;
-                        match r.get::<_, &str>(0) {
-                            "patients" => usage.patients = v,
-                            _ => usage.bytes = v,
-                        }
-                    }
-                    if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
-                        return Ok((Outcome::Quota(q, l, c), now, None));
-                    }
-                    tx.execute(
-                        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
-                    )
-                    .await?;
-                    tx.execute(
-                        "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
-                         version = excluded.version, last_updated = excluded.last_updated, \
-                         deleted = excluded.deleted, doc = excluded.doc",
-                        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
-                    )
-                    .await?;
-                    reindex_pg(tx, w.rtype, &w.id, if deleted { &[] } else { &w.index }).await?;
-                    for (k, d) in [("patients", dp), ("bytes", bytes)] {
-                        if d != 0 {
-                            tx.execute(
-                                "UPDATE fhir_usage SET value = value + $2 WHERE key = $1",
-                                &[&k, &d],
-                            )
-                            .await?;
-                        }
-                    }
-                    Ok((Outcome::Written(next as u64), now, doc))
-                })
+                Ok(out)
             })
             .await
             .map_err(RecordsError::from)
         }
+        TenantDb::Pg(p) => {
+            if atomic {
+                let n = writes.len();
+                p.transaction_deciding(move |tx| {
+                    Box::pin(async move {
+                        let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                        for (i, w) in writes.iter().enumerate() {
+                            let a = apply_pg(tx, w, now).await?;
+                            let good = ok(&a.0);
+                            v[i] = Some(a);
+                            if !good {
+                                let failed = v[i].take();
+                                let mut only: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                                only[i] = failed;
+                                return Ok((only, false));
+                            }
+                        }
+                        Ok((v, true))
+                    })
+                })
+                .await
+                .map_err(RecordsError::from)
+            } else {
+                let mut out = Vec::with_capacity(writes.len());
+                for w in writes {
+                    let a = p
+                        .transaction_deciding(move |tx| {
+                            Box::pin(async move {
+                                let a = apply_pg(tx, &w, now).await?;
+                                let good = ok(&a.0);
+                                Ok((a, good))
+                            })
+                        })
+                        .await?;
+                    out.push(Some(a));
+                }
+                Ok(out)
+            }
+        }
     }
+}
+
+async fn write(db: TenantDb<'_>, w: Write) -> Result<Applied> {
+    write_all(db, vec![w], true)
+        .await?
+        .pop()
+        .flatten()
+        .ok_or_else(|| RecordsError::Internal("write produced no outcome".into()))
 }
 
 fn reindex_sqlite(
@@ -436,6 +522,93 @@ fn finish(
             current,
         }),
     }
+}
+
+/// A write prepared for [`apply`] (several in one transaction).
+pub struct Prepared(Write, ResourceType);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("type", &self.0.rtype)
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// A create with an id already minted (`TenantDb::mint_id`).
+    pub fn create(id: String, r: Incoming, limits: Limits) -> Self {
+        let patient = r.is_patient();
+        let index = crate::index::extract(r.rtype.as_str(), &r.value);
+        let t = r.rtype;
+        let body_id = id.clone();
+        Self(
+            Write {
+                rtype: t.as_str(),
+                id,
+                op: Op::Create,
+                body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
+                limits,
+                patient,
+                index,
+            },
+            t,
+        )
+    }
+
+    /// An update.
+    pub fn update(id: String, r: Incoming, if_match: Option<u64>, limits: Limits) -> Self {
+        let patient = r.is_patient();
+        let index = crate::index::extract(r.rtype.as_str(), &r.value);
+        let t = r.rtype;
+        let body_id = id.clone();
+        Self(
+            Write {
+                rtype: t.as_str(),
+                id,
+                op: Op::Update { if_match },
+                body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
+                limits,
+                patient,
+                index,
+            },
+            t,
+        )
+    }
+
+    /// A delete.
+    pub fn delete(rtype: ResourceType, id: String) -> Self {
+        Self(
+            Write {
+                rtype: rtype.as_str(),
+                id,
+                op: Op::Delete,
+                body: None,
+                limits: Limits::NONE,
+                patient: rtype.as_str() == "Patient",
+                index: Vec::new(),
+            },
+            rtype,
+        )
+    }
+}
+
+/// Applies `writes` in one transaction. Atomic: the first failure rolls back everything and
+/// is the only `Some` in the answer. Otherwise each stands alone. `Ok(None)` is a delete of
+/// something already deleted.
+pub async fn apply(
+    db: TenantDb<'_>,
+    writes: Vec<Prepared>,
+    atomic: bool,
+) -> Result<Vec<Option<Result<Option<Version>>>>> {
+    let keys: Vec<(ResourceType, String)> = writes.iter().map(|p| (p.1, p.0.id.clone())).collect();
+    let out = write_all(db, writes.into_iter().map(|p| p.0).collect(), atomic).await?;
+    Ok(out
+        .into_iter()
+        .zip(keys)
+        .map(|(a, (t, id))| a.map(|a| finish(t, id, a)))
+        .collect())
 }
 
 /// Creates a resource with a new server-assigned id (the body's id is ignored).

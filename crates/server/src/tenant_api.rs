@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderName, StatusCode, Uri, header, request::Parts, uri::PathAndQuery},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::{any, get, post},
+    routing::{get, post},
 };
 use tenantplane_core::{
     Tenant, TenantStatus,
@@ -326,7 +326,14 @@ pub fn service(
         )
         .route("/fhir/{type}/{id}/_history", get(fhir_api::history))
         .route("/fhir/{type}/{id}/_history/{vid}", get(fhir_api::vread))
-        .route("/fhir", any(fhir_api::unknown))
+        .route(
+            "/fhir",
+            post(fhir_api::bundle)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    fhir_api::MAX_BUNDLE_BYTES,
+                ))
+                .fallback(fhir_api::unknown),
+        )
         .route("/auth/sso/callback", get(sso_api::callback))
         .route(
             "/api/tenant/users",

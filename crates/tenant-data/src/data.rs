@@ -79,6 +79,15 @@ impl PgTenant<'_> {
     {
         self.server.transaction(self.tenant, f).await
     }
+
+    /// A transaction whose closure decides whether to commit (`(value, commit)`).
+    pub async fn transaction_deciding<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> FnOnce(&'t tokio_postgres::Transaction<'t>) -> TxFuture<'t, (T, bool)> + Send,
+    {
+        self.server.transaction_deciding(self.tenant, f).await
+    }
 }
 
 enum Backend<'a> {

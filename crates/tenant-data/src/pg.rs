@@ -647,6 +647,31 @@ impl PgServer {
         Ok(out)
     }
 
+    /// Like [`transaction`](Self::transaction), but `f` decides: it returns the value and
+    /// whether to commit (`false` rolls back).
+    pub async fn transaction_deciding<T, F>(&self, tenant: &Tenant, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'a> FnOnce(&'a tokio_postgres::Transaction<'a>) -> TxFuture<'a, (T, bool)> + Send,
+    {
+        let (dbname, schema) = self.route(tenant)?;
+        let mut c = self.app.get(&dbname).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        tx.execute(
+            "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)",
+            &[&quote_ident(&schema), &tenant.id.to_string()],
+        )
+        .await
+        .map_err(db)?;
+        let (out, commit) = f(&tx).await.map_err(db)?;
+        if commit {
+            tx.commit().await.map_err(db)?;
+        } else {
+            tx.rollback().await.map_err(db)?;
+        }
+        Ok(out)
+    }
+
     /// A connection of the application pool to the main database (or `dbname`) with no
     /// tenant context (for leak tests).
     #[doc(hidden)]
