@@ -333,6 +333,8 @@ async fn rewrite(
         serde_json::from_str(json).map_err(|e| (400, "structure", format!("invalid JSON: {e}")))?;
     let mut refs = Vec::new();
     references(&v, &mut refs);
+    refs.sort();
+    refs.dedup();
     let mut out = json.to_owned();
     for r in refs {
         let target = if let Some(t) = map.get(&r) {
