@@ -183,6 +183,20 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/tenants/{tenant}/fhir`: imports a FHIR Bundle; returns the response
+    /// Bundle.
+    pub async fn fhir_import(&self, tenant: &str, bundle: Vec<u8>) -> Result<serde_json::Value> {
+        Self::send(
+            self.request(
+                Method::POST,
+                &format!("/api/v1/tenants/{}/fhir", Self::seg(tenant)),
+            )
+            .header("content-type", "application/fhir+json")
+            .body(bundle),
+        )
+        .await
+    }
+
     /// `GET /api/v1/tenants/{tenant}/usage`.
     pub async fn tenant_usage(&self, tenant: &str) -> Result<tenantplane_core::api::TenantUsage> {
         Self::send(self.request(

@@ -6,6 +6,7 @@ use std::{collections::VecDeque, net::IpAddr, sync::Mutex};
 
 use serde::Serialize;
 use tenantplane_core::{TenantId, UserId};
+
 use time::OffsetDateTime;
 
 /// What was done.
@@ -51,8 +52,10 @@ pub struct ClinicalAccess {
     pub at: OffsetDateTime,
     /// The tenant.
     pub tenant_id: TenantId,
-    /// Who.
-    pub user_id: UserId,
+    /// Who: a tenant user…
+    pub user_id: Option<UserId>,
+    /// …or a platform operator (imports through the control plane).
+    pub operator: Option<String>,
     /// What.
     pub action: ClinicalAction,
     /// Resource type.
@@ -94,7 +97,8 @@ impl AuditEvents {
         metrics::counter!("tenantplane_clinical_access_total", "action" => ev.action.as_str())
             .increment(1);
         tracing::info!(target: "tenantplane::audit", action = ev.action.as_str(),
-            tenant_id = %ev.tenant_id, user_id = %ev.user_id, resource_type = ev.resource_type,
+            tenant_id = %ev.tenant_id, user_id = ?ev.user_id, operator = ?ev.operator,
+            resource_type = ev.resource_type,
             resource_id = %ev.resource_id, status = ev.status, peer = ?ev.peer,
             "clinical record access");
         let mut r = self.ring.lock().unwrap_or_else(|p| p.into_inner());

@@ -175,11 +175,12 @@ impl From<RecordsError> for FhirError {
 
 type FhirResult<T> = Result<T, FhirError>;
 
-/// Whether the records module is on for `tenant`: the `records` setting, else on for
-/// hospitals.
+/// Whether the records module is on for `tenant`: the setting `records` (or
+/// `modules.records`), else on for hospitals.
 pub fn records_enabled(t: &Tenant) -> bool {
     t.settings
         .get("records")
+        .or_else(|| t.settings.get("modules").and_then(|m| m.get("records")))
         .and_then(|v| v.as_bool())
         .unwrap_or(t.profile == Profile::Hospital)
 }
@@ -363,7 +364,8 @@ fn audit(
     s.svc.audit.record(ClinicalAccess {
         at: OffsetDateTime::now_utc(),
         tenant_id: u.tenant.tenant().id,
-        user_id: u.claims.sub,
+        user_id: Some(u.claims.sub),
+        operator: None,
         action,
         resource_type: rtype.as_str(),
         resource_id: id.chars().take(64).collect(),
@@ -989,14 +991,37 @@ pub async fn bundle(
             }
             Err(tenantplane_records::bundle::BundleError::Store(e)) => return Err(e.into()),
         };
+    let base = base_of(&uri, &here);
+    let origin = origin(&headers);
+    let record = |action: ClinicalAction, v: &Version, status: StatusCode| {
+        audit(&s, &u, action, v.rtype, &v.id, status)
+    };
+    Ok(bundle_response(
+        kind,
+        &results,
+        &format!("{origin}{base}"),
+        representation,
+        started,
+        &record,
+    ))
+}
+
+/// The response Bundle of a processed batch or transaction; `record` is called for every
+/// entry that read or wrote a resource.
+pub fn bundle_response(
+    kind: tenantplane_records::bundle::Kind,
+    results: &[tenantplane_records::bundle::EntryResult],
+    full_base: &str,
+    representation: bool,
+    started: std::time::Instant,
+    record: &dyn Fn(ClinicalAction, &Version, StatusCode),
+) -> Response {
     let kind_name = match kind {
         tenantplane_records::bundle::Kind::Batch => "batch-response",
         tenantplane_records::bundle::Kind::Transaction => "transaction-response",
     };
     metrics::histogram!("tenantplane_fhir_bundle_seconds", "type" => kind_name)
         .record(started.elapsed().as_secs_f64());
-    let base = base_of(&uri, &here);
-    let origin = origin(&headers);
     let mut out = format!("{{\"resourceType\":\"Bundle\",\"type\":\"{kind_name}\",\"entry\":[");
     for (i, r) in results.iter().enumerate() {
         if i > 0 {
@@ -1010,18 +1035,14 @@ pub async fn bundle(
                 200 if r.location.is_some() => ClinicalAction::Update,
                 _ => ClinicalAction::Read,
             };
-            audit(
-                &s,
-                &u,
+            record(
                 action,
-                v.rtype,
-                &v.id,
+                v,
                 StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
             );
             out.push_str("\"fullUrl\":");
             out.push_str(
-                &serde_json::Value::from(format!("{origin}{base}/{}/{}", v.rtype, v.id))
-                    .to_string(),
+                &serde_json::Value::from(format!("{full_base}/{}/{}", v.rtype, v.id)).to_string(),
             );
             out.push(',');
             if representation && let Some(d) = &v.doc {
@@ -1046,5 +1067,5 @@ pub async fn bundle(
         out.push('}');
     }
     out.push_str("]}");
-    Ok(fhir_body(StatusCode::OK, out))
+    fhir_body(StatusCode::OK, out)
 }

@@ -475,6 +475,100 @@ impl Service {
     /// `email` (or, without one, the tenant's first administrator) gets a new one-time
     /// password, is re-enabled, gains `tenant-admin` and loses its sessions; otherwise a new
     /// administrator is created within the plan's user quota.
+    /// Processes a FHIR `batch` or `transaction` Bundle for a tenant on an operator's
+    /// behalf (bulk imports; audited as the operator). The records module must be on.
+    pub async fn fhir_import(
+        &self,
+        r: &str,
+        operator: &str,
+        body: &[u8],
+    ) -> ApiResult<(
+        tenantplane_core::TenantId,
+        tenantplane_records::bundle::Kind,
+        Vec<tenantplane_records::bundle::EntryResult>,
+    )> {
+        let t = self.get(r).await?;
+        if t.status != TenantStatus::Active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant-not-ready",
+                "Tenant not ready",
+            )
+            .detail(format!(
+                "the tenant is {}; imports need an active tenant",
+                t.status
+            )));
+        }
+        if !crate::fhir_api::records_enabled(&t) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "records-disabled",
+                "Records module off",
+            )
+            .detail("this tenant has no FHIR records; an operator can switch them on with the setting records = true"));
+        }
+        let db = self.data.handle(&t)?;
+        let limits = self
+            .quotas(&t.plan)
+            .map(|q| tenantplane_records::store::Limits {
+                max_patients: q.max_patients,
+                storage_bytes: q.storage_bytes,
+            })
+            .unwrap_or(tenantplane_records::store::Limits::NONE);
+        use tenantplane_records::bundle::{BundleError, process};
+        let (kind, results) = match process(db, body, limits).await {
+            Ok(x) => x,
+            Err(BundleError::Invalid(issues)) => {
+                let mut e =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid-bundle", "Invalid bundle");
+                e = e.detail(
+                    issues
+                        .iter()
+                        .map(|i| format!("{}: {}", i.location, i.diagnostics))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                return Err(e);
+            }
+            Err(BundleError::Entry(i, status, _code, msg)) => {
+                return Err(ApiError::new(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    "bundle-entry-failed",
+                    "Bundle entry failed",
+                )
+                .detail(format!("entry {i}: {msg}; nothing was written")));
+            }
+            Err(BundleError::Store(e)) => {
+                return Err(match e {
+                    tenantplane_records::RecordsError::Data(d) => d.into(),
+                    other => ApiError::internal(&other),
+                });
+            }
+        };
+        for r in &results {
+            if let Some(v) = &r.version {
+                self.audit.record(crate::audit::ClinicalAccess {
+                    at: time::OffsetDateTime::now_utc(),
+                    tenant_id: t.id,
+                    user_id: None,
+                    operator: Some(operator.to_owned()),
+                    action: match r.status {
+                        201 => crate::audit::ClinicalAction::Create,
+                        204 => crate::audit::ClinicalAction::Delete,
+                        200 if r.location.is_some() => crate::audit::ClinicalAction::Update,
+                        _ => crate::audit::ClinicalAction::Read,
+                    },
+                    resource_type: v.rtype.as_str(),
+                    resource_id: v.id.clone(),
+                    status: r.status,
+                    peer: None,
+                    request_id: None,
+                });
+            }
+        }
+        Ok((t.id, kind, results))
+    }
+
     /// What a tenant uses of its plan: requests this month, users.
     pub async fn usage(&self, r: &str) -> ApiResult<tenantplane_core::api::TenantUsage> {
         let t = self.get(r).await?;

@@ -68,6 +68,26 @@ pub enum Command {
     /// Where tenant data lives: servers, tenant counts, connection use (asks a server).
     #[command(subcommand)]
     Placement(PlacementCmd),
+    /// Medical records: load FHIR bundles into a tenant (asks a server).
+    #[command(subcommand)]
+    Fhir(FhirCmd),
+}
+
+/// `fhir …`.
+#[derive(Debug, Subcommand)]
+pub enum FhirCmd {
+    /// Load FHIR batch/transaction bundles (`.json`, `.json.bz2`, or directories of them)
+    /// into a tenant's records; batches first, then transactions.
+    Load {
+        /// The tenant (slug or id).
+        #[arg(long)]
+        tenant: String,
+        /// Bundle files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `migrate …`.
@@ -248,6 +268,10 @@ pub struct DemoArgs {
     /// Create the tenants and exit instead of serving.
     #[arg(long)]
     pub no_serve: bool,
+    /// FHIR bundles to load into each demo hospital (default: the Synthea sample in
+    /// `shared/testdata/synthea` or `../shared/testdata/synthea`, when present).
+    #[arg(long)]
+    pub records_data: Option<PathBuf>,
     #[command(flatten)]
     pub flags: ServerFlags,
 }
@@ -703,6 +727,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Placement(PlacementCmd::List { remote }) => {
             let p = remote.client()?.placement().await.map_err(api)?;
             crate::output::print_placement(&p, remote.output)
+        }
+        Command::Fhir(FhirCmd::Load {
+            tenant,
+            files,
+            remote,
+        }) => {
+            let c = remote.client()?;
+            let (bundles, entries, secs) = crate::fhir::load(&c, &tenant, &files).await?;
+            println!(
+                "loaded {bundles} bundles, {entries} entries into {tenant} in {secs:.1} s ({:.0} entries/s)",
+                entries as f64 / secs.max(0.001)
+            );
+            Ok(())
         }
     }
 }

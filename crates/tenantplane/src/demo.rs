@@ -162,6 +162,65 @@ async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> a
     Ok(())
 }
 
+fn sample_data() -> Option<std::path::PathBuf> {
+    ["shared/testdata/synthea", "../shared/testdata/synthea"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_dir())
+}
+
+/// Loads the sample FHIR bundles into every demo hospital that has no patients yet.
+async fn load_records(
+    svc: &tenantplane_server::service::Service,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let Some(dir) = dir.map(Path::to_path_buf).or_else(sample_data) else {
+        println!("\n(no FHIR sample data found; pass --records-data DIR to load bundles)");
+        return Ok(());
+    };
+    let bundles = crate::fhir::read_all(std::slice::from_ref(&dir))?;
+    if bundles.is_empty() {
+        return Ok(());
+    }
+    for t in seed_tenants()
+        .into_iter()
+        .filter(|t| t.profile == Some(Profile::Hospital))
+    {
+        let usage = svc.usage(&t.slug).await.map_err(|e| {
+            anyhow::anyhow!(
+                "usage of {}: {}",
+                t.slug,
+                e.detail.clone().unwrap_or_default()
+            )
+        })?;
+        if usage.patients > 0 {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let mut entries = 0;
+        for b in &bundles {
+            svc.fhir_import(&t.slug, "demo", &b.bytes)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "loading {} into {}: {}",
+                        b.path.display(),
+                        t.slug,
+                        e.detail.clone().unwrap_or_default()
+                    )
+                })?;
+            entries += b.entries;
+        }
+        println!(
+            "  {}: {entries} FHIR resources from {} bundles in {:.1} s",
+            t.slug,
+            bundles.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `demo`.
 pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> {
     if let Some(server) = &args.server {
@@ -212,6 +271,7 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
         print_reach(&base, &base_domain, &slug, &name);
         demo_users(&svc, &slug).await?;
     }
+    load_records(&svc, args.records_data.as_deref()).await?;
     if args.no_serve {
         return Ok(());
     }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod fhir;
 mod migrate;
 mod output;
 mod serve;

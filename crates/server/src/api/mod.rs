@@ -34,7 +34,7 @@ use crate::{app::AppState, extract::etag};
         tenants::delete, tenants::add_domain,
         tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
         operators::me, operators::reset_token, operators::disable, placement::list,
-        placement::status, tenants::admin_reset, tenants::usage, crate::tenant_api::profile,
+        placement::status, tenants::admin_reset, tenants::usage, tenants::fhir_import, crate::tenant_api::profile,
         crate::tenant_api::departments,
         crate::identity_api::login, crate::identity_api::refresh, crate::identity_api::logout,
         crate::identity_api::change_password, crate::identity_api::jwks,
@@ -98,6 +98,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tenants/{tenant}/admin", post(tenants::admin_reset))
         .route("/api/v1/tenants/{tenant}/usage", get(tenants::usage))
+        .route(
+            "/api/v1/tenants/{tenant}/fhir",
+            post(tenants::fhir_import).layer(axum::extract::DefaultBodyLimit::max(
+                crate::fhir_api::MAX_BUNDLE_BYTES,
+            )),
+        )
         .route(
             "/api/v1/tenants/{tenant}/{action}",
             post(tenants::lifecycle),

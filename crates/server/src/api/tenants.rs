@@ -94,6 +94,37 @@ pub async fn get(
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }
 
+/// Import a FHIR `batch` or `transaction` Bundle into a tenant's records (bulk loads by
+/// operators; every resource is audited as the operator).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/fhir", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    request_body(content = String, content_type = "application/fhir+json", description = "A batch or transaction Bundle"),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The batch-response or transaction-response Bundle"),
+        (status = 400, description = "Not a valid bundle, or an entry failed (transactions: nothing written)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Tenant not active, or records off", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn fhir_import(
+    State(s): State<AppState>,
+    op: OperatorCtx,
+    Path(t): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    op.require_write()?;
+    let started = std::time::Instant::now();
+    let (tenant, kind, results) = s.svc.fhir_import(&t, &op.operator.name, &body).await?;
+    tracing::info!(operator = %op.operator.name, tenant_id = %tenant, entries = results.len(), "FHIR bundle imported");
+    Ok(crate::fhir_api::bundle_response(
+        kind,
+        &results,
+        "",
+        false,
+        started,
+        &|_, _, _| {},
+    ))
+}
+
 /// What a tenant uses of its plan's quotas (requests this month, users).
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/usage", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant id or slug")),

@@ -406,11 +406,37 @@ fn demo_creates_the_seed_tenants_idempotently() {
     let d = dir.path();
     let port = tenantplane_testkit::pg::free_port().unwrap().to_string();
     let listen = format!("127.0.0.1:{port}");
+    // A small FHIR sample: the reference data and one patient of the Synthea set.
+    let sample = d.join("sample");
+    std::fs::create_dir(&sample).unwrap();
+    let synthea =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/synthea");
+    let mut names: Vec<_> = std::fs::read_dir(&synthea)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let patient = names.iter().find(|n| !n.starts_with("0-")).unwrap().clone();
+    for n in names
+        .iter()
+        .filter(|n| n.starts_with("0-"))
+        .chain(std::iter::once(&patient))
+    {
+        std::fs::copy(synthea.join(n), sample.join(n)).unwrap();
+    }
+    let sample_arg = sample.to_string_lossy().into_owned();
     let mut last_out = String::new();
     for _ in 0..2 {
         let o = Command::new(BIN)
             .current_dir(d)
-            .args(["demo", "--no-serve", "--listen", &listen])
+            .args([
+                "demo",
+                "--no-serve",
+                "--listen",
+                &listen,
+                "--records-data",
+                &sample_arg,
+            ])
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -453,6 +479,55 @@ fn demo_creates_the_seed_tenants_idempotently() {
             .as_u16()
     });
     assert_eq!(st, 200, "a demo user logs in with the printed password");
+    // The sample was loaded once (the second run found patients and skipped it).
+    let fhir_count = |slug: &str, pw: &str, email: &str| {
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let tok: serde_json::Value = c
+                .post(format!("{}/t/{slug}/auth/login", s.url))
+                .json(&serde_json::json!({"email": email, "password": pw}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let v: serde_json::Value = c
+                .get(format!("{}/t/{slug}/fhir/Patient?_summary=count", s.url))
+                .bearer_auth(tok["access_token"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["total"].as_u64().unwrap()
+        })
+    };
+    assert!(last_out.contains("FHIR resources") || last_out.contains("real-hospital-portugues"));
+    assert_eq!(
+        fhir_count(
+            "real-hospital-portugues",
+            &nurse_pw,
+            "nurse@real-hospital-portugues.example"
+        ),
+        1
+    );
+    let sj_pw = last_out
+        .lines()
+        .find(|l| l.contains("nurse@hospital-sao-joao.example"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap()
+        .to_owned();
+    let o = Command::new(BIN)
+        .current_dir(d)
+        .args(["operator", "create", "loader", "--role", "platform-admin"])
+        .output()
+        .unwrap();
+    let admin_token = stdout(&o)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tpo_").map(|t| format!("tpo_{t}")))
+        .unwrap();
     let o = Command::new(BIN)
         .current_dir(d)
         .args(["operator", "create", "viewer", "--role", "billing-viewer"])
@@ -473,6 +548,46 @@ fn demo_creates_the_seed_tenants_idempotently() {
         .unwrap();
     assert_eq!(sm["settings"]["daily_users"], 500);
     assert_eq!(sm["steps"].as_array().unwrap().len(), 5, "{sm}");
+    // `fhir load` through the control plane: batches first, then the transaction.
+    let patient_file = sample.join(&patient).to_string_lossy().into_owned();
+    let o = cli(
+        d,
+        &[
+            "fhir",
+            "load",
+            "--tenant",
+            "hospital-sao-joao",
+            &patient_file,
+            &sample_arg,
+        ],
+        &s.url,
+        Some(&admin_token),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("loaded 4 bundles"), "{}", stdout(&o));
+    assert_eq!(
+        fhir_count(
+            "hospital-sao-joao",
+            &sj_pw,
+            "nurse@hospital-sao-joao.example"
+        ),
+        3,
+        "one from the demo, two loaded"
+    );
+    // A read-only operator cannot import.
+    let o = cli(
+        d,
+        &[
+            "fhir",
+            "load",
+            "--tenant",
+            "hospital-sao-joao",
+            &patient_file,
+        ],
+        &s.url,
+        Some(&token),
+    );
+    assert_ne!(code(&o), 0);
     // The departments were seeded into the tenant's own store.
     let depts = rt
         .block_on(tenantplane_client::Client::new(&s.url, None).departments("hospital-santa-maria"))
