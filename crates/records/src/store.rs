@@ -177,28 +177,11 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
     Ok((Outcome::Written(next as u64), now, doc))
 }
 
-async fn apply_pg(
+/// Locks the tenant's usage counters for the rest of the transaction (creating them on
+/// first use) and reads them.
+async fn lock_usage_pg(
     tx: &tokio_postgres::Transaction<'_>,
-    w: &Write,
-    now: i64,
-) -> std::result::Result<Applied, tokio_postgres::Error> {
-    let at = at_ms(now);
-    let cur = tx
-        .query_opt(
-            "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
-            &[&w.rtype, &w.id],
-        )
-        .await?
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)));
-    let (next, live_before) = match plan(&w.op, cur) {
-        Ok(x) => x,
-        Err(o) => return Ok((o, now, None)),
-    };
-    let doc = w.body.as_ref().map(|f| f(next as u64, at));
-    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
-    let deleted = doc.is_none();
-    let dp = patient_delta(w, live_before, deleted);
-    // The counters exist and are locked for the rest of the transaction.
+) -> std::result::Result<Usage, tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
          ON CONFLICT DO NOTHING",
@@ -220,34 +203,84 @@ async fn apply_pg(
             _ => usage.bytes = v,
         }
     }
-    if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
+    Ok(usage)
+}
+
+/// One write inside a PostgreSQL transaction. `usage` is the counters as locked and moved
+/// by the earlier writes of the same transaction (the caller stores them at the end).
+/// Round trips: a create is two (version rows, index rows); others add the current-row
+/// lock and the removal of old index rows.
+async fn apply_pg(
+    tx: &tokio_postgres::Transaction<'_>,
+    w: &Write,
+    now: i64,
+    usage: &mut Option<Usage>,
+) -> std::result::Result<Applied, tokio_postgres::Error> {
+    let at = at_ms(now);
+    let fresh = matches!(w.op, Op::Create);
+    // A create has a freshly minted id: nothing to read or lock.
+    let cur = if fresh {
+        None
+    } else {
+        tx.query_opt(
+            "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
+            &[&w.rtype, &w.id],
+        )
+        .await?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)))
+    };
+    let (next, live_before) = match plan(&w.op, cur) {
+        Ok(x) => x,
+        Err(o) => return Ok((o, now, None)),
+    };
+    let doc = w.body.as_ref().map(|f| f(next as u64, at));
+    let bytes = doc.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+    let deleted = doc.is_none();
+    let dp = patient_delta(w, live_before, deleted);
+    let mut u = match usage.take() {
+        Some(u) => u,
+        None => lock_usage_pg(tx).await?,
+    };
+    if let Some((q, l, c)) = over(u, dp, bytes, w.limits) {
+        *usage = Some(u);
         return Ok((Outcome::Quota(q, l, c), now, None));
     }
+    u.patients = (u.patients as i64 + dp).max(0) as u64;
+    u.bytes = u.bytes.saturating_add(bytes.max(0) as u64);
+    *usage = Some(u);
     tx.execute(
-        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+        "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6)) \
+         INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
          version = excluded.version, last_updated = excluded.last_updated, \
          deleted = excluded.deleted, doc = excluded.doc",
         &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
     )
     .await?;
-    reindex_pg(tx, w.rtype, &w.id, if deleted { &[] } else { &w.index }).await?;
-    for (k, d) in [("patients", dp), ("bytes", bytes)] {
-        if d != 0 {
-            tx.execute(
-                "UPDATE fhir_usage SET value = value + $2 WHERE key = $1",
-                &[&k, &d],
-            )
-            .await?;
-        }
-    }
+    reindex_pg(
+        tx,
+        w.rtype,
+        &w.id,
+        if deleted { &[] } else { &w.index },
+        fresh,
+    )
+    .await?;
     Ok((Outcome::Written(next as u64), now, doc))
+}
+
+async fn store_usage_pg(
+    tx: &tokio_postgres::Transaction<'_>,
+    u: Usage,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (p, b) = (u.patients as i64, u.bytes as i64);
+    tx.execute(
+        "UPDATE fhir_usage SET value = CASE key WHEN 'patients' THEN $1::bigint ELSE $2::bigint END \
+         WHERE key IN ('patients', 'bytes')",
+        &[&p, &b],
+    )
+    .await?;
+    Ok(())
 }
 
 fn ok(o: &Outcome) -> bool {
@@ -307,8 +340,9 @@ async fn write_all(
                 p.transaction_deciding(move |tx| {
                     Box::pin(async move {
                         let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                        let mut usage = None;
                         for (i, w) in writes.iter().enumerate() {
-                            let a = apply_pg(tx, w, now).await?;
+                            let a = apply_pg(tx, w, now, &mut usage).await?;
                             let good = ok(&a.0);
                             v[i] = Some(a);
                             if !good {
@@ -317,6 +351,9 @@ async fn write_all(
                                 only[i] = failed;
                                 return Ok((only, false));
                             }
+                        }
+                        if let Some(u) = usage {
+                            store_usage_pg(tx, u).await?;
                         }
                         Ok((v, true))
                     })
@@ -329,8 +366,12 @@ async fn write_all(
                     let a = p
                         .transaction_deciding(move |tx| {
                             Box::pin(async move {
-                                let a = apply_pg(tx, &w, now).await?;
+                                let mut usage = None;
+                                let a = apply_pg(tx, &w, now, &mut usage).await?;
                                 let good = ok(&a.0);
+                                if good && let Some(u) = usage {
+                                    store_usage_pg(tx, u).await?;
+                                }
                                 Ok((a, good))
                             })
                         })
@@ -399,21 +440,23 @@ async fn reindex_pg(
     rtype: &str,
     id: &str,
     rows: &[crate::index::Row],
+    fresh: bool,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     use crate::index::Row;
-    for t in [
-        "fhir_idx_token",
-        "fhir_idx_string",
-        "fhir_idx_date",
-        "fhir_idx_ref",
-    ] {
+    if !fresh {
         tx.execute(
-            &format!("DELETE FROM {t} WHERE type = $1 AND id = $2"),
+            "WITH a AS (DELETE FROM fhir_idx_token WHERE type = $1 AND id = $2), \
+             b AS (DELETE FROM fhir_idx_string WHERE type = $1 AND id = $2), \
+             c AS (DELETE FROM fhir_idx_date WHERE type = $1 AND id = $2) \
+             DELETE FROM fhir_idx_ref WHERE type = $1 AND id = $2",
             &[&rtype, &id],
         )
         .await?;
     }
-    // One multi-row insert per table.
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Every index row of the resource in one statement.
     let mut tokens: (Vec<&str>, Vec<Option<&str>>, Vec<&str>) = Default::default();
     let mut strs: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     let mut dates: (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
@@ -450,38 +493,21 @@ async fn reindex_pg(
             }
         }
     }
-    if !tokens.0.is_empty() {
-        tx.execute(
-            "INSERT INTO fhir_idx_token (type, id, param, system, code) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
-            &[&rtype, &id, &tokens.0, &tokens.1, &tokens.2],
-        )
-        .await?;
-    }
-    if !strs.0.is_empty() {
-        tx.execute(
-            "INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
-            &[&rtype, &id, &strs.0, &strs.1, &strs.2],
-        )
-        .await?;
-    }
-    if !dates.0.is_empty() {
-        tx.execute(
-            "INSERT INTO fhir_idx_date (type, id, param, lo, hi) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::bigint[])",
-            &[&rtype, &id, &dates.0, &dates.1, &dates.2],
-        )
-        .await?;
-    }
-    if !refs.0.is_empty() {
-        tx.execute(
-            "INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
-            &[&rtype, &id, &refs.0, &refs.1, &refs.2],
-        )
-        .await?;
-    }
+    tx.execute(
+        "WITH t AS (INSERT INTO fhir_idx_token (type, id, param, system, code) \
+           SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])), \
+         s AS (INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
+           SELECT $1, $2, * FROM unnest($6::text[], $7::text[], $8::text[])), \
+         d AS (INSERT INTO fhir_idx_date (type, id, param, lo, hi) \
+           SELECT $1, $2, * FROM unnest($9::text[], $10::bigint[], $11::bigint[])) \
+         INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
+           SELECT $1, $2, * FROM unnest($12::text[], $13::text[], $14::text[])",
+        &[
+            &rtype, &id, &tokens.0, &tokens.1, &tokens.2, &strs.0, &strs.1, &strs.2, &dates.0,
+            &dates.1, &dates.2, &refs.0, &refs.1, &refs.2,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
