@@ -403,21 +403,43 @@ pub async fn metadata(
 ) -> Response {
     let interactions = json!([
         {"code": "read"}, {"code": "vread"}, {"code": "update"},
-        {"code": "delete"}, {"code": "history-instance"}, {"code": "create"}
+        {"code": "delete"}, {"code": "history-instance"}, {"code": "create"},
+        {"code": "search-type"}
     ]);
+    let kind = |k: tenantplane_records::index::Kind| match k {
+        tenantplane_records::index::Kind::Token => "token",
+        tenantplane_records::index::Kind::String => "string",
+        tenantplane_records::index::Kind::Date => "date",
+        tenantplane_records::index::Kind::Reference => "reference",
+    };
     let resources: Vec<serde_json::Value> = resource::R4_TYPES
         .iter()
         .filter(|t| ResourceType::parse(t).is_some())
         .map(|t| {
+            let mut params = vec![
+                json!({"name": "_id", "type": "token"}),
+                json!({"name": "_lastUpdated", "type": "date"}),
+            ];
+            params.extend(
+                tenantplane_records::index::params_of(t)
+                    .map(|p| json!({"name": p.name, "type": kind(p.kind)})),
+            );
+            let includes: Vec<String> = tenantplane_records::index::params_of(t)
+                .filter(|p| p.kind == tenantplane_records::index::Kind::Reference)
+                .map(|p| format!("{t}:{}", p.name))
+                .collect();
             json!({
                 "type": t,
                 "interaction": interactions,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": false,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchInclude": includes,
+                "searchRevInclude": includes,
+                "searchParam": params,
             })
         })
         .collect();
@@ -441,6 +463,7 @@ pub async fn metadata(
                 "description": "Bearer access token of a tenant user (POST /auth/login or single sign-on); records:read to read, records:write to write.",
             },
             "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
         }],
     });
     fhir_body(StatusCode::OK, body.to_string())

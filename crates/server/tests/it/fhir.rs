@@ -140,6 +140,38 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
     ] {
         assert!(types.contains(&t), "{t}");
     }
+    // It lists exactly the search parameters and system interactions supported.
+    let patient = r.body["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "Patient")
+        .unwrap();
+    let names: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "identifier",
+        "name",
+        "family",
+        "given",
+        "birthdate",
+        "gender",
+    ] {
+        assert!(names.contains(&p), "{p} in {names:?}");
+    }
+    let sys: Vec<&str> = r.body["rest"][0]["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(sys, ["transaction", "batch"]);
 
     // Create.
     let r = send(
