@@ -895,6 +895,18 @@ async fn search_flow(s: &TestServer, mode: IsolationMode) {
     assert_eq!(count!("birthdate=1980-04"), 1, "partial dates");
     assert_eq!(count!("birthdate=eq1980-04-02"), 1);
     assert_eq!(count!("birthdate=ne1980-04-02"), 4);
+    // ap: within 10 % of the distance from now (here ± 4.6 years).
+    assert_eq!(count!("birthdate=ap1980-04-02"), 1);
+    // _lastUpdated (days around now, so the test holds across midnight).
+    let day = |d: i64| {
+        tenantplane_records::resource::instant(
+            time::OffsetDateTime::now_utc() + time::Duration::days(d),
+        )[..10]
+            .to_owned()
+    };
+    assert_eq!(count!(format!("_lastUpdated=ge{}", day(-1))), 5);
+    assert_eq!(count!("_lastUpdated=lt2000"), 0);
+    assert_eq!(count!(format!("_lastUpdated=sa{}", day(1))), 0);
     assert_eq!(count!("identifier=urn:mrn|M3"), 1);
     assert_eq!(count!("identifier=M3"), 1);
     assert_eq!(count!("identifier=|M3"), 0, "no-system match");
