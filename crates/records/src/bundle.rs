@@ -413,6 +413,8 @@ async fn plan_entry(
             let json = rewrite(db, e.resource.as_deref().unwrap_or("{}"), map, cache).await?;
             let incoming = resource::parse(json.as_bytes(), Some(e.rtype))
                 .map_err(|i| (400, "structure", issue_text(&i)))?;
+            crate::validate::check(e.rtype, &incoming.value)
+                .map_err(|i| (400, "invalid", issue_text(&i)))?;
             if e.method == Method::Post {
                 Ok(Plan::Write(
                     Prepared::create(id_for_post.unwrap_or_default(), incoming, limits),

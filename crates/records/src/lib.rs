@@ -20,6 +20,7 @@ pub mod resource;
 pub mod schema;
 pub mod search;
 pub mod store;
+pub mod validate;
 
 use tenantplane_tenant_data::DataError;
 pub use tenantplane_tenant_data::TenantDb;

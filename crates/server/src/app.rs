@@ -289,6 +289,10 @@ impl Server {
         let svc = self.state.svc.clone();
         let migrate = self.config.data.migrate_on_start;
         let concurrency = self.config.data.migrate_concurrency;
+        // Compile the FHIR schema validators of the common types off the request path.
+        tokio::task::spawn_blocking(|| {
+            tenantplane_records::validate::warm_up(tenantplane_records::validate::COMMON_TYPES)
+        });
         let startup = tokio::spawn(async move {
             match svc.resume_provisioning().await {
                 Ok(0) => {}

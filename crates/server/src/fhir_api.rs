@@ -63,6 +63,13 @@ impl FhirError {
         )
     }
 
+    /// The resource does not conform to the R4 schema.
+    fn schema(issues: Vec<resource::Issue>) -> Self {
+        let mut e = Self::invalid(issues);
+        e.code = "invalid";
+        e
+    }
+
     fn invalid(issues: Vec<resource::Issue>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
@@ -483,6 +490,7 @@ pub async fn create(
     let rt = rtype(&t)?;
     check_content_type(&headers)?;
     let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
+    tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
     let out = store::create(db, incoming, limits(&s, tenant)).await;
@@ -617,6 +625,7 @@ pub async fn update(
             }]));
         }
     }
+    tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
     match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {

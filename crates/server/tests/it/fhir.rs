@@ -342,6 +342,36 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
     .await;
     assert_outcome(&r, 400, "structure");
     assert_eq!(r.body["issue"][0]["expression"][0], "Patient.Name");
+    // The R4 schema: each failing element named, the values never echoed.
+    let r = send(
+        Method::POST,
+        &a.url("/fhir/Patient"),
+        Some(clin),
+        Some(r#"{"resourceType":"Patient","gender":"sometimes","birthDate":"1980-13-45","name":[{"family":["Silva"]}]}"#),
+        &[],
+    )
+    .await;
+    assert_outcome(&r, 400, "invalid");
+    let exprs: Vec<&str> = r.body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["expression"][0].as_str())
+        .collect();
+    for e in [
+        "Patient.gender",
+        "Patient.birthDate",
+        "Patient.name[0].family",
+    ] {
+        assert!(exprs.contains(&e), "{e} in {exprs:?}");
+    }
+    assert!(
+        !r.text.contains("sometimes")
+            && !r.text.contains("1980-13-45")
+            && !r.text.contains("Silva"),
+        "{}",
+        r.text
+    );
     assert_eq!(
         send(
             Method::GET,
