@@ -5,7 +5,7 @@
 //! Compiling the whole document (every resource reachable from every other through
 //! `contained` and `Bundle.entry.resource`) takes minutes; so a validator is compiled per
 //! resource type on first use, from the definitions with `ResourceList` opened up (and the
-//! descriptions dropped). Contained resources are then validated by their own type. Error
+//! descriptions dropped, `4.0.1` added to the version enums that stop at 4.0.0). Contained resources are then validated by their own type. Error
 //! messages are the validator's *masked* ones: what is wrong and where, never the
 //! instance's values, so no health data reaches a response or a log.
 
@@ -18,13 +18,26 @@ use crate::resource::{Issue, ResourceType};
 
 static SCHEMA_TEXT: &str = include_str!("../schema/fhir.schema.json");
 
-fn strip(v: &mut serde_json::Value) {
+/// Drops the `description` annotations (not elements named `description`: those are keys of
+/// a `properties` map), and adds `4.0.1` to the FHIR-version enums: the published R4 schema
+/// was generated for 4.0.0 and lists versions only up to it, while R4 is 4.0.1.
+fn prepare(v: &mut serde_json::Value, in_properties: bool) {
     match v {
         serde_json::Value::Object(m) => {
-            m.remove("description");
-            m.values_mut().for_each(strip);
+            if !in_properties {
+                m.remove("description");
+            }
+            for (k, x) in m.iter_mut() {
+                prepare(x, !in_properties && k == "properties");
+            }
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+        serde_json::Value::Array(a) => {
+            let is_versions = a.iter().any(|x| x == "4.0.0") && a.iter().any(|x| x == "3.0.1");
+            if is_versions && !a.iter().any(|x| x == "4.0.1") {
+                a.push(serde_json::Value::from("4.0.1"));
+            }
+            a.iter_mut().for_each(|x| prepare(x, false));
+        }
         _ => {}
     }
 }
@@ -36,7 +49,7 @@ static DEFINITIONS: LazyLock<Result<serde_json::Value, String>> = LazyLock::new(
         .get_mut("definitions")
         .map(serde_json::Value::take)
         .ok_or_else(|| "the vendored schema has no definitions".to_owned())?;
-    strip(&mut defs);
+    prepare(&mut defs, false);
     // Any resource where a resource is embedded; each is validated by its own type.
     defs["ResourceList"] = serde_json::json!({"type": "object"});
     Ok(defs)
@@ -49,13 +62,22 @@ static VALIDATORS: LazyLock<Validators> = LazyLock::new(Default::default);
 pub const MAX_ISSUES: usize = 20;
 
 fn validator(rtype: ResourceType) -> Option<Arc<jsonschema::Validator>> {
+    validator_named(rtype.as_str())
+}
+
+fn validator_named(name: &str) -> Option<Arc<jsonschema::Validator>> {
     if let Some(v) = VALIDATORS
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(rtype.as_str())
+        .get(name)
     {
         return Some(v.clone());
     }
+    // Only names of the schema's definitions are compiled (and kept).
+    let name: &'static str = crate::resource::R4_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == name)?;
     let defs = match DEFINITIONS.as_ref() {
         Ok(d) => d,
         Err(e) => {
@@ -63,10 +85,10 @@ fn validator(rtype: ResourceType) -> Option<Arc<jsonschema::Validator>> {
             return None;
         }
     };
-    defs.get(rtype.as_str())?;
+    defs.get(name)?;
     let schema = serde_json::json!({
         "$schema": "http://json-schema.org/draft-06/schema#",
-        "$ref": format!("#/definitions/{rtype}"),
+        "$ref": format!("#/definitions/{name}"),
         "definitions": defs,
     });
     let v = match jsonschema::options()
@@ -75,14 +97,14 @@ fn validator(rtype: ResourceType) -> Option<Arc<jsonschema::Validator>> {
     {
         Ok(v) => Arc::new(v),
         Err(e) => {
-            tracing::error!(error = %e, resource_type = rtype.as_str(), "FHIR schema does not compile");
+            tracing::error!(error = %e, resource_type = name, "FHIR schema does not compile");
             return None;
         }
     };
     VALIDATORS
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(rtype.as_str(), v.clone());
+        .insert(name, v.clone());
     Some(v)
 }
 
@@ -167,6 +189,34 @@ pub const COMMON_TYPES: &[&str] = &[
     "Goal",
 ];
 
+/// Checks any resource by its `resourceType` (also those the store does not keep, such as
+/// `OperationOutcome`): for checking what the server answers.
+pub fn check_any(resource: &serde_json::Value) -> Result<(), Vec<Issue>> {
+    let name = resource
+        .get("resourceType")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    let Some(v) = validator_named(name) else {
+        return Err(vec![Issue {
+            location: "resourceType".into(),
+            diagnostics: "not an R4 resource type".into(),
+        }]);
+    };
+    let issues: Vec<Issue> = v
+        .iter_errors(resource)
+        .take(MAX_ISSUES)
+        .map(|e| Issue {
+            location: location(name, &e.instance_path().to_string()),
+            diagnostics: e.masked().to_string(),
+        })
+        .collect();
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(issues)
+    }
+}
+
 /// Checks `resource` (of type `rtype`) against the R4 schema.
 pub fn check(rtype: ResourceType, resource: &serde_json::Value) -> Result<(), Vec<Issue>> {
     let mut issues = Vec::new();
@@ -211,6 +261,14 @@ mod tests {
             locs.iter().any(|l| l.starts_with("Patient.contained[0]")),
             "{e:?}"
         );
+        // Elements named `description` are elements, not annotations.
+        check(
+            ResourceType::parse("CarePlan").unwrap(),
+            &json!({"resourceType": "CarePlan",
+            "status": "active", "intent": "plan", "subject": {"reference": "Patient/1"},
+            "description": "Diabetes self management plan"}),
+        )
+        .unwrap();
         let all = format!("{e:?}");
         assert!(
             !all.contains("sometimes") && !all.contains("yesterday") && !all.contains("Maria"),

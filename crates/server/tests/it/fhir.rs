@@ -598,6 +598,54 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
         4
     );
 
+    // What the server answers is valid R4 too.
+    for body in [
+        send(Method::GET, &a.url("/fhir/metadata"), None, None, &[])
+            .await
+            .body,
+        send(
+            Method::GET,
+            &format!("{url}/_history"),
+            Some(clin),
+            None,
+            &[],
+        )
+        .await
+        .body,
+        send(
+            Method::GET,
+            &format!("{url}/_history/2"),
+            Some(clin),
+            None,
+            &[],
+        )
+        .await
+        .body,
+        send(
+            Method::GET,
+            &a.url("/fhir/Patient?_count=1&_total=accurate"),
+            Some(clin),
+            None,
+            &[],
+        )
+        .await
+        .body,
+        send(Method::GET, &url, Some(clin), None, &[]).await.body,
+        send(
+            Method::POST,
+            &a.url("/fhir/Patient"),
+            Some(clin),
+            Some("{"),
+            &[],
+        )
+        .await
+        .body,
+    ] {
+        if let Err(e) = tenantplane_records::validate::check_any(&body) {
+            panic!("{} does not validate: {e:?}", body["resourceType"]);
+        }
+    }
+
     // Every access was audited, with ids only.
     let evs = s.service.audit.recent();
     let mine: Vec<_> = evs.iter().filter(|e| e.resource_id == id).collect();
