@@ -8,7 +8,8 @@
 //! B. patient read (`GET /fhir/Patient/{id}`), 4 clients for `TP_BENCH_SECS` (5) s: req/s,
 //!    p50, p99;
 //! C. `Observation?patient=X&category=vital-signs` with `TP_BENCH_TENANTS` (100) tenants
-//!    loaded (each: the reference data and 2 patients; sqlite only, the other modes use 10):
+//!    loaded (each: the reference data and 2 patients) on sqlite, `TP_BENCH_PG_TENANTS`
+//!    (10) on each PostgreSQL mode (loading is ~1 min per 10 tenants there):
 //!    p50 and p99 over 4 clients for `TP_BENCH_SECS` s, random tenant and patient each.
 //!
 //! Prints a Markdown report on stdout.
