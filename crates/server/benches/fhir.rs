@@ -232,7 +232,7 @@ async fn run_mode(
     let n = if mode == IsolationMode::Sqlite {
         tenants
     } else {
-        tenants.min(10)
+        env_num("TP_BENCH_PG_TENANTS", 10)
     };
     let mut hs = Vec::new();
     let t1 = Instant::now();
