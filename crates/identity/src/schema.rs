@@ -2,22 +2,7 @@
 
 use tenantplane_tenant_data::migrate::Migration;
 
-macro_rules! rls {
-    ($t:literal) => {
-        concat!(
-            "ALTER TABLE ",
-            $t,
-            " ENABLE ROW LEVEL SECURITY;\n",
-            "ALTER TABLE ",
-            $t,
-            " FORCE ROW LEVEL SECURITY;\n",
-            "CREATE POLICY tenant_isolation ON ",
-            $t,
-            " USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)",
-            " WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);\n"
-        )
-    };
-}
+use tenantplane_tenant_data::tenant_rls as rls;
 
 /// The identity component's migrations (after `directory`, whose departments users join).
 pub const MIGRATIONS: &[Migration] = &[V1, V2];

@@ -83,10 +83,6 @@ impl SsoError {
     }
 }
 
-fn rejected(e: SsoError) -> IdentityError {
-    IdentityError::Sso(e)
-}
-
 /// The provider's discovery document (the fields used).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovery {
@@ -364,7 +360,10 @@ impl OidcClient {
         tenant: TenantId,
         settings: &SsoSettings,
     ) -> Result<Started> {
-        let p = self.provider(&settings.issuer).await.map_err(rejected)?;
+        let p = self
+            .provider(&settings.issuer)
+            .await
+            .map_err(IdentityError::Sso)?;
         let flow = FlowState {
             state: random_b64(32),
             nonce: random_b64(32),
@@ -390,7 +389,7 @@ impl OidcClient {
                 ("code_challenge_method", "S256"),
             ],
         )
-        .map_err(|_| rejected(SsoError::Provider("bad authorization endpoint".into())))?;
+        .map_err(|_| IdentityError::Sso(SsoError::Provider("bad authorization endpoint".into())))?;
         let json = serde_json::to_vec(&flow)
             .map_err(|e| IdentityError::Internal(format!("sso state: {e}")))?;
         let sealed = platform.seal(&state_aad(tenant), &json)?;
@@ -417,15 +416,21 @@ impl OidcClient {
         } = *back;
         let flow = open_flow(platform, tenant, cookie)?;
         if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
-            return Err(rejected(SsoError::InvalidState));
+            return Err(IdentityError::Sso(SsoError::InvalidState));
         }
         if code.is_empty() || code.len() > 4096 {
-            return Err(rejected(SsoError::Rejected("code")));
+            return Err(IdentityError::Sso(SsoError::Rejected("code")));
         }
-        let p = self.provider(&settings.issuer).await.map_err(rejected)?;
+        let p = self
+            .provider(&settings.issuer)
+            .await
+            .map_err(IdentityError::Sso)?;
         let mut req = self
             .http
-            .post(self.check_url(&p.meta.token_endpoint).map_err(rejected)?)
+            .post(
+                self.check_url(&p.meta.token_endpoint)
+                    .map_err(IdentityError::Sso)?,
+            )
             .header(reqwest::header::ACCEPT, "application/json");
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -440,24 +445,23 @@ impl OidcClient {
             // A public client identifies itself in the body.
             None => form.push(("client_id", settings.client_id.as_str())),
         }
-        let resp = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| rejected(SsoError::Provider(format!("token endpoint: {e}"))))?;
+        let resp =
+            req.form(&form).send().await.map_err(|e| {
+                IdentityError::Sso(SsoError::Provider(format!("token endpoint: {e}")))
+            })?;
         #[derive(Deserialize)]
         struct TokenAnswer {
             id_token: Option<String>,
         }
         let answer: TokenAnswer = Self::read_json(resp, "token endpoint")
             .await
-            .map_err(rejected)?;
-        let id_token = answer
-            .id_token
-            .ok_or_else(|| rejected(SsoError::Provider("no id_token in the answer".into())))?;
+            .map_err(IdentityError::Sso)?;
+        let id_token = answer.id_token.ok_or_else(|| {
+            IdentityError::Sso(SsoError::Provider("no id_token in the answer".into()))
+        })?;
         self.validate(&p, settings, &id_token, &flow.nonce)
             .await
-            .map_err(rejected)
+            .map_err(IdentityError::Sso)
     }
 
     async fn key_for(
@@ -580,7 +584,7 @@ impl OidcClient {
 }
 
 fn open_flow(platform: &PlatformKey, tenant: TenantId, cookie: Option<&str>) -> Result<FlowState> {
-    let bad = || rejected(SsoError::InvalidState);
+    let bad = || IdentityError::Sso(SsoError::InvalidState);
     let raw = cookie
         .filter(|c| c.len() <= 4096)
         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())

@@ -93,6 +93,9 @@ pub struct EntryResult {
     pub location: Option<String>,
     /// The version written or read.
     pub version: Option<Version>,
+    /// Whether the entry wrote (create, update, delete) rather than read or matched an
+    /// existing resource (`ifNoneExist`).
+    pub wrote: bool,
     /// An error: FHIR issue code and diagnostics.
     pub error: Option<(&'static str, String)>,
 }
@@ -465,9 +468,10 @@ async fn existing(
     }
 }
 
-fn written(v: Option<Version>, status: u16) -> EntryResult {
+fn written(v: Option<Version>, status: u16, wrote: bool) -> EntryResult {
     EntryResult {
         status,
+        wrote,
         location: v
             .as_ref()
             .map(|v| format!("{}/{}/_history/{}", v.rtype, v.id, v.version)),
@@ -481,6 +485,7 @@ fn failed(status: u16, code: &'static str, msg: String) -> EntryResult {
         status,
         location: None,
         version: None,
+        wrote: false,
         error: Some((code, msg)),
     }
 }
@@ -545,7 +550,7 @@ pub async fn process(
             let mut slots: Vec<Result<usize, EntryResult>> = Vec::with_capacity(entries.len());
             for (i, e) in entries.iter().enumerate() {
                 if let Some(v) = existing_of[i].take() {
-                    slots.push(Err(written(Some(v), 200)));
+                    slots.push(Err(written(Some(v), 200, false)));
                     continue;
                 }
                 match plan_entry(db, e, post_ids[i].clone(), &map, &mut cache, limits)
@@ -556,7 +561,7 @@ pub async fn process(
                         writes.push((p, status, i));
                         slots.push(Ok(writes.len() - 1));
                     }
-                    Plan::Read(v) => slots.push(Err(written(Some(v), 200))),
+                    Plan::Read(v) => slots.push(Err(written(Some(v), 200, false))),
                 }
             }
             let statuses: Vec<(u16, usize)> = writes.iter().map(|(_, s, i)| (*s, *i)).collect();
@@ -566,12 +571,12 @@ pub async fn process(
             for (k, o) in outcomes.into_iter().enumerate() {
                 let (status, entry) = statuses[k];
                 match o {
-                    Some(Ok(v)) => results_of_writes.push(written(v, status)),
+                    Some(Ok(v)) => results_of_writes.push(written(v, status, true)),
                     Some(Err(e)) => {
                         let (s, c, m) = store_error(e);
                         return Err(BundleError::Entry(entry, s, c, m));
                     }
-                    None => results_of_writes.push(written(None, status)),
+                    None => results_of_writes.push(written(None, status, true)),
                 }
             }
             let results = slots
@@ -594,7 +599,7 @@ pub async fn process(
                             if let Some(fu) = &e.full_url {
                                 map.insert(fu.clone(), format!("{}/{}", e.rtype, v.id));
                             }
-                            return Ok(written(Some(v), 200));
+                            return Ok(written(Some(v), 200, false));
                         }
                         let chosen = db.mint_id().to_string();
                         if let Some(fu) = &e.full_url {
@@ -610,12 +615,12 @@ pub async fn process(
                                 .pop()
                                 .flatten()
                             {
-                                Some(Ok(v)) => Ok(written(v, status)),
+                                Some(Ok(v)) => Ok(written(v, status, true)),
                                 Some(Err(x)) => Err(store_error(x)),
-                                None => Ok(written(None, status)),
+                                None => Ok(written(None, status, true)),
                             }
                         }
-                        Plan::Read(v) => Ok(written(Some(v), 200)),
+                        Plan::Read(v) => Ok(written(Some(v), 200, false)),
                     }
                 }
                 .await;

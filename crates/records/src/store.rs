@@ -640,20 +640,8 @@ pub async fn apply(
 /// Creates a resource with a new server-assigned id (the body's id is ignored).
 pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Version> {
     let id = db.mint_id().to_string();
-    let rtype = r.rtype;
-    let patient = r.is_patient();
-    let index = crate::index::extract(rtype.as_str(), &r.value);
-    let body_id = id.clone();
-    let w = Write {
-        rtype: rtype.as_str(),
-        id: id.clone(),
-        op: Op::Create,
-        body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
-        limits,
-        patient,
-        index,
-    };
-    finish(rtype, id, write(db, w).await?)?
+    one(db, Prepared::create(id, r, limits))
+        .await?
         .ok_or_else(|| RecordsError::Internal("create wrote nothing".into()))
 }
 
@@ -666,35 +654,21 @@ pub async fn update(
     if_match: Option<u64>,
     limits: Limits,
 ) -> Result<Version> {
-    let rtype = r.rtype;
-    let patient = r.is_patient();
-    let index = crate::index::extract(rtype.as_str(), &r.value);
-    let body_id = id.to_owned();
-    let w = Write {
-        rtype: rtype.as_str(),
-        id: id.to_owned(),
-        op: Op::Update { if_match },
-        body: Some(Box::new(move |v, at| r.assemble(&body_id, v, at))),
-        limits,
-        patient,
-        index,
-    };
-    finish(rtype, id.to_owned(), write(db, w).await?)?
+    one(db, Prepared::update(id.to_owned(), r, if_match, limits))
+        .await?
         .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))
 }
 
 /// Deletes a resource (a new, bodiless version). `None`: it was already deleted.
 pub async fn delete(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<Option<Version>> {
-    let w = Write {
-        rtype: rtype.as_str(),
-        id: id.to_owned(),
-        op: Op::Delete,
-        body: None,
-        limits: Limits::NONE,
-        patient: rtype.as_str() == "Patient",
-        index: Vec::new(),
-    };
-    finish(rtype, id.to_owned(), write(db, w).await?)
+    one(db, Prepared::delete(rtype, id.to_owned())).await
+}
+
+/// One prepared write in its own transaction.
+async fn one(db: TenantDb<'_>, p: Prepared) -> Result<Option<Version>> {
+    let rtype = p.1;
+    let id = p.0.id.clone();
+    finish(rtype, id, write(db, p.0).await?)
 }
 
 type Row = (i64, i64, bool, Option<String>);

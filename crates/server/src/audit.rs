@@ -30,6 +30,16 @@ pub enum ClinicalAction {
 }
 
 impl ClinicalAction {
+    /// What a bundle entry did.
+    pub fn of_entry(e: &tenantplane_records::bundle::EntryResult) -> Self {
+        match (e.wrote, e.status) {
+            (true, 201) => Self::Create,
+            (true, 204) => Self::Delete,
+            (true, _) => Self::Update,
+            (false, _) => Self::Read,
+        }
+    }
+
     /// Stable label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -163,19 +163,15 @@ impl From<ApiError> for FhirError {
 impl From<RecordsError> for FhirError {
     fn from(e: RecordsError) -> Self {
         match e {
-            RecordsError::Data(d) => ApiError::from(d).into(),
+            RecordsError::Data(_)
+            | RecordsError::QuotaExceeded { .. }
+            | RecordsError::Internal(_) => ApiError::from(e).into(),
             RecordsError::NotFound => Self::not_found("the resource"),
             RecordsError::VersionConflict { current } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "conflict",
                 format!("If-Match does not match the current version ({current})"),
             ),
-            RecordsError::QuotaExceeded {
-                quota,
-                limit,
-                current,
-            } => ApiError::quota_exceeded(quota, limit, current).into(),
-            RecordsError::Internal(m) => ApiError::internal(&m).into(),
         }
     }
 }
@@ -1061,12 +1057,7 @@ pub fn bundle_response(
         }
         out.push('{');
         if let Some(v) = &r.version {
-            let action = match r.status {
-                201 => ClinicalAction::Create,
-                204 => ClinicalAction::Delete,
-                200 if r.location.is_some() => ClinicalAction::Update,
-                _ => ClinicalAction::Read,
-            };
+            let action = ClinicalAction::of_entry(r);
             record(
                 action,
                 v,

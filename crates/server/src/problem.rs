@@ -372,6 +372,23 @@ impl From<tenantplane_identity::IdentityError> for ApiError {
     }
 }
 
+impl From<tenantplane_records::RecordsError> for ApiError {
+    fn from(e: tenantplane_records::RecordsError) -> Self {
+        use tenantplane_records::RecordsError as R;
+        match e {
+            R::Data(d) => d.into(),
+            R::NotFound => Self::not_found("resource"),
+            R::VersionConflict { current } => Self::version_mismatch(current),
+            R::QuotaExceeded {
+                quota,
+                limit,
+                current,
+            } => Self::quota_exceeded(quota, limit, current),
+            R::Internal(m) => Self::internal(&m),
+        }
+    }
+}
+
 impl From<tenantplane_identity::sso::SsoError> for ApiError {
     fn from(e: tenantplane_identity::sso::SsoError) -> Self {
         use tenantplane_identity::sso::SsoError as S;

@@ -538,12 +538,7 @@ impl Service {
                 )
                 .detail(format!("entry {i}: {msg}; nothing was written")));
             }
-            Err(BundleError::Store(e)) => {
-                return Err(match e {
-                    tenantplane_records::RecordsError::Data(d) => d.into(),
-                    other => ApiError::internal(&other),
-                });
-            }
+            Err(BundleError::Store(e)) => return Err(e.into()),
         };
         for r in &results {
             if let Some(v) = &r.version {
@@ -552,12 +547,7 @@ impl Service {
                     tenant_id: t.id,
                     user_id: None,
                     operator: Some(operator.to_owned()),
-                    action: match r.status {
-                        201 => crate::audit::ClinicalAction::Create,
-                        204 => crate::audit::ClinicalAction::Delete,
-                        200 if r.location.is_some() => crate::audit::ClinicalAction::Update,
-                        _ => crate::audit::ClinicalAction::Read,
-                    },
+                    action: crate::audit::ClinicalAction::of_entry(r),
                     resource_type: v.rtype.as_str(),
                     resource_id: v.id.clone(),
                     status: r.status,
@@ -584,10 +574,7 @@ impl Service {
                     .map_err(ApiError::from)?,
                 tenantplane_records::store::usage(db)
                     .await
-                    .map_err(|e| match e {
-                        tenantplane_records::RecordsError::Data(d) => ApiError::from(d),
-                        other => ApiError::internal(&other),
-                    })?,
+                    .map_err(ApiError::from)?,
             ),
             // A store not provisioned yet holds nothing.
             Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => {

@@ -6,6 +6,28 @@ use sha2::{Digest, Sha256};
 
 use crate::{DataError, Result};
 
+/// The row-level-security statements of a PostgreSQL table with a `tenant_id` column:
+/// enabled, forced (also for the owner), and one policy matching the transaction's
+/// `app.tenant_id`. For the `postgres` text of component migrations: `concat!(…,
+/// tenant_rls!("users"), …)`.
+#[macro_export]
+macro_rules! tenant_rls {
+    ($t:literal) => {
+        concat!(
+            "ALTER TABLE ",
+            $t,
+            " ENABLE ROW LEVEL SECURITY;\n",
+            "ALTER TABLE ",
+            $t,
+            " FORCE ROW LEVEL SECURITY;\n",
+            "CREATE POLICY tenant_isolation ON ",
+            $t,
+            " USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)",
+            " WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);\n"
+        )
+    };
+}
+
 /// One migration step of one component, in both dialects.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
