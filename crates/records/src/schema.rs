@@ -5,7 +5,7 @@ use tenantplane_tenant_data::migrate::Migration;
 use tenantplane_tenant_data::tenant_rls as rls;
 
 /// The records component's migrations.
-pub const MIGRATIONS: &[Migration] = &[V1, V2];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3];
 
 const V1: Migration = Migration {
     component: "records",
@@ -117,4 +117,28 @@ const V2: Migration = Migration {
       CREATE INDEX fhir_idx_ref_r ON fhir_idx_ref (tenant_id, type, id);\n",
         rls!("fhir_idx_ref"),
     ),
+};
+
+/// The query indexes end with the resource id: a search's id sets come from the index
+/// alone (index-only scans in PostgreSQL, covering indexes in SQLite).
+const V3: Migration = Migration {
+    component: "records",
+    version: 3,
+    name: "search index: covering query indexes",
+    sqlite: "DROP INDEX fhir_idx_token_q;
+    CREATE INDEX fhir_idx_token_q ON fhir_idx_token (type, param, code, system, id);
+    DROP INDEX fhir_idx_string_q;
+    CREATE INDEX fhir_idx_string_q ON fhir_idx_string (type, param, norm, id);
+    DROP INDEX fhir_idx_date_q;
+    CREATE INDEX fhir_idx_date_q ON fhir_idx_date (type, param, lo, hi, id);
+    DROP INDEX fhir_idx_ref_q;
+    CREATE INDEX fhir_idx_ref_q ON fhir_idx_ref (type, param, target_id, id);",
+    postgres: "DROP INDEX fhir_idx_token_q;
+    CREATE INDEX fhir_idx_token_q ON fhir_idx_token (tenant_id, type, param, code, system, id);
+    DROP INDEX fhir_idx_string_q;
+    CREATE INDEX fhir_idx_string_q ON fhir_idx_string (tenant_id, type, param, norm text_pattern_ops, id);
+    DROP INDEX fhir_idx_date_q;
+    CREATE INDEX fhir_idx_date_q ON fhir_idx_date (tenant_id, type, param, lo, hi, id);
+    DROP INDEX fhir_idx_ref_q;
+    CREATE INDEX fhir_idx_ref_q ON fhir_idx_ref (tenant_id, type, param, target_id, id);",
 };

@@ -1,5 +1,5 @@
-//! Search: parameters parsed from the query, SQL over the index tables (one `EXISTS` per
-//! parameter, AND across parameters, OR across comma-separated values), keyset paging,
+//! Search: parameters parsed from the query, SQL over the index tables (one id set per
+//! parameter, OR across its comma-separated values, the sets intersected), keyset paging,
 //! `_total`, `_include` / `_revinclude`.
 //!
 //! Paging is by key, not offset: the default order is by id (tenant-minted UUIDv7, so by
@@ -450,15 +450,6 @@ impl Sql {
         self.arg(Arg::Int(i))
     }
 
-    /// The join of an index table `x` to the resource row `r`.
-    fn join(&self) -> &'static str {
-        if self.pg {
-            "x.tenant_id = r.tenant_id AND x.type = r.type AND x.id = r.id"
-        } else {
-            "x.type = r.type AND x.id = r.id"
-        }
-    }
-
     fn live(&self) -> &'static str {
         if self.pg {
             "NOT r.deleted"
@@ -504,17 +495,15 @@ fn date_sql(sql: &mut Sql, lo_col: &str, hi_col: &str, p: Prefix, lo: i64, hi: i
     }
 }
 
-fn cond_sql(sql: &mut Sql, f: &Filter, c: &Cond) -> String {
-    let j = sql.join();
+/// The condition on one index row `x` (`None` for `_id` / `_lastUpdated`, which are on `r`).
+fn row_cond(sql: &mut Sql, c: &Cond) -> String {
     match c {
         Cond::Id(id) => format!("r.id = {}", sql.text(id)),
         Cond::LastUpdated(p, lo, hi) => {
             date_sql(sql, "r.last_updated", "r.last_updated", *p, *lo, *hi)
         }
         Cond::Token { system, code } => {
-            let p = sql.text(f.param);
-            let mut s =
-                format!("EXISTS (SELECT 1 FROM fhir_idx_token x WHERE {j} AND x.param = {p}");
+            let mut s = String::from("(1 = 1");
             if let Some(code) = code {
                 s.push_str(&format!(" AND x.code = {}", sql.text(code)));
             }
@@ -526,32 +515,20 @@ fn cond_sql(sql: &mut Sql, f: &Filter, c: &Cond) -> String {
             s.push(')');
             s
         }
-        Cond::Str(mode, text) => {
-            let p = sql.text(f.param);
-            let m = match mode {
-                StrMode::Exact => format!("x.raw = {}", sql.text(text)),
-                StrMode::Starts => format!(
-                    "x.norm LIKE {} ESCAPE '\\'",
-                    sql.text(&format!("{}%", like_escape(&index::normalise(text))))
-                ),
-                StrMode::Contains => format!(
-                    "x.norm LIKE {} ESCAPE '\\'",
-                    sql.text(&format!("%{}%", like_escape(&index::normalise(text))))
-                ),
-            };
-            format!("EXISTS (SELECT 1 FROM fhir_idx_string x WHERE {j} AND x.param = {p} AND {m})")
-        }
-        Cond::Date(pf, lo, hi) => {
-            let p = sql.text(f.param);
-            let d = date_sql(sql, "x.lo", "x.hi", *pf, *lo, *hi);
-            format!("EXISTS (SELECT 1 FROM fhir_idx_date x WHERE {j} AND x.param = {p} AND {d})")
-        }
+        Cond::Str(mode, text) => match mode {
+            StrMode::Exact => format!("x.raw = {}", sql.text(text)),
+            StrMode::Starts => format!(
+                "x.norm LIKE {} ESCAPE '\\'",
+                sql.text(&format!("{}%", like_escape(&index::normalise(text))))
+            ),
+            StrMode::Contains => format!(
+                "x.norm LIKE {} ESCAPE '\\'",
+                sql.text(&format!("%{}%", like_escape(&index::normalise(text))))
+            ),
+        },
+        Cond::Date(pf, lo, hi) => date_sql(sql, "x.lo", "x.hi", *pf, *lo, *hi),
         Cond::Ref(t, id) => {
-            let p = sql.text(f.param);
-            let mut s = format!(
-                "EXISTS (SELECT 1 FROM fhir_idx_ref x WHERE {j} AND x.param = {p} AND x.target_id = {}",
-                sql.text(id)
-            );
+            let mut s = format!("(x.target_id = {}", sql.text(id));
             if let Some(t) = t {
                 s.push_str(&format!(" AND x.target_type = {}", sql.text(t)));
             }
@@ -561,12 +538,55 @@ fn cond_sql(sql: &mut Sql, f: &Filter, c: &Cond) -> String {
     }
 }
 
+/// The index table a condition is answered from (`None`: a column of `r`).
+fn table_of(c: &Cond) -> Option<&'static str> {
+    match c {
+        Cond::Id(_) | Cond::LastUpdated(..) => None,
+        Cond::Token { .. } => Some("fhir_idx_token"),
+        Cond::Str(..) => Some("fhir_idx_string"),
+        Cond::Date(..) => Some("fhir_idx_date"),
+        Cond::Ref(..) => Some("fhir_idx_ref"),
+    }
+}
+
+/// The search's conditions. Index parameters become one id set each (`SELECT x.id FROM
+/// index WHERE type, param AND (value OR value …)`), intersected and joined once to the
+/// resource rows, so a search reads the small index sets first and only the matching
+/// resources (not every resource of the type with a probe per parameter); `_id` and
+/// `_lastUpdated` are conditions on the resource row itself. Tenant scope is the
+/// database's (the SQLite file; forced RLS on every table in PostgreSQL).
 fn where_sql(sql: &mut Sql, q: &Query) -> String {
     let t = sql.text(q.rtype.as_str());
     let mut w = format!("r.type = {t} AND {}", sql.live());
+    let mut sets: Vec<String> = Vec::new();
     for f in &q.filters {
-        let ors: Vec<String> = f.any_of.iter().map(|c| cond_sql(sql, f, c)).collect();
-        w.push_str(&format!(" AND ({})", ors.join(" OR ")));
+        let Some(first) = f.any_of.first() else {
+            continue;
+        };
+        let ors: Vec<String> = f.any_of.iter().map(|c| row_cond(sql, c)).collect();
+        match table_of(first) {
+            None => w.push_str(&format!(" AND ({})", ors.join(" OR "))),
+            Some(table) => {
+                let p = sql.text(f.param);
+                sets.push(format!(
+                    "SELECT x.id FROM {table} x WHERE x.type = {t} AND x.param = {p} AND ({})",
+                    ors.join(" OR ")
+                ));
+            }
+        }
+    }
+    if !sets.is_empty() {
+        // PostgreSQL: the id set is computed once (an InitPlan) and the resources fetched
+        // by primary key. As `IN (…)` the planner may turn it into a semi-join that walks
+        // every resource of the type with a probe each — quadratic on a tenant whose tables
+        // have no statistics yet (a fresh tenant being loaded). SQLite materialises
+        // `IN (…)` and looks the resources up by key.
+        let ids = sets.join(" INTERSECT ");
+        if sql.pg {
+            w.push_str(&format!(" AND r.id = ANY(ARRAY({ids}))"));
+        } else {
+            w.push_str(&format!(" AND r.id IN ({ids})"));
+        }
     }
     w
 }

@@ -364,7 +364,17 @@ fn audit(
     id: &str,
     status: StatusCode,
 ) {
-    s.svc.audit.record(ClinicalAccess {
+    s.svc.audit.record(access(u, action, rtype, id, status));
+}
+
+fn access(
+    u: &UserCtx,
+    action: ClinicalAction,
+    rtype: ResourceType,
+    id: &str,
+    status: StatusCode,
+) -> ClinicalAccess {
+    ClinicalAccess {
         at: OffsetDateTime::now_utc(),
         tenant_id: u.tenant.tenant().id,
         user_id: Some(u.claims.sub),
@@ -375,7 +385,7 @@ fn audit(
         status: status.as_u16(),
         peer: u.peer,
         request_id: u.request_id.clone(),
-    });
+    }
 }
 
 fn resource_response(
@@ -873,9 +883,13 @@ async fn run_search(
     }
     let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
     let page = search::search(db, &q).await?;
-    for v in page.matches.iter().chain(page.included.iter()) {
-        audit(s, u, ClinicalAction::Search, v.rtype, &v.id, StatusCode::OK);
-    }
+    s.svc.audit.record_bulk(
+        page.matches
+            .iter()
+            .chain(page.included.iter())
+            .map(|v| access(u, ClinicalAction::Search, v.rtype, &v.id, StatusCode::OK))
+            .collect(),
+    );
     let origin = origin(headers);
     let kept: Vec<(String, String)> = params
         .iter()
@@ -1021,17 +1035,22 @@ pub async fn bundle(
         };
     let base = base_of(&uri, &here);
     let origin = origin(&headers);
+    let accesses = std::cell::RefCell::new(Vec::new());
     let record = |action: ClinicalAction, v: &Version, status: StatusCode| {
-        audit(&s, &u, action, v.rtype, &v.id, status)
+        accesses
+            .borrow_mut()
+            .push(access(&u, action, v.rtype, &v.id, status));
     };
-    Ok(bundle_response(
+    let response = bundle_response(
         kind,
         &results,
         &format!("{origin}{base}"),
         representation,
         started,
         &record,
-    ))
+    );
+    s.svc.audit.record_bulk(accesses.into_inner());
+    Ok(response)
 }
 
 /// The response Bundle of a processed batch or transaction; `record` is called for every

@@ -540,9 +540,10 @@ impl Service {
             }
             Err(BundleError::Store(e)) => return Err(e.into()),
         };
+        let mut accesses = Vec::new();
         for r in &results {
             if let Some(v) = &r.version {
-                self.audit.record(crate::audit::ClinicalAccess {
+                accesses.push(crate::audit::ClinicalAccess {
                     at: time::OffsetDateTime::now_utc(),
                     tenant_id: t.id,
                     user_id: None,
@@ -556,6 +557,7 @@ impl Service {
                 });
             }
         }
+        self.audit.record_bulk(accesses);
         Ok((t.id, kind, results))
     }
 

@@ -5,6 +5,9 @@
 //! tiny shell watchdog that stops it and removes its directory as soon as the test process
 //! exits — even on a crash — because the watchdog waits on a pipe only the test process holds.
 //! When running as root, PostgreSQL runs as the `postgres` user (it refuses to run as root).
+//! `$TENANTPLANE_PG_OPTS` adds server options for diagnosis (for example
+//! `-c shared_preload_libraries=auto_explain -c auto_explain.log_min_duration=20`); the
+//! server log is `log` in the cluster's directory while it runs.
 
 use std::{
     path::{Path, PathBuf},
@@ -130,7 +133,7 @@ fn start() -> anyhow::Result<PgCluster> {
     let script = format!(
         r#"{prefix} "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
            -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
-           -c shared_buffers=64MB >"$5/log" 2>&1 &
+           -c shared_buffers=64MB $6 >"$5/log" 2>&1 &
 pid=$!
 read _unused || true
 kill -INT "$pid" 2>/dev/null
@@ -146,6 +149,7 @@ rm -rf "$5""#
         .arg(port.to_string())
         .arg(&sock)
         .arg(&base)
+        .arg(std::env::var("TENANTPLANE_PG_OPTS").unwrap_or_default())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

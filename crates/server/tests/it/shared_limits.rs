@@ -44,17 +44,17 @@ async fn gcra_script_matches_the_local_limiter() {
         r.check("login", "10.0.0.1", 3).await.unwrap(),
         Decision::Allowed { .. }
     ));
-    // A fast limit recovers: 600/min is one every 100 ms.
-    for _ in 0..600 {
-        assert!(matches!(
-            r.check("fast", "k", 600).await.unwrap(),
-            Decision::Allowed { .. }
-        ));
+    // A fast limit recovers: 600/min is one every 100 ms. The burst of 600 is used up
+    // (a slow machine regains a few while checking, hence not an exact count).
+    let mut allowed = 0;
+    loop {
+        match r.check("fast", "k", 600).await.unwrap() {
+            Decision::Allowed { .. } => allowed += 1,
+            Decision::Limited { .. } => break,
+        }
+        assert!(allowed < 5_000, "the fast limit never filled");
     }
-    assert!(matches!(
-        r.check("fast", "k", 600).await.unwrap(),
-        Decision::Limited { .. }
-    ));
+    assert!(allowed >= 600, "{allowed}");
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(matches!(
         r.check("fast", "k", 600).await.unwrap(),
@@ -122,26 +122,31 @@ async fn two_replicas_draw_from_one_limit_and_fall_back_without_redis() {
 
     // Redis goes away: requests are still answered, limited by each replica's own limiter
     // (which has seen only its own share of the traffic), and the failure is counted.
+    // (Redis stops asynchronously: ask until a request has met the failure, at most ~20 s.)
     drop(redis);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = c
-        .get(format!("{}/t/shared-a/api/tenant", a.url()))
-        .send()
-        .await
-        .unwrap();
-    assert!(matches!(r.status().as_u16(), 200 | 429), "{}", r.status());
-    let metrics = c
-        .get(format!("{}/metrics", a.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("tenantplane_rate_limit_backend_errors_total"),
-        "the fallback is counted"
-    );
+    let mut counted = false;
+    for _ in 0..100 {
+        let r = c
+            .get(format!("{}/t/shared-a/api/tenant", a.url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(r.status().as_u16(), 200 | 429), "{}", r.status());
+        let metrics = c
+            .get(format!("{}/metrics", a.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("tenantplane_rate_limit_backend_errors_total") {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(counted, "the fallback is counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
