@@ -627,20 +627,18 @@ async fn run(db: TenantDb<'_>, sql: String, args: Vec<Arg>) -> Result<Vec<RawRow
         TenantDb::Pg(p) => Ok(p
             .transaction(move |tx| {
                 Box::pin(async move {
-                    let boxed: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = args
+                    use tokio_postgres::types::{ToSql, Type};
+                    // Typed parameters: one round trip, no separate prepare.
+                    let params: Vec<(&(dyn ToSql + Sync), Type)> = args
                         .iter()
-                        .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                        .map(|a| -> (&(dyn ToSql + Sync), Type) {
                             match a {
-                                Arg::Text(t) => Box::new(t.clone()),
-                                Arg::Int(i) => Box::new(*i),
+                                Arg::Text(t) => (t, Type::TEXT),
+                                Arg::Int(i) => (i, Type::INT8),
                             }
                         })
                         .collect();
-                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = boxed
-                        .iter()
-                        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                        .collect();
-                    let rows = tx.query(&sql, &refs).await?;
+                    let rows = tx.query_typed(&sql, &params).await?;
                     Ok(rows
                         .iter()
                         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))

@@ -8,6 +8,7 @@
 //! drift. Storage counts the bytes of every stored version (history is kept).
 
 use time::OffsetDateTime;
+use tokio_postgres::types::Type;
 
 use crate::{
     RecordsError, Result, TenantDb,
@@ -182,7 +183,8 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
 async fn lock_usage_pg(
     tx: &tokio_postgres::Transaction<'_>,
 ) -> std::result::Result<Usage, tokio_postgres::Error> {
-    tx.execute(
+    // Typed statements (here and below): one round trip each, no separate prepare.
+    tx.execute_typed(
         "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
          ON CONFLICT DO NOTHING",
         &[],
@@ -190,7 +192,7 @@ async fn lock_usage_pg(
     .await?;
     let mut usage = Usage::default();
     for r in tx
-        .query(
+        .query_typed(
             "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
              ORDER BY key FOR UPDATE",
             &[],
@@ -222,9 +224,9 @@ async fn apply_pg(
     let cur = if fresh {
         None
     } else {
-        tx.query_opt(
+        tx.query_typed_opt(
             "SELECT version, deleted FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE",
-            &[&w.rtype, &w.id],
+            &[(&w.rtype, Type::TEXT), (&w.id, Type::TEXT)],
         )
         .await?
         .map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1)))
@@ -248,14 +250,21 @@ async fn apply_pg(
     u.patients = (u.patients as i64 + dp).max(0) as u64;
     u.bytes = u.bytes.saturating_add(bytes.max(0) as u64);
     *usage = Some(u);
-    tx.execute(
+    tx.execute_typed(
         "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
          VALUES ($1, $2, $3, $4, $5, $6)) \
          INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
          version = excluded.version, last_updated = excluded.last_updated, \
          deleted = excluded.deleted, doc = excluded.doc",
-        &[&w.rtype, &w.id, &next, &now, &deleted, &doc],
+        &[
+            (&w.rtype, Type::TEXT),
+            (&w.id, Type::TEXT),
+            (&next, Type::INT8),
+            (&now, Type::INT8),
+            (&deleted, Type::BOOL),
+            (&doc, Type::TEXT),
+        ],
     )
     .await?;
     reindex_pg(
@@ -274,10 +283,10 @@ async fn store_usage_pg(
     u: Usage,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let (p, b) = (u.patients as i64, u.bytes as i64);
-    tx.execute(
+    tx.execute_typed(
         "UPDATE fhir_usage SET value = CASE key WHEN 'patients' THEN $1::bigint ELSE $2::bigint END \
          WHERE key IN ('patients', 'bytes')",
-        &[&p, &b],
+        &[(&p, Type::INT8), (&b, Type::INT8)],
     )
     .await?;
     Ok(())
@@ -444,12 +453,12 @@ async fn reindex_pg(
 ) -> std::result::Result<(), tokio_postgres::Error> {
     use crate::index::Row;
     if !fresh {
-        tx.execute(
+        tx.execute_typed(
             "WITH a AS (DELETE FROM fhir_idx_token WHERE type = $1 AND id = $2), \
              b AS (DELETE FROM fhir_idx_string WHERE type = $1 AND id = $2), \
              c AS (DELETE FROM fhir_idx_date WHERE type = $1 AND id = $2) \
              DELETE FROM fhir_idx_ref WHERE type = $1 AND id = $2",
-            &[&rtype, &id],
+            &[(&rtype, Type::TEXT), (&id, Type::TEXT)],
         )
         .await?;
     }
@@ -493,7 +502,7 @@ async fn reindex_pg(
             }
         }
     }
-    tx.execute(
+    tx.execute_typed(
         "WITH t AS (INSERT INTO fhir_idx_token (type, id, param, system, code) \
            SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])), \
          s AS (INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
@@ -503,8 +512,20 @@ async fn reindex_pg(
          INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
            SELECT $1, $2, * FROM unnest($12::text[], $13::text[], $14::text[])",
         &[
-            &rtype, &id, &tokens.0, &tokens.1, &tokens.2, &strs.0, &strs.1, &strs.2, &dates.0,
-            &dates.1, &dates.2, &refs.0, &refs.1, &refs.2,
+            (&rtype, Type::TEXT),
+            (&id, Type::TEXT),
+            (&tokens.0, Type::TEXT_ARRAY),
+            (&tokens.1, Type::TEXT_ARRAY),
+            (&tokens.2, Type::TEXT_ARRAY),
+            (&strs.0, Type::TEXT_ARRAY),
+            (&strs.1, Type::TEXT_ARRAY),
+            (&strs.2, Type::TEXT_ARRAY),
+            (&dates.0, Type::TEXT_ARRAY),
+            (&dates.1, Type::INT8_ARRAY),
+            (&dates.2, Type::INT8_ARRAY),
+            (&refs.0, Type::TEXT_ARRAY),
+            (&refs.1, Type::TEXT_ARRAY),
+            (&refs.2, Type::TEXT_ARRAY),
         ],
     )
     .await?;
@@ -774,9 +795,19 @@ async fn rows(
         TenantDb::Pg(p) => {
             p.transaction(move |tx| {
                 Box::pin(async move {
+                    // Typed: one round trip, no separate prepare.
                     let rs = match arg {
-                        Some(a) => tx.query(pg, &[&t, &idc, &a]).await?,
-                        None => tx.query(pg, &[&t, &idc]).await?,
+                        Some(a) => {
+                            tx.query_typed(
+                                pg,
+                                &[(&t, Type::TEXT), (&idc, Type::TEXT), (&a, Type::INT8)],
+                            )
+                            .await?
+                        }
+                        None => {
+                            tx.query_typed(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
+                                .await?
+                        }
                     };
                     Ok(rs
                         .iter()

@@ -13,6 +13,7 @@
 //!    p50 and p99 over 4 clients for `TP_BENCH_SECS` s, random tenant and patient each,
 //!    twice (cold caches, then steady state).
 //!
+//! `TP_BENCH_MODES` (default `sqlite,pg-schema,pg-shared`) picks the modes.
 //! Prints a Markdown report on stdout. `TP_BENCH_HOLD_SECS` keeps each PostgreSQL mode's
 //! loaded cluster that long before C (its address on stderr) for `psql` and `EXPLAIN`;
 //! `TENANTPLANE_PG_OPTS` passes server options (e.g. auto_explain) to the throwaway cluster.
@@ -329,9 +330,16 @@ fn main() {
             "| mode | A. ingest (20 Synthea patient transactions) | B. patient read (4 clients) |"
         );
         println!("|---|---|---|");
-        let s = TestServer::start_with(opts()).await.unwrap();
-        run_mode(&s, IsolationMode::Sqlite, &bundles, secs, tenants).await;
-        drop(s);
+        let modes =
+            std::env::var("TP_BENCH_MODES").unwrap_or_else(|_| "sqlite,pg-schema,pg-shared".into());
+        let on = |m: IsolationMode| modes.split(',').any(|x| x.trim() == m.as_str());
+        if on(IsolationMode::Sqlite) {
+            let s = TestServer::start_with(opts()).await.unwrap();
+            run_mode(&s, IsolationMode::Sqlite, &bundles, secs, tenants).await;
+        }
+        if !on(IsolationMode::PgSchema) && !on(IsolationMode::PgShared) {
+            return;
+        }
         let data_servers = tenantplane_testkit::server::pg_data_server("pg1", 20)
             .await
             .unwrap();
@@ -347,7 +355,9 @@ fn main() {
         .await
         .unwrap();
         for mode in [IsolationMode::PgSchema, IsolationMode::PgShared] {
-            run_mode(&s, mode, &bundles, secs, tenants).await;
+            if on(mode) {
+                run_mode(&s, mode, &bundles, secs, tenants).await;
+            }
         }
     });
 }

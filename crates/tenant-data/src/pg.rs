@@ -128,6 +128,24 @@ pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// Sets the transaction's context in one round trip (typed parameters, no separate
+/// prepare): the schema for name resolution, the tenant id for the RLS policies.
+async fn set_context(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    tenant: &Tenant,
+) -> Result<()> {
+    use tokio_postgres::types::Type;
+    let (path, id) = (quote_ident(schema), tenant.id.to_string());
+    tx.execute_typed(
+        "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)",
+        &[(&path, Type::TEXT), (&id, Type::TEXT)],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 /// The schema of a `pg-schema` tenant.
 pub fn tenant_schema(id: &TenantId) -> String {
     format!("t_{}", id.as_uuid().simple())
@@ -626,7 +644,8 @@ impl PgServer {
     }
 
     /// Runs `f` in a transaction of the tenant, with its context set for this transaction
-    /// only. Waits at most the configured time for a connection of the budget.
+    /// only. Waits at most the configured time for a connection of the budget. The round
+    /// trips: `BEGIN`, the context, `f`'s statements, `COMMIT`.
     pub async fn transaction<T, F>(&self, tenant: &Tenant, f: F) -> Result<T>
     where
         T: Send,
@@ -635,13 +654,7 @@ impl PgServer {
         let (dbname, schema) = self.route(tenant)?;
         let mut c = self.app.get(&dbname).await?;
         let tx = c.transaction().await.map_err(db)?;
-        // One round-trip: schema for name resolution, tenant id for the RLS policies.
-        tx.execute(
-            "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)",
-            &[&quote_ident(&schema), &tenant.id.to_string()],
-        )
-        .await
-        .map_err(db)?;
+        set_context(&tx, &schema, tenant).await?;
         let out = f(&tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(out)
@@ -657,12 +670,7 @@ impl PgServer {
         let (dbname, schema) = self.route(tenant)?;
         let mut c = self.app.get(&dbname).await?;
         let tx = c.transaction().await.map_err(db)?;
-        tx.execute(
-            "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)",
-            &[&quote_ident(&schema), &tenant.id.to_string()],
-        )
-        .await
-        .map_err(db)?;
+        set_context(&tx, &schema, tenant).await?;
         let (out, commit) = f(&tx).await.map_err(db)?;
         if commit {
             tx.commit().await.map_err(db)?;
