@@ -19,10 +19,7 @@
 //! `TENANTPLANE_PG_OPTS` passes server options (e.g. auto_explain) to the throwaway cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    io::Read as _,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tenantplane_core::{IsolationMode, api::CreateTenant};
@@ -35,29 +32,12 @@ fn env_num(k: &str, d: u64) -> u64 {
         .unwrap_or(d)
 }
 
+/// The Synthea bundles in load order, each with whether it is a batch.
 fn synthea() -> Vec<(bool, String)> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/synthea");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    tenantplane_testkit::synthea::bundles()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json.bz2"))
-        .collect();
-    files.sort_by_key(|p| {
-        let n = p.file_name().unwrap().to_string_lossy().into_owned();
-        (
-            !n.starts_with("0-hospital"),
-            !n.starts_with("0-practitioner"),
-            n,
-        )
-    });
-    files
         .into_iter()
-        .map(|p| {
-            let mut s = String::new();
-            bzip2::read::BzDecoder::new(std::fs::File::open(&p).unwrap())
-                .read_to_string(&mut s)
-                .unwrap();
+        .map(|(_, s)| {
             let batch = s.contains("\"type\": \"batch\"") || s.contains("\"type\":\"batch\"");
             (batch, s)
         })

@@ -9,5 +9,6 @@ pub mod pg;
 pub mod proxy;
 pub mod redis;
 pub mod server;
+pub mod synthea;
 
 pub use server::{TestServer, TestServerOptions};

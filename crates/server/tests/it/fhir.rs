@@ -1474,37 +1474,12 @@ async fn bundles_on_postgres_modes() {
     }
 }
 
-/// The Synthea bundles of `shared/testdata/synthea`, decompressed: hospital and
-/// practitioner batches first, then the patient transactions (sorted by name).
+/// The Synthea bundles, parsed, in load order.
 pub fn synthea() -> Vec<(String, Value)> {
-    use std::io::Read as _;
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/synthea");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json.bz2"))
-        .collect();
-    files.sort_by_key(|p| {
-        let n = p.file_name().unwrap().to_string_lossy().into_owned();
-        (
-            !n.starts_with("0-hospital"),
-            !n.starts_with("0-practitioner"),
-            n,
-        )
-    });
-    files
+    tenantplane_testkit::synthea::bundles()
+        .unwrap()
         .into_iter()
-        .map(|p| {
-            let mut text = String::new();
-            bzip2::read::BzDecoder::new(std::fs::File::open(&p).unwrap())
-                .read_to_string(&mut text)
-                .unwrap();
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                serde_json::from_str(&text).unwrap(),
-            )
-        })
+        .map(|(name, text)| (name, serde_json::from_str(&text).unwrap()))
         .collect()
 }
 

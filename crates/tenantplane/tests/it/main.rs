@@ -409,8 +409,7 @@ fn demo_creates_the_seed_tenants_idempotently() {
     // A small FHIR sample: the reference data and one patient of the Synthea set.
     let sample = d.join("sample");
     std::fs::create_dir(&sample).unwrap();
-    let synthea =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/synthea");
+    let synthea = tenantplane_testkit::synthea::dir();
     let mut names: Vec<_> = std::fs::read_dir(&synthea)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
