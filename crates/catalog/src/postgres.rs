@@ -38,7 +38,11 @@ impl std::fmt::Debug for PgCatalog {
 }
 
 fn db_err(e: tokio_postgres::Error) -> CatalogError {
-    if e.is_closed() || e.as_db_error().is_none() {
+    let lost = e.as_db_error().is_some_and(|d| {
+        let c = d.code().code();
+        c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+    });
+    if e.is_closed() || e.as_db_error().is_none() || lost {
         CatalogError::Unavailable(e.to_string())
     } else {
         CatalogError::Internal(e.to_string())

@@ -254,6 +254,17 @@ pub fn builtin_roles() -> Vec<Role> {
     ]
 }
 
+/// The built-in roles a tenant of `profile` is provisioned with: clinical roles
+/// (`clinician`, `nurse`) only for hospitals; everyone has `tenant-admin`, `staff` and
+/// `auditor`.
+pub fn builtin_roles_for(profile: crate::Profile) -> Vec<Role> {
+    let clinical = profile == crate::Profile::Hospital;
+    builtin_roles()
+        .into_iter()
+        .filter(|r| clinical || !matches!(r.name.0.as_str(), "clinician" | "nurse"))
+        .collect()
+}
+
 const COMMON_PASSWORDS: &[&str] = &[
     "123456789012",
     "password1234",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tenantplane_core::{Permission, Role, RoleName, identity::builtin_roles};
+use tenantplane_core::{Permission, Profile, Role, RoleName, identity::builtin_roles_for};
 
 use crate::{IdentityError, Result, TenantDb};
 
@@ -11,9 +11,10 @@ fn parse(s: &str) -> rusqlite::Result<Role> {
     serde_json::from_str(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-/// Inserts the built-in roles that are missing (idempotent). Returns how many were added.
-pub async fn seed(db: TenantDb<'_>) -> Result<u64> {
-    let roles: Vec<(String, serde_json::Value)> = builtin_roles()
+/// Inserts the built-in roles of the tenant's `profile` that are missing (idempotent).
+/// Returns how many were added.
+pub async fn seed(db: TenantDb<'_>, profile: Profile) -> Result<u64> {
+    let roles: Vec<(String, serde_json::Value)> = builtin_roles_for(profile)
         .into_iter()
         .map(|r| {
             serde_json::to_value(&r)
@@ -60,13 +61,13 @@ pub async fn seed(db: TenantDb<'_>) -> Result<u64> {
 }
 
 /// Every role of the tenant, by name. A store migrated from before roles existed is seeded
-/// with the built-in roles on first use.
+/// on first use with the roles every profile has (provisioning seeds the profile's own).
 pub async fn list(db: TenantDb<'_>) -> Result<Vec<Role>> {
     let r = list_stored(db).await?;
     if !r.is_empty() {
         return Ok(r);
     }
-    seed(db).await?;
+    seed(db, Profile::Other).await?;
     list_stored(db).await
 }
 

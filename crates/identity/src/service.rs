@@ -207,9 +207,15 @@ impl Identity {
         &self.keyring
     }
 
-    /// Provisioning: the built-in roles and a first signing key (both idempotent).
-    pub async fn provision(&self, tenant: TenantId, db: TenantDb<'_>) -> Result<()> {
-        roles::seed(db).await?;
+    /// Provisioning: the built-in roles of the tenant's profile and a first signing key
+    /// (both idempotent).
+    pub async fn provision(
+        &self,
+        tenant: TenantId,
+        profile: tenantplane_core::Profile,
+        db: TenantDb<'_>,
+    ) -> Result<()> {
+        roles::seed(db, profile).await?;
         self.keyring.load(tenant, db, true).await?;
         Ok(())
     }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    RecordsError, Result, TenantDb,
+    DataError, RecordsError, Result, TenantDb,
     index::parse_reference,
     resource::{self, Issue, ResourceType},
     search,
@@ -126,8 +126,12 @@ fn bad(loc: String, msg: impl Into<String>) -> Issue {
 
 /// Parses a `batch` or `transaction` Bundle.
 fn parse(body: &[u8]) -> std::result::Result<(Kind, Vec<Entry>), Vec<Issue>> {
-    let raw: RawBundle<'_> = serde_json::from_slice(body)
-        .map_err(|e| vec![bad("$".into(), format!("not a Bundle: {e}"))])?;
+    let raw: RawBundle<'_> = serde_json::from_slice(body).map_err(|e| {
+        vec![bad(
+            "$".into(),
+            format!("not a Bundle: {}", resource::json_error(&e)),
+        )]
+    })?;
     if raw.resource_type.as_deref() != Some("Bundle") {
         return Err(vec![bad(
             "resourceType".into(),
@@ -169,6 +173,21 @@ fn parse(body: &[u8]) -> std::result::Result<(Kind, Vec<Entry>), Vec<Issue>> {
             }
         };
         let url = req.url.unwrap_or_default();
+        if [
+            Some(&url),
+            req.if_none_exist.as_ref(),
+            req.if_match.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|s| s.chars().any(resource::forbidden_control))
+        {
+            issues.push(bad(
+                loc("request"),
+                "control characters are not allowed in FHIR strings",
+            ));
+            continue;
+        }
         let path = url.split('?').next().unwrap_or("");
         let mut parts = path.trim_matches('/').split('/');
         let rtype = parts.next().and_then(ResourceType::parse);
@@ -297,7 +316,7 @@ async fn resolve_conditional(
     };
     let ids = match search::matching_ids(db, rt, &query_pairs(q), 2).await {
         Ok(Ok(ids)) => ids,
-        Ok(Err(e)) => return Err((500, "exception", e.to_string())),
+        Ok(Err(e)) => return Err(store_failure(e)),
         Err(issues) => {
             return Err((
                 400,
@@ -333,7 +352,7 @@ async fn rewrite(
     cache: &mut HashMap<String, String>,
 ) -> std::result::Result<String, (u16, &'static str, String)> {
     let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| (400, "structure", format!("invalid JSON: {e}")))?;
+        serde_json::from_str(json).map_err(|e| (400, "structure", resource::json_error(&e)))?;
     let mut refs = Vec::new();
     references(&v, &mut refs);
     refs.sort();
@@ -405,7 +424,7 @@ async fn plan_entry(
                 Ok(Some(v)) if !v.deleted => Ok(Plan::Read(v)),
                 Ok(Some(_)) => Err((410, "deleted", "the resource was deleted".into())),
                 Ok(None) => Err((404, "not-found", "no such resource".into())),
-                Err(x) => Err((500, "exception", x.to_string())),
+                Err(x) => Err(store_failure(x)),
             }
         }
         Method::Delete => Ok(Plan::Write(
@@ -451,14 +470,14 @@ async fn existing(
     };
     let ids = match search::matching_ids(db, e.rtype, &query_pairs(cond), 2).await {
         Ok(Ok(ids)) => ids,
-        Ok(Err(x)) => return Err((500, "exception", x.to_string())),
+        Ok(Err(x)) => return Err(store_failure(x)),
         Err(i) => return Err((400, "invalid", issue_text(&i))),
     };
     match ids.as_slice() {
         [] => Ok(None),
         [one] => match store::read(db, e.rtype, one).await {
             Ok(v) => Ok(v),
-            Err(x) => Err((500, "exception", x.to_string())),
+            Err(x) => Err(store_failure(x)),
         },
         _ => Err((
             412,
@@ -490,6 +509,30 @@ fn failed(status: u16, code: &'static str, msg: String) -> EntryResult {
     }
 }
 
+/// A store failure inside an entry: logged (SQLSTATE and message only, never row values),
+/// answered without the store's own text — `503 transient` when the store is out of reach
+/// (retry), else `500 exception`.
+fn store_failure(e: RecordsError) -> (u16, &'static str, String) {
+    match e {
+        RecordsError::Data(DataError::Busy | DataError::Unavailable(_)) => {
+            tracing::warn!(error = %e, "tenant store unavailable during a bundle entry");
+            (
+                503,
+                "transient",
+                "the tenant's store is unavailable; retry shortly".into(),
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "store failed during a bundle entry");
+            (
+                500,
+                "exception",
+                "the store failed; the error has been logged".into(),
+            )
+        }
+    }
+}
+
 fn store_error(e: RecordsError) -> (u16, &'static str, String) {
     match e {
         RecordsError::NotFound => (404, "not-found", "no such resource".into()),
@@ -507,7 +550,7 @@ fn store_error(e: RecordsError) -> (u16, &'static str, String) {
             "too-costly",
             format!("quota {quota} exceeded: limit {limit}, current {current}"),
         ),
-        other => (500, "exception", other.to_string()),
+        other => store_failure(other),
     }
 }
 

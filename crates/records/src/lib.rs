@@ -22,7 +22,7 @@ pub mod search;
 pub mod store;
 pub mod validate;
 
-use tenantplane_tenant_data::DataError;
+pub use tenantplane_tenant_data::DataError;
 pub use tenantplane_tenant_data::TenantDb;
 
 /// Errors of record operations.

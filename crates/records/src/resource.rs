@@ -275,6 +275,42 @@ fn depth_ok(v: &serde_json::Value, left: usize) -> bool {
     }
 }
 
+/// FHIR strings exclude control characters below U+0020 other than tab, CR and LF.
+pub fn forbidden_control(c: char) -> bool {
+    (c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n')
+}
+
+/// The path of the first string (or member name) holding a forbidden control character.
+fn control_char_at(v: &serde_json::Value, path: &mut String) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.chars().any(forbidden_control),
+        serde_json::Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = control_char_at(x, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        serde_json::Value::Object(o) => o.iter().any(|(k, x)| {
+            let len = path.len();
+            path.push('.');
+            if k.chars().any(forbidden_control) {
+                path.push_str("(member name)");
+                return true;
+            }
+            path.push_str(k);
+            let found = control_char_at(x, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
 /// Parses `body` as a resource of type `expected` (the URL's type; `None` takes the body's).
 pub fn parse(body: &[u8], expected: Option<ResourceType>) -> Result<Incoming, Vec<Issue>> {
     let Ordered(fields) = serde_json::from_slice::<Ordered>(body).map_err(|e| {
@@ -289,6 +325,18 @@ pub fn parse(body: &[u8], expected: Option<ResourceType>) -> Result<Incoming, Ve
         return Err(vec![Issue::at(
             "$",
             format!("nested deeper than {MAX_DEPTH} levels"),
+        )]);
+    }
+    let mut at = value
+        .get("resourceType")
+        .and_then(|v| v.as_str())
+        .filter(|t| t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphabetic()))
+        .unwrap_or("$")
+        .to_owned();
+    if control_char_at(&value, &mut at) {
+        return Err(vec![Issue::at(
+            at,
+            "control characters (below U+0020, other than tab, CR and LF) are not allowed in FHIR strings",
         )]);
     }
     let mut issues = Vec::new();
@@ -381,9 +429,17 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn json_error(e: &serde_json::Error) -> String {
-    // serde_json's messages name the position, never echo the input.
-    e.to_string()
+/// What is wrong with a JSON body, by position only: serde's own messages can quote the
+/// input ("invalid type: string \"…\"") and are a library's wording, not ours.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "invalid JSON syntax",
+        Category::Eof => "the JSON ends early",
+        Category::Data => "a member has the wrong type or value",
+        Category::Io => "the body could not be read",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// RFC 3339 with milliseconds, as FHIR `instant`.

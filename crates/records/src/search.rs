@@ -174,6 +174,27 @@ fn prefix_of(v: &str) -> (Prefix, &str) {
     (Prefix::Eq, v)
 }
 
+/// Most values one parameter may list (`identifier=a,b,…`): a longer OR list is refused
+/// with a clear error instead of reaching the database.
+pub const MAX_VALUES_PER_PARAM: usize = 100;
+/// Most values across all parameters of one search.
+pub const MAX_VALUES_PER_SEARCH: usize = 400;
+
+pub use crate::resource::forbidden_control;
+
+/// `a OR b OR …` as a balanced tree, so the expression's depth grows with the logarithm
+/// of the list, not the list (SQLite refuses trees deeper than 1,000).
+fn or_balanced(parts: &[String]) -> String {
+    match parts {
+        [] => "1 = 0".to_owned(),
+        [one] => one.clone(),
+        _ => {
+            let (a, b) = parts.split_at(parts.len() / 2);
+            format!("({} OR {})", or_balanced(a), or_balanced(b))
+        }
+    }
+}
+
 /// Splits a comma-separated value list (`\,` escapes a comma).
 fn split_values(v: &str) -> Vec<String> {
     let mut out = vec![String::new()];
@@ -226,7 +247,31 @@ pub fn parse(
     };
     let mut issues = Vec::new();
     let mut ignored = Vec::new();
+    let mut values_seen = 0usize;
     for (k, v) in params {
+        if let Some(c) = k.chars().chain(v.chars()).find(|c| forbidden_control(*c)) {
+            issues.push(issue(
+                k,
+                format!("control character U+{:04X} is not allowed", c as u32),
+            ));
+            continue;
+        }
+        let n = v.split(',').count();
+        values_seen += n;
+        if n > MAX_VALUES_PER_PARAM {
+            issues.push(issue(
+                k,
+                format!("at most {MAX_VALUES_PER_PARAM} values per parameter ({n} given)"),
+            ));
+            continue;
+        }
+        if values_seen > MAX_VALUES_PER_SEARCH {
+            issues.push(issue(
+                k,
+                format!("at most {MAX_VALUES_PER_SEARCH} values in one search"),
+            ));
+            break;
+        }
         let (name, modifier) = match k.split_once(':') {
             Some((n, m)) => (n, Some(m)),
             None => (k.as_str(), None),
@@ -565,12 +610,12 @@ fn where_sql(sql: &mut Sql, q: &Query) -> String {
         };
         let ors: Vec<String> = f.any_of.iter().map(|c| row_cond(sql, c)).collect();
         match table_of(first) {
-            None => w.push_str(&format!(" AND ({})", ors.join(" OR "))),
+            None => w.push_str(&format!(" AND ({})", or_balanced(&ors))),
             Some(table) => {
                 let p = sql.text(f.param);
                 sets.push(format!(
                     "SELECT x.id FROM {table} x WHERE x.type = {t} AND x.param = {p} AND ({})",
-                    ors.join(" OR ")
+                    or_balanced(&ors)
                 ));
             }
         }

@@ -28,6 +28,187 @@ use crate::{
     api, config::Config, problem::ApiError, resolver::TenantIndex, service::Service, tenant_api,
 };
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Tenants and (on platform hosts) the platform routes: the default single listener.
+    All,
+    /// Tenant routes only (`server.listen` when `server.platform_listen` is set).
+    Tenants,
+    /// Platform routes only (`server.platform_listen`).
+    Platform,
+    /// `/metrics` (unauthenticated) and `/healthz` only (`server.metrics_listen`).
+    Metrics,
+}
+
+/// Sends each request to the tenant routes or the platform routes by what its address
+/// names: a tenant (custom domain, `{slug}.{base_domain}`, trusted `X-Tenant-Id`,
+/// `/t/{slug}/`) never reaches a platform route.
+struct Dispatch {
+    state: AppState,
+    platform: Option<Router>,
+    tenant: bool,
+    platform_hosts: Vec<String>,
+}
+
+impl Dispatch {
+    async fn route<T>(&self, req: axum::extract::Request, tenant: T) -> Response
+    where
+        T: tower::Service<
+                axum::extract::Request,
+                Response = Response,
+                Error = std::convert::Infallible,
+            >,
+    {
+        use tower::ServiceExt as _;
+        let host = request_host(&req);
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let facts = crate::resolver::RequestFacts {
+            host: host.as_deref(),
+            tenant_header: req
+                .headers()
+                .get(&tenant_api::X_TENANT_ID)
+                .and_then(|h| h.to_str().ok()),
+            peer,
+            path: req.uri().path(),
+        };
+        let names_tenant = !matches!(
+            self.state.svc.index.resolve(facts).0,
+            crate::resolver::Resolution::NoTenant
+        );
+        let platform_host = self.platform_hosts.is_empty()
+            || host.as_deref().is_some_and(|h| {
+                let bare = strip_port(h);
+                self.platform_hosts.iter().any(|p| p == bare)
+            });
+        match (&self.platform, names_tenant) {
+            (Some(p), false) if platform_host => match p.clone().oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            },
+            _ if self.tenant => match tenant.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            },
+            _ => api_not_found().await.into_response(),
+        }
+    }
+}
+
+/// The request's host: the `Host` header, else the URI's authority (HTTP/2), lowercase.
+pub fn request_host(req: &axum::extract::Request) -> Option<String> {
+    req.headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(str::to_ascii_lowercase)
+}
+
+/// `host` without a `:port` (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map(|(h, _)| &host[..h.len() + 1])
+            .unwrap_or(host);
+    }
+    host.split_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// RFC 9112 §3.2: a request with no `Host` (HTTP/1.1), more than one, or one that is not a
+/// host is refused with 400 — a front proxy reading another line would attribute it to
+/// another tenant.
+async fn check_host(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{Version, header::HOST};
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    let bad = if hosts.next().is_some() {
+        Some("the request has more than one Host header")
+    } else {
+        match first {
+            None if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
+                Some("HTTP/1.1 requests need a Host header")
+            }
+            None => None,
+            Some(h) => match h.to_str() {
+                Ok(v) if valid_host(v) => match req.uri().authority() {
+                    Some(a) if !a.as_str().eq_ignore_ascii_case(v) => {
+                        Some("the Host header differs from the request target's authority")
+                    }
+                    _ => None,
+                },
+                _ => Some("the Host header is not a host[:port]"),
+            },
+        }
+    };
+    match bad {
+        None => next.run(req).await,
+        Some(why) => {
+            metrics::counter!("tenantplane_bad_host_total").increment(1);
+            let e =
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-host", "Bad Host header").detail(why);
+            if crate::fhir_api::is_fhir_path(req.uri().path()) {
+                crate::fhir_api::FhirError::from(e).into_response()
+            } else {
+                e.into_response()
+            }
+        }
+    }
+}
+
+/// `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 address.
+fn valid_host(v: &str) -> bool {
+    if v.is_empty() || v.len() > 261 {
+        return false;
+    }
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) => {
+                if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                (None, tail.strip_prefix(':'))
+            }
+            None => return false,
+        }
+    } else {
+        match v.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(v), None),
+        }
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return false;
+    }
+    // A fully qualified name may end with a dot (`example.org.`).
+    host.map(|h| h.strip_suffix('.').unwrap_or(h))
+        .is_none_or(|h| {
+            !h.is_empty()
+                && h.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        })
+}
+
+/// Runs the request with its id in scope, so errors logged deep inside can answer with it.
+async fn scope_request_id(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let id: Arc<str> = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|r| r.header_value().to_str().ok())
+        .unwrap_or("")
+        .into();
+    crate::problem::with_request_id(id, next.run(req)).await
+}
+
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -165,20 +346,74 @@ impl Server {
             .await
     }
 
-    /// The full router.
+    /// The router of a listener that serves every surface (tenants and the platform).
     pub fn router(&self) -> Router {
+        self.router_for(Surface::All)
+    }
+
+    /// The router of a listener serving `surface`. Platform routes answer only on the
+    /// platform's hosts (never on a tenant's), tenant routes only on tenant addresses;
+    /// `/metrics` needs a bearer token unless it has its own listener.
+    pub fn router_for(&self, surface: Surface) -> Router {
         let state = self.state.clone();
+        let metrics_open = surface == Surface::Metrics;
+        let metrics_here = match surface {
+            Surface::Metrics => true,
+            _ => self.config.server.metrics_listen.is_none(),
+        };
+        let mut platform = Router::new();
+        if surface != Surface::Metrics {
+            platform = platform
+                .route("/healthz", get(healthz))
+                .route("/readyz", get(readyz))
+                .merge(api::router())
+                .route("/api/v1/{*rest}", axum::routing::any(api_not_found));
+        } else {
+            platform = platform.route("/healthz", get(healthz));
+        }
+        if metrics_here {
+            platform = platform.route(
+                "/metrics",
+                get(move |s: State<AppState>, h: axum::http::HeaderMap| {
+                    metrics_route(s, h, metrics_open)
+                }),
+            );
+        }
         let tenant = tenant_api::service(state.clone());
-        let platform = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_route))
-            .merge(api::router())
-            .route("/api/v1/{*rest}", axum::routing::any(api_not_found))
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(state)
-            .fallback_service(tenant);
-        platform
+        let platform = platform.method_not_allowed_fallback(method_not_allowed);
+        // Paths the platform does not serve go to tenant resolution (which answers
+        // `tenant-not-found` when the address names no tenant) on a listener that serves
+        // tenants; a platform-only listener answers 404.
+        let platform = if matches!(surface, Surface::All) {
+            platform.fallback_service(tenant.clone())
+        } else {
+            platform.fallback(api_not_found)
+        }
+        .with_state(state.clone());
+        let dispatch = Dispatch {
+            state: state.clone(),
+            platform: if surface == Surface::Tenants {
+                None
+            } else {
+                Some(platform)
+            },
+            tenant: matches!(surface, Surface::All | Surface::Tenants),
+            platform_hosts: self
+                .config
+                .server
+                .platform_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        };
+        let dispatch = Arc::new(dispatch);
+        Router::new()
+            .fallback_service(tower::service_fn(move |req: axum::extract::Request| {
+                let d = dispatch.clone();
+                let tenant = tenant.clone();
+                async move { Ok::<_, std::convert::Infallible>(d.route(req, tenant).await) }
+            }))
+            .layer(axum::middleware::from_fn(crate::fhir_api::outcome_errors))
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 limit_per_ip,
@@ -188,6 +423,7 @@ impl Server {
                 Duration::from_secs(self.config.server.request_timeout_secs.max(1)),
                 request_timeout,
             ))
+            .layer(axum::middleware::from_fn(check_host))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                     let rid = req
@@ -200,6 +436,7 @@ impl Server {
                         request_id = %rid, tenant_id = tracing::field::Empty)
                 }),
             )
+            .layer(axum::middleware::from_fn(scope_request_id))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     }
@@ -211,9 +448,53 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let mut extra = Vec::new();
+        let srv = &self.config.server;
+        for (addr, surface, what) in [
+            (
+                srv.platform_listen,
+                Surface::Platform,
+                "server.platform_listen",
+            ),
+            (
+                srv.metrics_listen,
+                Surface::Metrics,
+                "server.metrics_listen",
+            ),
+        ] {
+            if let Some(addr) = addr {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{what}: cannot listen on {addr}"))?;
+                tracing::info!(address = %l.local_addr()?, surface = ?surface, "listening");
+                extra.push((l, surface));
+            }
+        }
+        self.serve_on(listener, extra, shutdown).await
+    }
+
+    /// Serves the main `listener` and the `extra` listeners (each with its surface) until
+    /// `shutdown` completes.
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        extra: Vec<(TcpListener, Surface)>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if self.config.server.public_url.is_none()
+            && let Ok(addr) = listener.local_addr()
+        {
+            let mut p = self.config.server.public();
+            p.port = Some(addr.port());
+            self.state.svc.set_public(p);
+        }
+        let main_surface = if extra.iter().any(|(_, s)| *s == Surface::Platform) {
+            Surface::Tenants
+        } else {
+            Surface::All
+        };
         let cancel = CancellationToken::new();
         let tasks = self.spawn_background(cancel.clone());
-        let app = self.router();
         let grace = Duration::from_secs(self.config.server.shutdown_timeout_secs);
         let stop = cancel.clone();
         let graceful = async move {
@@ -221,17 +502,32 @@ impl Server {
             tracing::info!("shutdown requested; finishing in-flight requests");
             stop.cancel();
         };
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
+        let mut servers = Vec::new();
+        for (l, surface) in std::iter::once((listener, main_surface)).chain(extra) {
+            let app = self.router_for(surface);
+            let c = cancel.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await
+            }));
+        }
+        let all = async {
+            for s in servers {
+                match s.await {
+                    Ok(r) => r.context("serving")?,
+                    Err(e) => anyhow::bail!("a listener task failed: {e}"),
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        };
         let forced = async {
             cancel.cancelled().await;
             tokio::time::sleep(grace).await;
         };
+        tokio::spawn(graceful);
         tokio::select! {
-            r = serve => r.context("serving")?,
+            r = all => r?,
             () = forced => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
         }
         cancel.cancel();
@@ -270,14 +566,24 @@ impl Server {
         });
         let svc = self.state.svc.clone();
         let every = Duration::from_secs(self.config.tenants.purge_interval_secs.max(1));
+        let idle_every =
+            Duration::from_secs((self.config.data.sqlite_idle_close_secs / 2).clamp(1, 30));
         let purger = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut idle_tick = tokio::time::interval(idle_every);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {
                         if let Err(e) = svc.purge_due().await {
                             tracing::warn!(code = e.code, "purge run failed");
+                        }
+                    }
+                    _ = idle_tick.tick() => {
+                        match svc.data.sqlite().close_idle().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(closed = n, "closed idle tenant databases"),
+                            Err(e) => tracing::warn!(error = %e, "closing idle tenant databases failed"),
                         }
                     }
                 }
@@ -494,7 +800,53 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics_route() -> Response {
+/// `/metrics`: on its own listener as is; elsewhere with `Authorization: Bearer` holding
+/// `server.metrics_token` or an operator token (its series name tenants under attack).
+async fn metrics_route(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    open: bool,
+) -> Response {
+    if !open {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty() && t.len() <= crate::auth::MAX_TOKEN_LEN);
+        let Some(token) = token else {
+            return ApiError::unauthorized(
+                "send the metrics token or an operator token as 'Authorization: Bearer <token>'",
+            )
+            .into_response();
+        };
+        let by_metrics_token = s
+            .svc
+            .config
+            .server
+            .metrics_token
+            .as_deref()
+            .is_some_and(|m| {
+                use sha2::Digest as _;
+                // Compare digests in constant time (equal length whatever was sent).
+                let a = sha2::Sha256::digest(m.as_bytes());
+                let b = sha2::Sha256::digest(token.as_bytes());
+                bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
+            });
+        if !by_metrics_token {
+            let hash = crate::auth::hash_token(token);
+            match s.svc.operators.lookup(&s.svc.catalog, &hash).await {
+                Ok(Some(op)) if !op.disabled => {}
+                Ok(_) => {
+                    metrics::counter!("tenantplane_operator_auth_failures_total").increment(1);
+                    return ApiError::unauthorized("invalid metrics or operator token")
+                        .into_response();
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    }
     match metrics_handle() {
         Some(h) => (
             [(

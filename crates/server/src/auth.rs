@@ -69,7 +69,7 @@ impl OperatorCache {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         catalog: &Catalog,
         hash: &str,

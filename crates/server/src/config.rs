@@ -55,6 +55,23 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Per-request timeout, in seconds.
     pub request_timeout_secs: u64,
+    /// Hosts on which the platform routes (`/api/v1`, `/healthz`, `/readyz`, `/metrics`)
+    /// answer, e.g. `["admin.tenantplane.example"]`. Empty: any host that names no tenant
+    /// (tenant hosts — custom domains, `{slug}.{base_domain}`, `/t/{slug}/` — never serve
+    /// them).
+    pub platform_hosts: Vec<String>,
+    /// A separate listener for the platform routes. When set, `listen` serves tenants only.
+    pub platform_listen: Option<SocketAddr>,
+    /// A separate listener for `/metrics` only (unauthenticated, like a Prometheus
+    /// exporter port). When set, `/metrics` answers nowhere else.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token Prometheus presents for `/metrics` on the platform address (besides
+    /// any operator token). Unset: operator tokens only.
+    pub metrics_token: Option<String>,
+    /// The platform's external URL (`https://tenantplane.example`), whose scheme and port
+    /// tenant links (`fullUrl`, `Location`, `self`/`next`) use. Unset: `http://{listen}`.
+    /// `X-Forwarded-Proto` is honoured only from `trusted_proxies`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +83,11 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
             request_timeout_secs: 60,
+            platform_hosts: Vec::new(),
+            platform_listen: None,
+            metrics_listen: None,
+            metrics_token: None,
+            public_url: None,
         }
     }
 }
@@ -162,6 +184,11 @@ pub struct DataConfig {
     pub sqlite_max_blocking: usize,
     /// How long a request waits for SQLite capacity before 503, in milliseconds.
     pub sqlite_busy_wait_ms: u64,
+    /// A tenant SQLite database unused for this many seconds is closed (its page cache
+    /// freed); it reopens on the next request (~0.1 ms).
+    pub sqlite_idle_close_secs: u64,
+    /// Page cache per open tenant SQLite database, in KiB.
+    pub sqlite_cache_kib: u32,
     /// Bring tenant stores up to date when the server starts.
     pub migrate_on_start: bool,
     /// Tenants migrated at once by `migrate run` and at start (bounded further by each
@@ -177,6 +204,8 @@ impl Default for DataConfig {
             sqlite_max_open: 0,
             sqlite_max_blocking: 0,
             sqlite_busy_wait_ms: 5000,
+            sqlite_idle_close_secs: 60,
+            sqlite_cache_kib: 512,
             migrate_on_start: true,
             migrate_concurrency: 4,
             servers: Default::default(),
@@ -394,6 +423,26 @@ impl Config {
                 "server.base_domain '{bd}' is not a lowercase domain name"
             )));
         }
+        for h in &self.server.platform_hosts {
+            if tenantplane_core::DomainName::from_host_header(h).is_none()
+                && h.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "server.platform_hosts: '{h}' is not a host name"
+                )));
+            }
+        }
+        if let Some(t) = &self.server.metrics_token
+            && t.len() < 16
+        {
+            return Err(ConfigError::Invalid(
+                "server.metrics_token must be at least 16 characters".into(),
+            ));
+        }
+        if let Some(u) = &self.server.public_url {
+            PublicUrl::parse(u)
+                .map_err(|e| ConfigError::Invalid(format!("server.public_url: {e}")))?;
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "server.max_body_bytes must be at least 1024".into(),
@@ -481,6 +530,9 @@ impl Config {
         let mut c = self.clone();
         c.catalog.url = redact_url(&c.catalog.url);
         c.limits.redis_url = c.limits.redis_url.as_deref().map(redact_url);
+        if c.server.metrics_token.is_some() {
+            c.server.metrics_token = Some("***".into());
+        }
         if c.identity.platform_key.is_some() {
             c.identity.platform_key = Some("***".into());
         }
@@ -492,6 +544,75 @@ impl Config {
             }
         }
         c
+    }
+}
+
+/// The scheme and port of the platform's external URL (`server.public_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The host as written (no port).
+    pub host: String,
+    /// An explicit port (`None`: the scheme's default).
+    pub port: Option<u16>,
+}
+
+impl PublicUrl {
+    /// Parses `http(s)://host[:port][/]`.
+    pub fn parse(u: &str) -> Result<Self, String> {
+        let (scheme, rest) = if let Some(r) = u.strip_prefix("https://") {
+            ("https", r)
+        } else if let Some(r) = u.strip_prefix("http://") {
+            ("http", r)
+        } else {
+            return Err("must start with http:// or https://".into());
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err("expected scheme://host[:port] with no path".into());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(p) => (h, Some(p)),
+                Err(_) if rest.starts_with('[') && rest.ends_with(']') => (rest, None),
+                Err(_) => return Err("the port is not a number".into()),
+            },
+            _ => (rest, None),
+        };
+        let port = port.filter(|p| !matches!((scheme, p), ("http", 80) | ("https", 443)));
+        Ok(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// `:port` when explicit, else empty.
+    pub fn port_suffix(&self) -> String {
+        self.port.map(|p| format!(":{p}")).unwrap_or_default()
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.port_suffix())
+    }
+}
+
+impl ServerConfig {
+    /// The platform's external URL: `public_url`, else `http://{listen}`.
+    pub fn public(&self) -> PublicUrl {
+        self.public_url
+            .as_deref()
+            .and_then(|u| PublicUrl::parse(u).ok())
+            .unwrap_or_else(|| PublicUrl {
+                scheme: "http",
+                host: match self.listen.ip() {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    v4 => v4.to_string(),
+                },
+                port: Some(self.listen.port()),
+            })
     }
 }
 

@@ -10,7 +10,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequestParts, OriginalUri, Path, State},
+    extract::{FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -109,7 +109,12 @@ fn fhir_body(status: StatusCode, body: String) -> Response {
 }
 
 impl IntoResponse for FhirError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.status.is_server_error()
+            && let Some(id) = crate::problem::current_request_id()
+        {
+            self.issues.push((format!("request id {id}"), None));
+        }
         let mut r = fhir_body(
             self.status,
             outcome(self.code, "error", &self.issues).to_string(),
@@ -117,8 +122,109 @@ impl IntoResponse for FhirError {
         for (k, v) in self.headers {
             r.headers_mut().insert(k, v);
         }
+        if self.status == StatusCode::UNAUTHORIZED
+            && !r.headers().contains_key(header::WWW_AUTHENTICATE)
+        {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenantplane\""),
+            );
+        }
         r
     }
+}
+
+/// Whether `path` (as the client sent it) is under a tenant's FHIR base: `/fhir…` or
+/// `/t/{slug}/fhir…`.
+pub fn is_fhir_path(path: &str) -> bool {
+    let rest = match path.strip_prefix("/t/") {
+        Some(r) => match r.split_once('/') {
+            Some((_, tail)) => tail,
+            None => return false,
+        },
+        None => path.strip_prefix('/').unwrap_or(path),
+    };
+    rest == "fhir" || rest.starts_with("fhir/") || rest.starts_with("fhir?")
+}
+
+/// The FHIR issue code of an HTTP error status.
+fn issue_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid",
+        401 => "login",
+        403 => "forbidden",
+        404 => "not-found",
+        405 => "not-supported",
+        409 | 412 => "conflict",
+        410 => "deleted",
+        413 | 414 | 431 => "too-long",
+        415 => "not-supported",
+        429 => "throttled",
+        503 | 504 => "transient",
+        _ => "exception",
+    }
+}
+
+/// Middleware for the FHIR paths: every error answer is an `OperationOutcome`, whoever
+/// produced it (resolution, limits, timeouts, body limits, extractor rejections). Problem
+/// documents keep their detail; any other body (a library's plain-text rejection) is
+/// replaced by a generic diagnostic, never passed through.
+pub async fn outcome_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !is_fhir_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_fhir = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/fhir+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let is_problem = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let problem: Option<tenantplane_core::api::Problem> = if is_problem {
+        serde_json::from_slice(&bytes).ok()
+    } else {
+        None
+    };
+    let diagnostics = match &problem {
+        Some(p) => p.detail.clone().unwrap_or_else(|| p.title.clone()),
+        None => match status.as_u16() {
+            413 => "the request body is too large".to_owned(),
+            400 => "the request is malformed".to_owned(),
+            s => status
+                .canonical_reason()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("HTTP {s}")),
+        },
+    };
+    let code = match &problem {
+        Some(p) if p.quota.is_some() => "too-costly",
+        _ => issue_code(status),
+    };
+    let mut e = FhirError::new(status, code, diagnostics);
+    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            e.headers.push((name, v.clone()));
+        }
+    }
+    let mut out = e.into_response();
+    for (k, v) in parts.headers.iter() {
+        let n = k.as_str();
+        if n.starts_with("ratelimit") || n == "x-request-id" {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 impl From<ApiError> for FhirError {
@@ -252,13 +358,6 @@ fn not_here(u: &UserCtx, s: &AppState, id: &str) -> FhirError {
         let _ = u.not_found(s, &uuid, "resource");
     }
     FhirError::not_found("the resource")
-}
-
-/// The FHIR base as the client addressed it: `/fhir` on a tenant's host, `/t/{slug}/fhir`
-/// in path-prefix mode (the prefix the resolver stripped from `current`).
-fn base_of(original: &axum::http::Uri, current: &axum::http::Uri) -> String {
-    let prefix = original.path().strip_suffix(current.path()).unwrap_or("");
-    format!("{prefix}/fhir")
 }
 
 fn http_date(t: OffsetDateTime) -> String {
@@ -408,12 +507,7 @@ fn resource_response(
 }
 
 /// `GET /fhir/metadata`: what this server supports (no token needed).
-pub async fn metadata(
-    State(_s): State<AppState>,
-    FhirTenant(ctx): FhirTenant,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
-) -> Response {
+pub async fn metadata(State(_s): State<AppState>, FhirTenant(ctx): FhirTenant) -> Response {
     let interactions = json!([
         {"code": "read"}, {"code": "vread"}, {"code": "update"},
         {"code": "delete"}, {"code": "history-instance"}, {"code": "create"},
@@ -465,7 +559,7 @@ pub async fn metadata(
         "software": {"name": "Tenantplane", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {
             "description": format!("FHIR endpoint of {}", ctx.tenant().display_name),
-            "url": base_of(&uri, &here),
+            "url": ctx.url("/fhir"),
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
@@ -486,8 +580,6 @@ pub async fn metadata(
 pub async fn create(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path(t): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -513,7 +605,7 @@ pub async fn create(
             Ok(resource_response(
                 StatusCode::CREATED,
                 &v,
-                &base_of(&uri, &here),
+                &u.tenant.url("/fhir"),
                 prefer_minimal(&headers),
                 true,
             ))
@@ -526,8 +618,6 @@ pub async fn create(
 pub async fn read(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path((t, id)): Path<(String, String)>,
 ) -> FhirResult<Response> {
     require(&u, Permission::RecordsRead)?;
@@ -549,7 +639,7 @@ pub async fn read(
             Ok(resource_response(
                 StatusCode::OK,
                 &v,
-                &base_of(&uri, &here),
+                &u.tenant.url("/fhir"),
                 false,
                 false,
             ))
@@ -561,8 +651,6 @@ pub async fn read(
 pub async fn vread(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path((t, id, vid)): Path<(String, String, String)>,
 ) -> FhirResult<Response> {
     require(&u, Permission::RecordsRead)?;
@@ -592,7 +680,7 @@ pub async fn vread(
             Ok(resource_response(
                 StatusCode::OK,
                 &v,
-                &base_of(&uri, &here),
+                &u.tenant.url("/fhir"),
                 false,
                 false,
             ))
@@ -605,8 +693,6 @@ pub async fn vread(
 pub async fn update(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path((t, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -640,7 +726,7 @@ pub async fn update(
             Ok(resource_response(
                 StatusCode::OK,
                 &v,
-                &base_of(&uri, &here),
+                &u.tenant.url("/fhir"),
                 prefer_minimal(&headers),
                 true,
             ))
@@ -694,8 +780,6 @@ pub async fn delete(
 pub async fn history(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path((t, id)): Path<(String, String)>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> FhirResult<Response> {
@@ -713,11 +797,13 @@ pub async fn history(
         return Err(not_here(&u, &s, &id));
     }
     audit(&s, &u, ClinicalAction::History, rt, &id, StatusCode::OK);
-    let base = base_of(&uri, &here);
+    let base = u.tenant.url("/fhir");
     let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":");
     out.push_str(&versions.len().to_string());
     out.push_str(",\"link\":[{\"relation\":\"self\",\"url\":");
-    out.push_str(&serde_json::Value::from(uri.to_string()).to_string());
+    out.push_str(
+        &serde_json::Value::from(format!("{base}/{rt}/{id}/_history?_count={count}")).to_string(),
+    );
     out.push_str("}],\"entry\":[");
     for (i, v) in versions.iter().enumerate() {
         if i > 0 {
@@ -791,20 +877,6 @@ fn cursor_decode(tenant: tenantplane_core::TenantId, sort: &str, c: &str) -> Opt
     })
 }
 
-fn origin(h: &HeaderMap) -> String {
-    let host = h
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() < 256 && !v.contains(['/', ' ', '"']))
-        .unwrap_or("localhost");
-    let proto = h
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
-    format!("{proto}://{host}")
-}
-
 /// `application/x-www-form-urlencoded` of `params` (for links).
 fn query_string(params: &[(String, String)]) -> String {
     fn enc(s: &str) -> String {
@@ -833,15 +905,74 @@ fn query_string(params: &[(String, String)]) -> String {
         .join("&")
 }
 
-fn parse_form(raw: &str) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{raw}")
-            .parse()
-            .unwrap_or_else(|_| axum::http::Uri::from_static("/")),
-    )
-    .map(|q| q.0)
-    .unwrap_or_default()
+/// Largest `_search` form body.
+pub const MAX_SEARCH_FORM_BYTES: usize = 64 * 1024;
+
+fn bad_query(msg: &str) -> FhirError {
+    FhirError::new(StatusCode::BAD_REQUEST, "invalid", msg)
 }
+
+/// Parses `application/x-www-form-urlencoded` search parameters, failing closed: a query
+/// that cannot be read exactly is refused, never searched as if it had no parameters.
+/// `strict_chars` (form bodies) also refuses characters a form encoder never leaves raw
+/// (space, `"`, `<`, …); query strings have been through the URI parser already.
+fn parse_form(raw: &str, strict_chars: bool) -> FhirResult<Vec<(String, String)>> {
+    fn decode(s: &str) -> Option<String> {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = b.get(i + 1..i + 3)?;
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    if strict_chars
+        && let Some(c) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%|".contains(*c)))
+    {
+        let shown = if c.is_ascii_graphic() {
+            format!("'{c}'")
+        } else {
+            format!("U+{:04X}", c as u32)
+        };
+        return Err(bad_query(&format!(
+            "the form body is not valid application/x-www-form-urlencoded ({shown} must be percent-encoded)"
+        )));
+    }
+    let mut out = Vec::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (decode(k), decode(v)) else {
+            return Err(bad_query(
+                "a search parameter is not valid percent-encoded UTF-8",
+            ));
+        };
+        if k.is_empty() {
+            return Err(bad_query("a search parameter has no name"));
+        }
+        if let Some(bad) = k.chars().chain(v.chars()).find(|c| forbidden_control(*c)) {
+            return Err(bad_query(&format!(
+                "search parameters cannot contain control characters (U+{:04X})",
+                bad as u32
+            )));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+use tenantplane_records::resource::forbidden_control;
 
 async fn run_search(
     s: &AppState,
@@ -890,13 +1021,12 @@ async fn run_search(
             .map(|v| access(u, ClinicalAction::Search, v.rtype, &v.id, StatusCode::OK))
             .collect(),
     );
-    let origin = origin(headers);
     let kept: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| k != "_cursor" && !ignored.contains(k))
         .cloned()
         .collect();
-    let self_url = format!("{origin}{base}/{rt}?{}", query_string(&kept));
+    let self_url = format!("{base}/{rt}?{}", query_string(&kept));
     let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
     if let Some(n) = page.total {
         out.push_str(&format!(",\"total\":{n}"));
@@ -907,7 +1037,7 @@ async fn run_search(
     if let Some(k) = &page.next {
         let mut next = kept.clone();
         next.push(("_cursor".into(), cursor_encode(tenant, sort, k)));
-        let url = format!("{origin}{base}/{rt}?{}", query_string(&next));
+        let url = format!("{base}/{rt}?{}", query_string(&next));
         out.push_str(",{\"relation\":\"next\",\"url\":");
         out.push_str(&serde_json::Value::from(url).to_string());
         out.push('}');
@@ -925,9 +1055,7 @@ async fn run_search(
         }
         first = false;
         out.push_str("{\"fullUrl\":");
-        out.push_str(
-            &serde_json::Value::from(format!("{origin}{base}/{}/{}", v.rtype, v.id)).to_string(),
-        );
+        out.push_str(&serde_json::Value::from(format!("{base}/{}/{}", v.rtype, v.id)).to_string());
         out.push_str(",\"resource\":");
         let doc = v.doc.as_deref().unwrap_or("{}");
         if q.elements.is_empty() || mode == "include" {
@@ -948,22 +1076,20 @@ async fn run_search(
 pub async fn search_get(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path(t): Path<String>,
+    here: axum::http::Uri,
     headers: HeaderMap,
 ) -> FhirResult<Response> {
-    let params = parse_form(here.query().unwrap_or(""));
-    run_search(&s, &u, &t, params, &headers, &base_of(&uri, &here)).await
+    let params = parse_form(here.query().unwrap_or(""), false)?;
+    run_search(&s, &u, &t, params, &headers, &u.tenant.url("/fhir")).await
 }
 
 /// `POST /fhir/{type}/_search` (form body): search.
 pub async fn search_post(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     Path(t): Path<String>,
+    here: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult<Response> {
@@ -978,13 +1104,20 @@ pub async fn search_post(
             "_search takes application/x-www-form-urlencoded",
         ));
     }
-    let mut params = parse_form(here.query().unwrap_or(""));
-    params.extend(parse_form(&String::from_utf8_lossy(&body)));
-    let base = base_of(&uri, &here);
-    let base = base
-        .strip_suffix(&format!("/{t}/_search"))
-        .unwrap_or(&base)
-        .to_owned();
+    if body.len() > MAX_SEARCH_FORM_BYTES {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "too-long",
+            format!(
+                "the _search form body is over {} KiB",
+                MAX_SEARCH_FORM_BYTES / 1024
+            ),
+        ));
+    }
+    let form = std::str::from_utf8(&body).map_err(|_| bad_query("the form body is not UTF-8"))?;
+    let mut params = parse_form(here.query().unwrap_or(""), false)?;
+    params.extend(parse_form(form, true)?);
+    let base = u.tenant.url("/fhir");
     run_search(&s, &u, &t, params, &headers, &base).await
 }
 
@@ -1003,8 +1136,6 @@ fn status_text(s: u16) -> String {
 pub async fn bundle(
     State(s): State<AppState>,
     FhirUser(u): FhirUser,
-    OriginalUri(uri): OriginalUri,
-    here: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult<Response> {
@@ -1033,22 +1164,14 @@ pub async fn bundle(
             }
             Err(tenantplane_records::bundle::BundleError::Store(e)) => return Err(e.into()),
         };
-    let base = base_of(&uri, &here);
-    let origin = origin(&headers);
+    let base = u.tenant.url("/fhir");
     let accesses = std::cell::RefCell::new(Vec::new());
     let record = |action: ClinicalAction, v: &Version, status: StatusCode| {
         accesses
             .borrow_mut()
             .push(access(&u, action, v.rtype, &v.id, status));
     };
-    let response = bundle_response(
-        kind,
-        &results,
-        &format!("{origin}{base}"),
-        representation,
-        started,
-        &record,
-    );
+    let response = bundle_response(kind, &results, &base, representation, started, &record);
     s.svc.audit.record_bulk(accesses.into_inner());
     Ok(response)
 }

@@ -12,6 +12,22 @@ use tenantplane_core::{
     lifecycle::IllegalTransition,
 };
 
+tokio::task_local! {
+    /// The id of the request being served (set by the edge around every request), so an
+    /// error logged deep inside can be answered with the id an operator finds in the log.
+    static REQUEST_ID: std::sync::Arc<str>;
+}
+
+/// Runs `f` with `id` as the current request id.
+pub async fn with_request_id<F: std::future::Future>(id: std::sync::Arc<str>, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+/// The id of the request being served, if any.
+pub fn current_request_id() -> Option<std::sync::Arc<str>> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
 /// An API failure, rendered as `application/problem+json` (boxed: errors stay one pointer
 /// wide on the happy path).
 #[derive(Debug, Clone)]
@@ -183,12 +199,18 @@ impl ApiError {
     /// 500; `internal` is logged, not sent.
     pub fn internal(internal: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %internal, "internal error");
+        let detail = match current_request_id() {
+            Some(id) => {
+                format!("an unexpected error occurred; it has been logged with request id {id}")
+            }
+            None => "an unexpected error occurred; it has been logged".to_owned(),
+        };
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
         )
-        .detail("an unexpected error occurred; it has been logged")
+        .detail(detail)
     }
 
     /// 403 `quota-exceeded` for `quota` with the plan's limit and the current usage.
@@ -231,7 +253,11 @@ impl ApiError {
             title: self.title.to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            instance: None,
+            instance: if self.status.is_server_error() {
+                current_request_id().map(|id| format!("urn:tenantplane:request:{id}"))
+            } else {
+                None
+            },
             errors: self.errors.clone(),
             allowed_transitions: self.allowed.clone(),
             current_version: self.current_version,

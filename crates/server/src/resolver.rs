@@ -174,7 +174,8 @@ impl TenantIndex {
         }
     }
 
-    fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
+    /// Whether `peer` is one of `server.trusted_proxies`.
+    pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
         peer.is_some_and(|ip| {
             let ip = match ip {
                 IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

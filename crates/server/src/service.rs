@@ -60,6 +60,8 @@ pub struct Service {
     started_at: OffsetDateTime,
     /// Striped per-tenant write locks.
     write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The platform's external URL (scheme, host, port) that tenant links are built on.
+    public: arc_swap::ArcSwap<crate::config::PublicUrl>,
 }
 
 impl std::fmt::Debug for Service {
@@ -123,14 +125,25 @@ impl Service {
             limits: Arc::new(crate::limits::Limits::new(config.limits.clone())),
             meter: Arc::new(crate::metering::RequestMeter::new()),
             audit: Arc::new(crate::audit::AuditEvents::default()),
-            config,
             data,
             identity,
             events: Arc::new(crate::events::SecurityEvents::default()),
             plans: arc_swap::ArcSwap::from_pointee(Default::default()),
             started_at: now(),
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            public: arc_swap::ArcSwap::from_pointee(config.server.public()),
+            config,
         }
+    }
+
+    /// The platform's external URL.
+    pub fn public(&self) -> Arc<crate::config::PublicUrl> {
+        self.public.load_full()
+    }
+
+    /// Sets the platform's external URL (the listener's real port when none is configured).
+    pub fn set_public(&self, p: crate::config::PublicUrl) {
+        self.public.store(Arc::new(p));
     }
 
     fn stripe(&self, id: &TenantId) -> &tokio::sync::Mutex<()> {
@@ -304,7 +317,10 @@ impl Service {
             tenantplane_identity::IdentityError::Data(d) => d,
             other => DataError::Db(other.to_string()),
         };
-        self.identity.provision(t.id, db).await.map_err(to_data)?;
+        self.identity
+            .provision(t.id, t.profile, db)
+            .await
+            .map_err(to_data)?;
         let Some(email) = t.seed.admin_email.clone() else {
             return Ok(None);
         };

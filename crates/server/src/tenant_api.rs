@@ -34,12 +34,22 @@ pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 #[derive(Debug, Clone)]
 pub struct TenantCtx {
     tenant: Arc<Tenant>,
+    base: Arc<str>,
 }
 
 impl TenantCtx {
     /// The tenant.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant
+    }
+
+    /// The absolute URL of `path` (`/fhir/Patient/1`) at the tenant's canonical address:
+    /// built from the tenant's record and the platform's configuration — the tenant's
+    /// custom domain or `{slug}.{base_domain}`, or `{public_url}/t/{slug}` for path-prefix
+    /// requests — never from the client's `Host`; `X-Forwarded-Proto` only from a trusted
+    /// proxy.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// The tenant's database handle — the only way a tenant route reaches tenant data.
@@ -68,6 +78,41 @@ fn not_found() -> ApiError {
         "Tenant not found",
     )
     .detail("no tenant is served at this address; use the tenant's domain or /t/{slug}/")
+}
+
+/// The tenant's canonical base URL for this request (see [`TenantCtx::url`]).
+fn canonical_base(
+    state: &AppState,
+    t: &Tenant,
+    via: crate::resolver::Via,
+    host: Option<&str>,
+    forwarded_proto: Option<&'static str>,
+) -> String {
+    use crate::resolver::Via;
+    let public = state.svc.public();
+    let scheme = forwarded_proto.unwrap_or(public.scheme);
+    // A proxy that changed the scheme serves the default port of that scheme.
+    let port = if scheme == public.scheme {
+        public.port_suffix()
+    } else {
+        String::new()
+    };
+    let base_domain = state.svc.base_domain();
+    match via {
+        // The Host named one of this tenant's own domains exactly (the index matched it).
+        Via::CustomDomain => {
+            match host.filter(|h| t.custom_domains.iter().any(|d| d.as_str() == *h)) {
+                Some(h) => format!("{scheme}://{h}{port}"),
+                None => format!("{scheme}://{}.{base_domain}{port}", t.slug),
+            }
+        }
+        Via::Subdomain => format!("{scheme}://{}.{base_domain}{port}", t.slug),
+        Via::Header => match t.custom_domains.first() {
+            Some(d) => format!("{scheme}://{d}{port}"),
+            None => format!("{scheme}://{}.{base_domain}{port}", t.slug),
+        },
+        Via::PathPrefix => format!("{scheme}://{}{port}/t/{}", public.host, t.slug),
+    }
 }
 
 /// Whether a tenant in `status` is served, and the problem otherwise.
@@ -118,6 +163,7 @@ pub async fn resolve_tenant(
         path: req.uri().path(),
     };
     let (res, untrusted) = state.svc.index.resolve(facts);
+    let host_name = host.and_then(tenantplane_core::DomainName::from_host_header);
     if untrusted {
         metrics::counter!("tenantplane_untrusted_tenant_header_total").increment(1);
         tracing::warn!(peer = ?peer, "ignored X-Tenant-Id from an untrusted address");
@@ -190,7 +236,23 @@ pub async fn resolve_tenant(
         }
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
-    req.extensions_mut().insert(TenantCtx { tenant });
+    let forwarded_proto = if state.svc.index.is_trusted(peer) {
+        req.headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|p| match p.trim() {
+                "https" => Some("https"),
+                "http" => Some("http"),
+                _ => None,
+            })
+    } else {
+        None
+    };
+    let base = canonical_base(&state, &tenant, via, host_name.as_deref(), forwarded_proto);
+    req.extensions_mut().insert(TenantCtx {
+        tenant,
+        base: base.into(),
+    });
     let mut res = next.run(req).await;
     if let Some(d) = decision {
         for (k, v) in d.headers() {

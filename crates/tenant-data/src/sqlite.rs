@@ -43,6 +43,12 @@ pub struct SqliteConfig {
     /// `synchronous=FULL` (true) or `NORMAL` (false, survives process crashes but not power
     /// loss).
     pub synchronous_full: bool,
+    /// A database unused for this long is closed by [`SqliteRegistry::close_idle`]: an idle
+    /// tenant costs a catalog entry, not an open connection with its page cache.
+    pub idle_close: Duration,
+    /// Page cache per open database, in KiB (`PRAGMA cache_size=-N`; SQLite's default is
+    /// 2,000 KiB).
+    pub cache_kib: u32,
 }
 
 impl SqliteConfig {
@@ -57,6 +63,8 @@ impl SqliteConfig {
             max_blocking: 2 * cores,
             busy_wait: Duration::from_secs(5),
             synchronous_full: true,
+            idle_close: Duration::from_secs(60),
+            cache_kib: 512,
         }
     }
 }
@@ -85,7 +93,8 @@ struct TenantDb {
 
 #[derive(Debug, Default)]
 struct Lru {
-    map: HashMap<TenantId, (Arc<TenantDb>, u64)>,
+    /// Entry, last-use tick, last-use instant.
+    map: HashMap<TenantId, (Arc<TenantDb>, u64, std::time::Instant)>,
     tick: u64,
 }
 
@@ -143,7 +152,7 @@ impl SqliteRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .map
             .values()
-            .filter(|(db, _)| db.conn.try_lock().map(|c| c.is_some()).unwrap_or(true))
+            .filter(|(db, _, _)| db.conn.try_lock().map(|c| c.is_some()).unwrap_or(true))
             .count()
     }
 
@@ -167,9 +176,11 @@ impl SqliteRegistry {
                         conn: Mutex::new(None),
                     }),
                     tick,
+                    std::time::Instant::now(),
                 )
             });
             entry.1 = tick;
+            entry.2 = std::time::Instant::now();
             entry.0.clone()
         };
         let mut evicted = Vec::new();
@@ -178,10 +189,10 @@ impl SqliteRegistry {
                 .map
                 .iter()
                 .filter(|(k, _)| **k != id)
-                .min_by_key(|(_, (_, t))| *t)
+                .min_by_key(|(_, (_, t, _))| *t)
                 .map(|(k, _)| *k);
             match victim.and_then(|k| g.map.remove(&k)) {
-                Some((db, _)) => evicted.push(db),
+                Some((db, _, _)) => evicted.push(db),
                 None => break,
             }
         }
@@ -206,7 +217,37 @@ impl SqliteRegistry {
     }
 
     fn open_conn(&self, path: &Path, create: bool) -> Result<Connection> {
-        open_conn(path, create, self.cfg.synchronous_full)
+        open_conn(path, create, self.cfg.synchronous_full, self.cfg.cache_kib)
+    }
+
+    /// Closes (checkpointed) every database unused for `idle_close`; returns how many.
+    /// Run periodically by the server: memory then follows the tenants in use, not every
+    /// tenant touched since start.
+    pub async fn close_idle(&self) -> Result<usize> {
+        let idle: Vec<Arc<TenantDb>> = {
+            let mut g = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            let old: Vec<TenantId> = g
+                .map
+                .iter()
+                .filter(|(_, (_, _, at))| now.duration_since(*at) >= self.cfg.idle_close)
+                .map(|(k, _)| *k)
+                .collect();
+            old.iter()
+                .filter_map(|k| g.map.remove(k).map(|(db, _, _)| db))
+                .collect()
+        };
+        if idle.is_empty() {
+            return Ok(0);
+        }
+        let n = idle.len();
+        let stats = self.stats.clone();
+        self.blocking(move || {
+            close_all(idle, &stats);
+            Ok(())
+        })
+        .await?;
+        Ok(n)
     }
 
     /// Creates (or adopts, if it exists and carries only our migrations) the tenant's
@@ -227,12 +268,13 @@ impl SqliteRegistry {
         let (db, evicted) = self.checkout(tenant.id);
         let set = self.migrations.clone();
         let sync_full = self.cfg.synchronous_full;
+        let cache_kib = self.cfg.cache_kib;
         let stats = self.stats.clone();
         self.blocking(move || {
             close_all(evicted, &stats);
             let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                *guard = Some(open_conn(&db.path, create, sync_full)?);
+                *guard = Some(open_conn(&db.path, create, sync_full, cache_kib)?);
                 stats.opened.fetch_add(1, Ordering::Relaxed);
             }
             let conn = guard
@@ -264,12 +306,13 @@ impl SqliteRegistry {
         let (db, evicted) = self.checkout(tenant.id);
         let need = self.migrations.schema_version();
         let sync_full = self.cfg.synchronous_full;
+        let cache_kib = self.cfg.cache_kib;
         let stats = self.stats.clone();
         self.blocking(move || {
             close_all(evicted, &stats);
             let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                let conn = open_conn(&db.path, false, sync_full)?;
+                let conn = open_conn(&db.path, false, sync_full, cache_kib)?;
                 let have: u32 = conn
                     .query_row("SELECT count(*) FROM tp_migrations", [], |r| r.get(0))
                     .map_err(|_| {
@@ -298,7 +341,7 @@ impl SqliteRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .map
             .remove(&id)
-            .map(|(db, _)| db);
+            .map(|(db, _, _)| db);
         let path = self.path_of(&id);
         let stats = self.stats.clone();
         self.blocking(move || {
@@ -330,7 +373,12 @@ impl SqliteRegistry {
     }
 }
 
-fn open_conn(path: &Path, create: bool, synchronous_full: bool) -> Result<Connection> {
+fn open_conn(
+    path: &Path,
+    create: bool,
+    synchronous_full: bool,
+    cache_kib: u32,
+) -> Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -342,8 +390,9 @@ fn open_conn(path: &Path, create: bool, synchronous_full: bool) -> Result<Connec
     let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=ON; \
-         PRAGMA busy_timeout=5000;",
-        if synchronous_full { "FULL" } else { "NORMAL" }
+         PRAGMA busy_timeout=5000; PRAGMA cache_size=-{};",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+        cache_kib.max(64)
     ))?;
     Ok(conn)
 }

@@ -94,31 +94,44 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
     ]
 }
 
-fn print_reach(base: &str, base_domain: &str, slug: &str, name: &str) {
+/// How to reach a tenant, as lines of the instructions block.
+fn reach_lines(base: &str, base_domain: &str, slug: &str, name: &str) -> Vec<String> {
     let port = base.rsplit(':').next().unwrap_or("8080");
-    println!("  {name}");
-    println!("      {base}/t/{slug}/api/tenant");
-    println!("      {base}/t/{slug}/api/tenant/departments");
-    println!("      http://{slug}.{base_domain}:{port}/api/tenant");
+    vec![
+        format!("  {name}"),
+        format!("      {base}/t/{slug}/api/tenant"),
+        format!("      {base}/t/{slug}/api/tenant/departments"),
+        format!("      http://{slug}.{base_domain}:{port}/api/tenant"),
+    ]
 }
 
 /// Creates the seed tenants through `client`, skipping those that exist.
 pub async fn seed_via_api(client: &Client, base_domain: &str) -> anyhow::Result<()> {
-    println!("Demo tenants on {}:", client.base());
+    let mut out = vec![format!("Demo tenants on {}:", client.base())];
     for req in seed_tenants() {
         match client.create_tenant(&req).await {
             Ok(_) => {}
             Err(ClientError::Api(p)) if p.code() == "slug-taken" => {}
             Err(e) => return Err(anyhow::Error::new(e).context(format!("creating {}", req.slug))),
         }
-        print_reach(client.base(), base_domain, &req.slug, &req.display_name);
+        out.extend(reach_lines(
+            client.base(),
+            base_domain,
+            &req.slug,
+            &req.display_name,
+        ));
     }
+    println!("{}", out.join("\n"));
     Ok(())
 }
 
-/// One user per built-in role in the tenant `slug`, each with a fresh password (set
-/// directly: a demo, so nobody has to change a one-time password first). Printed once.
-async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> anyhow::Result<()> {
+/// One user per built-in role of the tenant's profile in the tenant `slug`, each with a
+/// fresh password (set directly: a demo, so nobody has to change a one-time password
+/// first). Returns the lines to print once.
+async fn demo_users(
+    svc: &tenantplane_server::service::Service,
+    slug: &str,
+) -> anyhow::Result<Vec<String>> {
     use tenantplane_identity::users;
     let t = svc
         .get(slug)
@@ -128,8 +141,9 @@ async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> a
         .data
         .handle(&t)
         .map_err(|e| anyhow::anyhow!("opening {slug}'s store: {e}"))?;
-    println!("      users (password printed once; log in with POST /auth/login):");
-    for role in tenantplane_core::identity::builtin_roles() {
+    let mut out =
+        vec!["      users (passwords shown only now; log in with POST /auth/login):".to_owned()];
+    for role in tenantplane_core::identity::builtin_roles_for(t.profile) {
         let email: tenantplane_core::Email = format!("{}@{slug}.example", role.name)
             .parse()
             .map_err(|e| anyhow::anyhow!("demo e-mail: {e}"))?;
@@ -153,32 +167,25 @@ async fn demo_users(svc: &tenantplane_server::service::Service, slug: &str) -> a
         svc.identity
             .set_password(t.id, db, user, password.clone())
             .await?;
-        println!(
+        out.push(format!(
             "        {:<14} {:<48} {password}",
             role.name.as_str(),
             email.as_str()
-        );
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
-fn sample_data() -> Option<std::path::PathBuf> {
-    ["shared/testdata/synthea", "../shared/testdata/synthea"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_dir())
-}
-
-/// Loads the sample FHIR bundles into every demo hospital that has no patients yet.
+/// Loads FHIR bundles (from `dir`, else the sample shipped in the binary) into every demo
+/// hospital that has no patients yet. Progress goes to stderr.
 async fn load_records(
     svc: &tenantplane_server::service::Service,
     dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let Some(dir) = dir.map(Path::to_path_buf).or_else(sample_data) else {
-        println!("\n(no FHIR sample data found; pass --records-data DIR to load bundles)");
-        return Ok(());
+    let bundles = match dir {
+        Some(d) => crate::fhir::read_all(&[d.to_path_buf()])?,
+        None => crate::fhir::sample()?,
     };
-    let bundles = crate::fhir::read_all(std::slice::from_ref(&dir))?;
     if bundles.is_empty() {
         return Ok(());
     }
@@ -211,10 +218,10 @@ async fn load_records(
                 })?;
             entries += b.entries;
         }
-        println!(
-            "  {}: {entries} FHIR resources from {} bundles in {:.1} s",
-            t.slug,
+        eprintln!(
+            "loaded {entries} FHIR resources from {} bundles into {} in {:.1} s",
             bundles.len(),
+            t.slug,
             started.elapsed().as_secs_f64()
         );
     }
@@ -250,16 +257,20 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
     let base_domain = cfg.server.base_domain.clone();
     let name = cfg.bootstrap.operator_name.clone();
     let server = Server::build(cfg).await?;
-    if let Some(token) = server.bootstrap().await? {
-        crate::serve::announce_token(&name, &token);
-    }
+    let token = server.bootstrap().await?;
     // Seed in-process (no token needed: this process owns the catalog).
     let svc = server.service();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let base = format!("http://{}", listener.local_addr()?);
-    println!("Demo tenants on {base}:");
+    // What a person must read comes out as one block on stdout once everything is ready;
+    // logs and progress go to stderr.
+    let mut block = Vec::new();
+    if let Some(token) = &token {
+        block.push(crate::serve::token_text(&name, token));
+    }
+    block.push(format!("Demo tenants on {base}:"));
     for req in seed_tenants() {
         let slug = req.slug.clone();
         let name = req.display_name.clone();
@@ -268,14 +279,24 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
             Err(e) if e.code == "slug-taken" => {}
             Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.clone().unwrap_or_default()),
         }
-        print_reach(&base, &base_domain, &slug, &name);
-        demo_users(&svc, &slug).await?;
+        block.extend(reach_lines(&base, &base_domain, &slug, &name));
+        block.extend(demo_users(&svc, &slug).await?);
     }
     load_records(&svc, args.records_data.as_deref()).await?;
+    if !args.no_serve {
+        block.push(format!(
+            "\nServing on {base}; Ctrl-C to stop. Operator API: {base}/api/v1/docs"
+        ));
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", block.join("\n"))?;
+        out.flush()?;
+    }
     if args.no_serve {
         return Ok(());
     }
-    println!("\nServing; Ctrl-C to stop. Operator API: {base}/api/v1/docs");
     server
         .serve(listener, crate::serve::shutdown_signal())
         .await

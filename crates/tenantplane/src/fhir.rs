@@ -39,6 +39,119 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<BundleFile> {
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;
     }
+    bundle_file(path, bytes)
+}
+
+/// The 20-patient Synthea sample shipped inside the binary (`sample/synthea`, bzip2):
+/// the hospital and practitioner batches first, then the patient transactions.
+const SAMPLE: &[(&str, &[u8])] = &[
+    (
+        "0-hospitalInformation1625911868739.json.bz2",
+        include_bytes!("../sample/synthea/0-hospitalInformation1625911868739.json.bz2"),
+    ),
+    (
+        "0-practitionerInformation1625911868739.json.bz2",
+        include_bytes!("../sample/synthea/0-practitionerInformation1625911868739.json.bz2"),
+    ),
+    (
+        "085e81c0-7a95-ef02-16ef-aa1b4344deed.json.bz2",
+        include_bytes!("../sample/synthea/085e81c0-7a95-ef02-16ef-aa1b4344deed.json.bz2"),
+    ),
+    (
+        "19625ee6-1a94-1a6a-ca95-40c4efbbdfc7.json.bz2",
+        include_bytes!("../sample/synthea/19625ee6-1a94-1a6a-ca95-40c4efbbdfc7.json.bz2"),
+    ),
+    (
+        "2fcbe29d-94f0-ec20-dcf3-740c45bc08ba.json.bz2",
+        include_bytes!("../sample/synthea/2fcbe29d-94f0-ec20-dcf3-740c45bc08ba.json.bz2"),
+    ),
+    (
+        "5035bbae-27fc-b927-4a9b-7af7fdd536eb.json.bz2",
+        include_bytes!("../sample/synthea/5035bbae-27fc-b927-4a9b-7af7fdd536eb.json.bz2"),
+    ),
+    (
+        "53eac4c0-8d6b-72da-2768-a6d08e687f48.json.bz2",
+        include_bytes!("../sample/synthea/53eac4c0-8d6b-72da-2768-a6d08e687f48.json.bz2"),
+    ),
+    (
+        "5875d3aa-192c-6d05-221a-88a9cee35ff9.json.bz2",
+        include_bytes!("../sample/synthea/5875d3aa-192c-6d05-221a-88a9cee35ff9.json.bz2"),
+    ),
+    (
+        "5f66ecbb-b445-1290-4b55-9fc3ddfd569e.json.bz2",
+        include_bytes!("../sample/synthea/5f66ecbb-b445-1290-4b55-9fc3ddfd569e.json.bz2"),
+    ),
+    (
+        "6c8f3e83-c351-ed33-c38d-6be101c275d2.json.bz2",
+        include_bytes!("../sample/synthea/6c8f3e83-c351-ed33-c38d-6be101c275d2.json.bz2"),
+    ),
+    (
+        "728248bf-a984-5d08-efff-c44f98f56435.json.bz2",
+        include_bytes!("../sample/synthea/728248bf-a984-5d08-efff-c44f98f56435.json.bz2"),
+    ),
+    (
+        "83c9c542-0421-9ccb-34f6-8c6876fe04e5.json.bz2",
+        include_bytes!("../sample/synthea/83c9c542-0421-9ccb-34f6-8c6876fe04e5.json.bz2"),
+    ),
+    (
+        "8708d3e1-f718-96bb-03f0-f2a6564ae1cd.json.bz2",
+        include_bytes!("../sample/synthea/8708d3e1-f718-96bb-03f0-f2a6564ae1cd.json.bz2"),
+    ),
+    (
+        "8a4c9c04-1524-9f1c-d65b-9b17e4520fef.json.bz2",
+        include_bytes!("../sample/synthea/8a4c9c04-1524-9f1c-d65b-9b17e4520fef.json.bz2"),
+    ),
+    (
+        "9a174f9e-ed67-6617-0106-745fb1f9a344.json.bz2",
+        include_bytes!("../sample/synthea/9a174f9e-ed67-6617-0106-745fb1f9a344.json.bz2"),
+    ),
+    (
+        "bba190d1-1356-0588-7a1b-7e1325835baa.json.bz2",
+        include_bytes!("../sample/synthea/bba190d1-1356-0588-7a1b-7e1325835baa.json.bz2"),
+    ),
+    (
+        "be9d18f7-f230-dadc-049e-c13d3a4ac079.json.bz2",
+        include_bytes!("../sample/synthea/be9d18f7-f230-dadc-049e-c13d3a4ac079.json.bz2"),
+    ),
+    (
+        "beb53716-4df8-a51c-c58e-a8b814b8ac88.json.bz2",
+        include_bytes!("../sample/synthea/beb53716-4df8-a51c-c58e-a8b814b8ac88.json.bz2"),
+    ),
+    (
+        "c0697745-be05-4abc-07e0-f78ca6cb7230.json.bz2",
+        include_bytes!("../sample/synthea/c0697745-be05-4abc-07e0-f78ca6cb7230.json.bz2"),
+    ),
+    (
+        "cd185ab5-8efb-c68a-4779-d49dd4ba8f28.json.bz2",
+        include_bytes!("../sample/synthea/cd185ab5-8efb-c68a-4779-d49dd4ba8f28.json.bz2"),
+    ),
+    (
+        "d1193889-ebd9-4e35-bf1b-8a73ecbfc00b.json.bz2",
+        include_bytes!("../sample/synthea/d1193889-ebd9-4e35-bf1b-8a73ecbfc00b.json.bz2"),
+    ),
+    (
+        "f500d29f-be62-9008-43c5-e2c173dde9bd.json.bz2",
+        include_bytes!("../sample/synthea/f500d29f-be62-9008-43c5-e2c173dde9bd.json.bz2"),
+    ),
+];
+
+/// The shipped Synthea sample, decompressed, batches first.
+pub fn sample() -> anyhow::Result<Vec<BundleFile>> {
+    let mut out = SAMPLE
+        .iter()
+        .map(|(name, raw)| {
+            let mut bytes = Vec::new();
+            bzip2::read::BzDecoder::new(*raw)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("decompressing the shipped sample {name}"))?;
+            bundle_file(Path::new(name), bytes)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    out.sort_by_key(|b| b.kind != "batch");
+    Ok(out)
+}
+
+fn bundle_file(path: &Path, bytes: Vec<u8>) -> anyhow::Result<BundleFile> {
     #[derive(serde::Deserialize)]
     struct Head {
         #[serde(rename = "type")]

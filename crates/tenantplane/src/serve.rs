@@ -7,8 +7,11 @@ pub fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    // Colour only for a person at a terminal: never escape codes in files or pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     let _ = if cfg.log.format == "json" {
         builder.json().try_init()
@@ -39,13 +42,18 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Prints a generated first-operator token once (stdout, never the log).
-pub fn announce_token(name: &str, token: &str) {
-    println!(
+/// The text announcing a generated first-operator token.
+pub fn token_text(name: &str, token: &str) -> String {
+    format!(
         "\nFirst start: created operator '{name}'. Its token is shown only now (only a hash is stored):\n\n    {token}\n\n\
          Use it:   export TENANTPLANE_TOKEN={token}\n\
          Lost it:  tenantplane operator reset {name}\n"
-    );
+    )
+}
+
+/// Prints a generated first-operator token once (stdout, never the log).
+pub fn announce_token(name: &str, token: &str) {
+    println!("{}", token_text(name, token));
 }
 
 /// Builds, bootstraps and serves until a signal arrives.

@@ -1,4 +1,4 @@
-//! The Synthea sample beside the repository (`shared/testdata/synthea`), decompressed: the
+//! The Synthea sample shipped in the repository (`crates/tenantplane/sample/synthea`), decompressed: the
 //! hospital and practitioner batches first, then the patient transactions by file name —
 //! the order they must be loaded in.
 
@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 /// The sample's directory.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/synthea")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tenantplane/sample/synthea")
 }
 
 /// Every bundle as (file name, JSON text), in load order.

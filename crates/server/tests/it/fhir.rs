@@ -199,7 +199,7 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
     assert!(r.headers.contains_key("last-modified"));
     assert_eq!(
         r.headers["location"],
-        format!("/t/{}/fhir/Patient/{id}/_history/1", a.slug).as_str()
+        format!("{}/t/{}/fhir/Patient/{id}/_history/1", s.url(), a.slug).as_str()
     );
     let created = r.text.clone();
 

@@ -9,7 +9,10 @@ use tenantplane_testkit::{TestServer, TestServerOptions};
 use crate::{new_tenant, raw};
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", s.url()))
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", s.url()))
+        .bearer_auth(&s.token)
+        .send()
         .await
         .unwrap()
         .text()

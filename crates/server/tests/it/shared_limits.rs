@@ -134,6 +134,7 @@ async fn two_replicas_draw_from_one_limit_and_fall_back_without_redis() {
         assert!(matches!(r.status().as_u16(), 200 | 429), "{}", r.status());
         let metrics = c
             .get(format!("{}/metrics", a.url()))
+            .bearer_auth(&a.token)
             .send()
             .await
             .unwrap()
