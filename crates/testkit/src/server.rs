@@ -44,6 +44,10 @@ pub struct TestServerOptions {
     pub identity: Option<tenantplane_server::config::IdentitySettings>,
     /// `[metering] flush_interval_secs`.
     pub metering_flush_secs: Option<u64>,
+    /// `server.platform_listen`: the platform routes on their own listener.
+    pub platform_listen: Option<SocketAddr>,
+    /// `server.metrics_listen`: `/metrics` on its own listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A running in-process server.
@@ -128,6 +132,8 @@ impl TestServer {
             config.server.max_body_bytes = m;
         }
         config.server.shutdown_timeout_secs = 5;
+        config.server.platform_listen = opts.platform_listen;
+        config.server.metrics_listen = opts.metrics_listen;
         if let Some(t) = opts.request_timeout_secs {
             config.server.request_timeout_secs = t;
         }

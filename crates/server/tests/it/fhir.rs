@@ -17,14 +17,14 @@ use crate::{
 
 const FHIR: &str = "application/fhir+json";
 
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) text: String,
 }
 
-async fn send(
+pub(crate) async fn send(
     method: Method,
     url: &str,
     token: Option<&str>,
@@ -54,7 +54,7 @@ async fn send(
     }
 }
 
-fn assert_outcome(r: &Resp, status: u16, code: &str) {
+pub(crate) fn assert_outcome(r: &Resp, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.text);
     assert!(
         r.headers["content-type"]
@@ -70,7 +70,7 @@ fn assert_outcome(r: &Resp, status: u16, code: &str) {
 }
 
 /// A tenant with an admin and one user per role; returns tokens by role.
-async fn hospital(
+pub(crate) async fn hospital(
     s: &TestServer,
     slug: &str,
     mode: IsolationMode,
