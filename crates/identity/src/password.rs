@@ -12,7 +12,10 @@
 //! instead allocated once per permit and reused: at most `max_parallel × memory_kib` for
 //! the life of the process, whatever the number of logins.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, ParamsBuilder, Version,
@@ -53,8 +56,9 @@ pub struct Hasher {
 struct Inner {
     params: Params,
     permits: Semaphore,
-    /// Working memory, one set of blocks per permit at most, reused hash after hash.
-    blocks: Mutex<Vec<Vec<Block>>>,
+    /// Working memory, one set of blocks per permit at most, reused hash after hash, each
+    /// with the time it was last returned (freed by [`Hasher::trim`] once idle).
+    blocks: Mutex<Vec<(Vec<Block>, Instant)>>,
     dummy: String,
 }
 
@@ -84,13 +88,14 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop()
+            .map(|(v, _)| v)
             .unwrap_or_else(|| vec![Block::default(); pooled]);
         // Argon2 overwrites every block it uses before reading it.
         let out = f(&mut v[..count]);
         self.blocks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(v);
+            .push((v, Instant::now()));
         out
     }
 
@@ -171,6 +176,27 @@ impl Hasher {
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Frees the pooled working memory unused for `idle` (the server calls this
+    /// periodically: a platform with no logins holds no Argon2 memory). Returns the bytes
+    /// freed.
+    pub fn trim(&self, idle: Duration) -> usize {
+        let mut pool = self.inner.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        let before = pool.len();
+        pool.retain(|(_, at)| at.elapsed() < idle);
+        (before - pool.len()) * self.inner.params.block_count() * std::mem::size_of::<Block>()
+    }
+
+    /// Bytes of working memory held in the pool now.
+    pub fn pooled_bytes(&self) -> usize {
+        self.inner
+            .blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+            * self.inner.params.block_count()
+            * std::mem::size_of::<Block>()
     }
 
     async fn blocking<T: Send + 'static>(
@@ -284,7 +310,10 @@ mod tests {
                 .verify_password(b"another one", &parsed)
                 .is_ok()
         );
-        // The pool holds one set of blocks per permit at most.
-        assert!(h.inner.blocks.lock().unwrap().len() <= 1);
+        // The pool holds one set of blocks per permit at most, freed once idle.
+        assert_eq!(h.pooled_bytes(), 1024 * 1024);
+        assert_eq!(h.trim(Duration::from_secs(3600)), 0);
+        assert_eq!(h.trim(Duration::ZERO), 1024 * 1024);
+        assert_eq!(h.pooled_bytes(), 0);
     }
 }

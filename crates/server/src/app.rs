@@ -413,7 +413,6 @@ impl Server {
                 let tenant = tenant.clone();
                 async move { Ok::<_, std::convert::Infallible>(d.route(req, tenant).await) }
             }))
-            .layer(axum::middleware::from_fn(crate::fhir_api::outcome_errors))
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 limit_per_ip,
@@ -423,6 +422,9 @@ impl Server {
                 Duration::from_secs(self.config.server.request_timeout_secs.max(1)),
                 request_timeout,
             ))
+            // Outside the limits and the timeout: their answers under /fhir are
+            // OperationOutcomes too.
+            .layer(axum::middleware::from_fn(crate::fhir_api::outcome_errors))
             .layer(axum::middleware::from_fn(check_host))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -580,6 +582,10 @@ impl Server {
                         }
                     }
                     _ = idle_tick.tick() => {
+                        let freed = svc.identity.hasher().trim(Duration::from_secs(30));
+                        if freed > 0 {
+                            tracing::debug!(bytes = freed, "freed idle Argon2 memory");
+                        }
                         match svc.data.sqlite().close_idle().await {
                             Ok(0) => {}
                             Ok(n) => tracing::debug!(closed = n, "closed idle tenant databases"),

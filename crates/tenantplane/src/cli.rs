@@ -82,8 +82,8 @@ pub enum FhirCmd {
         /// The tenant (slug or id).
         #[arg(long)]
         tenant: String,
-        /// Bundle files or directories.
-        #[arg(required = true)]
+        /// Bundle files or directories (`.json`, `.json.bz2`); none: the 20-patient Synthea
+        /// sample shipped in the binary.
         files: Vec<PathBuf>,
         #[command(flatten)]
         remote: Remote,

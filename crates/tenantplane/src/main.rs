@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work (SQLite, Argon2, validation) is bounded by its own semaphores;
+        // this caps the threads (and their stacks) a burst can leave behind.
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt,
