@@ -48,8 +48,20 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, By
     Ok((json, bytes))
 }
 
-/// Parses JSON, reporting the pointer of the first failing field.
+/// Parses a JSON object body, reporting the pointer of the first failing field. Every
+/// request body of the API is an object: serde would otherwise read a struct from an
+/// array (`["ops.bob"]` as `{"name": "ops.bob"}`), accepting what the document refuses.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::malformed(
+                "the request body must be a JSON object",
+                None,
+            ));
+        }
+        None => return Err(ApiError::malformed("the request body is empty", None)),
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -96,7 +108,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (json, bytes) = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null` (the document allows it): the defaults.
+        let trimmed = bytes.trim_ascii();
+        if trimmed.is_empty() || (json && trimmed == b"null") {
             return Ok(OptionalJson(T::default()));
         }
         if !json {

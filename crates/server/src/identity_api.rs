@@ -667,7 +667,8 @@ async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::User
 }
 
 /// `GET /api/tenant/users/{id}`.
-#[utoipa::path(get, path = "/api/tenant/users/{id}", tag = "users", security(("user_token" = [])),
+#[utoipa::path(get, path = "/api/tenant/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "The user's id")),
+    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView, headers(("ETag" = String))),
               (status = 404, description = "No such user in this tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
 pub async fn get_user(
@@ -682,6 +683,7 @@ pub async fn get_user(
 
 /// `PATCH /api/tenant/users/{id}`: display name, roles, departments, disabled.
 #[utoipa::path(patch, path = "/api/tenant/users/{id}", tag = "users", request_body = UpdateUser,
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
     security(("user_token" = [])),
     responses((status = 200, description = "Updated", body = UserView),
               (status = 412, description = "If-Match does not match", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
@@ -748,6 +750,7 @@ pub async fn update_user(
 
 /// `POST /api/tenant/users/{id}/revoke-sessions`: logs the user out everywhere.
 #[utoipa::path(post, path = "/api/tenant/users/{id}/revoke-sessions", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
     security(("user_token" = [])),
     responses((status = 204, description = "Every refresh token revoked; access tokens refused")))]
 pub async fn revoke_sessions(
@@ -766,6 +769,7 @@ pub async fn revoke_sessions(
 
 /// `POST /api/tenant/users/{id}/reset-password`: a new one-time password (shown once).
 #[utoipa::path(post, path = "/api/tenant/users/{id}/reset-password", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
     security(("user_token" = [])),
     responses((status = 200, description = "New one-time password; sessions revoked", body = UserCredentials)))]
 pub async fn reset_password(

@@ -181,6 +181,7 @@ pub async fn start(
 
 /// The provider's redirect back.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Callback {
     /// The authorization code.
     #[serde(default)]

@@ -98,6 +98,34 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         "domain-taken",
     )
     .await;
+    // Arrays are not objects (serde would read a struct from a sequence).
+    for (path, body) in [
+        (
+            "/api/v1/tenants",
+            serde_json::json!(["charlie-hospital", "C"]),
+        ),
+        ("/api/v1/operators", serde_json::json!(["ops.bob"])),
+        (
+            "/api/v1/tenants/alpha-hospital/suspend",
+            serde_json::json!([null]),
+        ),
+        ("/api/v1/tenants", serde_json::json!("charlie-hospital")),
+    ] {
+        expect_problem(
+            c.request(Method::POST, path).json(&body),
+            400,
+            "malformed-body",
+        )
+        .await;
+    }
+    assert!(
+        c.list_operators()
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|o| o.name != "ops.bob")
+    );
     // Malformed JSON, wrong types, unknown fields.
     expect_problem(
         post()
