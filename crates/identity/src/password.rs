@@ -246,17 +246,22 @@ impl Hasher {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn hash_and_verify() {
-        let h = Hasher::new(
+    /// A hasher with 1 MiB × 1 pass (quick) and `permits` parallel hashes.
+    fn small(permits: usize) -> Hasher {
+        Hasher::new(
             Argon2Params {
                 memory_kib: 1024,
                 iterations: 1,
                 parallelism: 1,
             },
-            2,
+            permits,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = small(2);
         let a = h.hash("correct horse battery".into()).await.unwrap();
         let b = h.hash("correct horse battery".into()).await.unwrap();
         assert_ne!(a, b, "salted");
@@ -286,15 +291,7 @@ mod tests {
             .hash_password(b"s3cret pass", &salt)
             .unwrap()
             .to_string();
-        let h = Hasher::new(
-            Argon2Params {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            1,
-        )
-        .unwrap();
+        let h = small(1);
         assert!(
             h.verify("s3cret pass".into(), Some(phc.clone()))
                 .await

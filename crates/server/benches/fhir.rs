@@ -3,7 +3,7 @@
 //! `cargo bench -p tenantplane-server --bench fhir`, per mode (sqlite, pg-schema, pg-shared
 //! on a throwaway PostgreSQL with fsync off):
 //!
-//! A. transaction-bundle ingest of the 20 Synthea patients (`shared/testdata/synthea`; the
+//! A. transaction-bundle ingest of the 20 Synthea patients (`crates/tenantplane/sample/synthea`; the
 //!    hospital and practitioner batches are loaded first, untimed): resources/s;
 //! B. patient read (`GET /fhir/Patient/{id}`), 4 clients for `TP_BENCH_SECS` (5) s: req/s,
 //!    p50, p99;

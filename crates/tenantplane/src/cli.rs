@@ -268,8 +268,8 @@ pub struct DemoArgs {
     /// Create the tenants and exit instead of serving.
     #[arg(long)]
     pub no_serve: bool,
-    /// FHIR bundles to load into each demo hospital (default: the Synthea sample in
-    /// `shared/testdata/synthea` or `../shared/testdata/synthea`, when present).
+    /// FHIR bundles to load into each demo hospital (default: the 20-patient Synthea
+    /// sample shipped in the binary).
     #[arg(long)]
     pub records_data: Option<PathBuf>,
     #[command(flatten)]

@@ -11,7 +11,7 @@ use tenantplane_core::IsolationMode;
 use tenantplane_testkit::{TestServer, TestServerOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::fhir::{Resp, assert_outcome, hospital, send};
+use crate::fhir::{Resp, assert_outcome, hospital, resp, send};
 
 const FHIR: &str = "application/fhir+json";
 
@@ -53,20 +53,6 @@ fn form(url: &str, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Requ
         .bearer_auth(token)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
-}
-
-async fn resp(rb: reqwest::RequestBuilder) -> Resp {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        text,
-    }
 }
 
 /// A 400 OperationOutcome (`invalid` or `structure`).

@@ -41,6 +41,11 @@ pub(crate) async fn send(
     for (k, v) in extra {
         rb = rb.header(*k, *v);
     }
+    resp(rb).await
+}
+
+/// Sends `rb` and collects the answer.
+pub(crate) async fn resp(rb: reqwest::RequestBuilder) -> Resp {
     let r = rb.send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();

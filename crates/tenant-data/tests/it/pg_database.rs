@@ -99,11 +99,12 @@ async fn clones_are_born_migrated_and_budget_bounds_connections_across_databases
     assert!(server.usage().open <= 3, "{:?}", server.usage());
     // Server side, a backend whose connection the pool closed (to make room for another
     // database) leaves pg_stat_activity a moment after its client has gone, so a sample can
-    // catch it next to its replacement: allow one in-flight exit.
+    // catch it next to its replacement: allow in-flight exits (two were seen on a loaded
+    // machine; the pool's own count above is the exact check).
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("peak server-side application connections: {peak}");
     assert!(
-        peak <= 4,
+        peak <= 5,
         "server-side connections exceeded the budget: {peak}"
     );
     for t in &tenants {
