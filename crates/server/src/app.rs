@@ -1,22 +1,15 @@
 //! Composition of the HTTP server: state, router, background tasks and graceful shutdown.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
-    Json, Router,
+    Router,
     extract::{DefaultBodyLimit, State},
-    http::{Request, StatusCode},
+    http::Request,
     response::{IntoResponse, Response},
     routing::get,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tenantplane_core::api::Health;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
@@ -25,189 +18,19 @@ use tower_http::{
 };
 
 use crate::{
-    api, config::Config, problem::ApiError, resolver::TenantIndex, service::Service, tenant_api,
+    api,
+    config::Config,
+    platform_routes::{api_not_found, healthz, method_not_allowed, metrics_route, readyz},
+    problem::ApiError,
+    resolver::TenantIndex,
+    service::Service,
+    surface::{Dispatch, check_host, scope_request_id},
+    tenant_api,
 };
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// Tenants and (on platform hosts) the platform routes: the default single listener.
-    All,
-    /// Tenant routes only (`server.listen` when `server.platform_listen` is set).
-    Tenants,
-    /// Platform routes only (`server.platform_listen`).
-    Platform,
-    /// `/metrics` (unauthenticated) and `/healthz` only (`server.metrics_listen`).
-    Metrics,
-}
-
-/// Sends each request to the tenant routes or the platform routes by what its address
-/// names: a tenant (custom domain, `{slug}.{base_domain}`, trusted `X-Tenant-Id`,
-/// `/t/{slug}/`) never reaches a platform route.
-struct Dispatch {
-    state: AppState,
-    platform: Option<Router>,
-    tenant: bool,
-    platform_hosts: Vec<String>,
-}
-
-impl Dispatch {
-    async fn route<T>(&self, req: axum::extract::Request, tenant: T) -> Response
-    where
-        T: tower::Service<
-                axum::extract::Request,
-                Response = Response,
-                Error = std::convert::Infallible,
-            >,
-    {
-        use tower::ServiceExt as _;
-        let host = request_host(&req);
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let facts = crate::resolver::RequestFacts {
-            host: host.as_deref(),
-            tenant_header: req
-                .headers()
-                .get(&tenant_api::X_TENANT_ID)
-                .and_then(|h| h.to_str().ok()),
-            peer,
-            path: req.uri().path(),
-        };
-        let names_tenant = !matches!(
-            self.state.svc.index.resolve(facts).0,
-            crate::resolver::Resolution::NoTenant
-        );
-        let platform_host = self.platform_hosts.is_empty()
-            || host.as_deref().is_some_and(|h| {
-                let bare = strip_port(h);
-                self.platform_hosts.iter().any(|p| p == bare)
-            });
-        match (&self.platform, names_tenant) {
-            (Some(p), false) if platform_host => match p.clone().oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            },
-            _ if self.tenant => match tenant.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            },
-            _ => api_not_found().await.into_response(),
-        }
-    }
-}
-
-/// The request's host: the `Host` header, else the URI's authority (HTTP/2), lowercase.
-pub fn request_host(req: &axum::extract::Request) -> Option<String> {
-    req.headers()
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .map(str::to_ascii_lowercase)
-}
-
-/// `host` without a `:port` (IPv6 literals keep their brackets).
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map(|(h, _)| &host[..h.len() + 1])
-            .unwrap_or(host);
-    }
-    host.split_once(':').map(|(h, _)| h).unwrap_or(host)
-}
-
-/// RFC 9112 §3.2: a request with no `Host` (HTTP/1.1), more than one, or one that is not a
-/// host is refused with 400 — a front proxy reading another line would attribute it to
-/// another tenant.
-async fn check_host(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use axum::http::{Version, header::HOST};
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let first = hosts.next();
-    let bad = if hosts.next().is_some() {
-        Some("the request has more than one Host header")
-    } else {
-        match first {
-            None if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
-                Some("HTTP/1.1 requests need a Host header")
-            }
-            None => None,
-            Some(h) => match h.to_str() {
-                Ok(v) if valid_host(v) => match req.uri().authority() {
-                    Some(a) if !a.as_str().eq_ignore_ascii_case(v) => {
-                        Some("the Host header differs from the request target's authority")
-                    }
-                    _ => None,
-                },
-                _ => Some("the Host header is not a host[:port]"),
-            },
-        }
-    };
-    match bad {
-        None => next.run(req).await,
-        Some(why) => {
-            metrics::counter!("tenantplane_bad_host_total").increment(1);
-            let e =
-                ApiError::new(StatusCode::BAD_REQUEST, "bad-host", "Bad Host header").detail(why);
-            if crate::fhir_api::is_fhir_path(req.uri().path()) {
-                crate::fhir_api::FhirError::from(e).into_response()
-            } else {
-                e.into_response()
-            }
-        }
-    }
-}
-
-/// `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 address.
-fn valid_host(v: &str) -> bool {
-    if v.is_empty() || v.len() > 261 {
-        return false;
-    }
-    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((ip, tail)) => {
-                if ip.parse::<std::net::Ipv6Addr>().is_err() {
-                    return false;
-                }
-                (None, tail.strip_prefix(':'))
-            }
-            None => return false,
-        }
-    } else {
-        match v.split_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(v), None),
-        }
-    };
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return false;
-    }
-    // A fully qualified name may end with a dot (`example.org.`).
-    host.map(|h| h.strip_suffix('.').unwrap_or(h))
-        .is_none_or(|h| {
-            !h.is_empty()
-                && h.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-        })
-}
-
-/// Runs the request with its id in scope, so errors logged deep inside can answer with it.
-async fn scope_request_id(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let id: Arc<str> = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or("")
-        .into();
-    crate::problem::with_request_id(id, next.run(req)).await
-}
+pub use crate::{
+    platform_routes::install_metrics,
+    surface::{Surface, request_host},
+};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -221,17 +44,6 @@ pub struct AppState {
 pub struct Server {
     state: AppState,
     config: Arc<Config>,
-}
-
-fn metrics_handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|_| handle)
-        })
-        .clone()
 }
 
 /// Reads the catalog change feed into the index until it is drained.
@@ -781,104 +593,4 @@ async fn request_timeout(
             ApiError::unavailable("the request took too long", 1).into_response()
         }
     }
-}
-
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        catalog: None,
-        tenants_indexed: None,
-    })
-}
-
-async fn readyz(State(s): State<AppState>) -> Response {
-    let ok = s.svc.catalog.ping().await.is_ok();
-    let body = Health {
-        status: if ok { "ok" } else { "unavailable" }.into(),
-        catalog: Some(s.svc.catalog.backend().into()),
-        tenants_indexed: Some(s.svc.index.len() as u64),
-    };
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-/// `/metrics`: on its own listener as is; elsewhere with `Authorization: Bearer` holding
-/// `server.metrics_token` or an operator token (its series name tenants under attack).
-async fn metrics_route(
-    State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
-    open: bool,
-) -> Response {
-    if !open {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .filter(|t| !t.is_empty() && t.len() <= crate::auth::MAX_TOKEN_LEN);
-        let Some(token) = token else {
-            return ApiError::unauthorized(
-                "send the metrics token or an operator token as 'Authorization: Bearer <token>'",
-            )
-            .into_response();
-        };
-        let by_metrics_token = s
-            .svc
-            .config
-            .server
-            .metrics_token
-            .as_deref()
-            .is_some_and(|m| {
-                use sha2::Digest as _;
-                // Compare digests in constant time (equal length whatever was sent).
-                let a = sha2::Sha256::digest(m.as_bytes());
-                let b = sha2::Sha256::digest(token.as_bytes());
-                bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
-            });
-        if !by_metrics_token {
-            let hash = crate::auth::hash_token(token);
-            match s.svc.operators.lookup(&s.svc.catalog, &hash).await {
-                Ok(Some(op)) if !op.disabled => {}
-                Ok(_) => {
-                    metrics::counter!("tenantplane_operator_auth_failures_total").increment(1);
-                    return ApiError::unauthorized("invalid metrics or operator token")
-                        .into_response();
-                }
-                Err(e) => return ApiError::from(e).into_response(),
-            }
-        }
-    }
-    match metrics_handle() {
-        Some(h) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
-            )],
-            h.render(),
-        )
-            .into_response(),
-        None => ApiError::unavailable("metrics recorder not installed", 60).into_response(),
-    }
-}
-
-async fn api_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such API route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-    )
-}
-
-/// Installs the metrics recorder (idempotent). Call once at start.
-pub fn install_metrics() -> bool {
-    metrics_handle().is_some()
 }

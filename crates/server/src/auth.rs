@@ -97,6 +97,20 @@ fn find(map: &HashMap<String, Operator>, hash: &str) -> Option<Operator> {
     bool::from(op.token_hash.as_bytes().ct_eq(hash.as_bytes())).then(|| op.clone())
 }
 
+/// The token of an `Authorization: Bearer <token>` header: `None` when the header is
+/// missing, of another scheme, empty or longer than `max_len` bytes.
+pub fn bearer_token(headers: &axum::http::HeaderMap, max_len: usize) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|t| !t.is_empty() && t.len() <= max_len)
+}
+
 /// An authenticated operator (extractor for `/api/v1`).
 #[derive(Debug, Clone)]
 pub struct OperatorCtx {
@@ -123,17 +137,12 @@ impl FromRequestParts<AppState> for OperatorCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("send an operator token as 'Authorization: Bearer <token>'")
-        })?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::unauthorized(
+                "send an operator token as 'Authorization: Bearer <token>'",
+            ));
+        }
+        let token = bearer_token(&parts.headers, MAX_TOKEN_LEN)
             .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
         let hash = hash_token(token);
         let op = state

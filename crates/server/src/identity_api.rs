@@ -88,19 +88,16 @@ impl UserCtx {
 pub struct PendingUserCtx(pub UserCtx);
 
 fn bearer(parts: &Parts) -> ApiResult<&str> {
-    let v = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized("send an access token as 'Authorization: Bearer <token>'")
-    })?;
-    let token = v
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .filter(|t| !t.is_empty() && t.len() <= tenantplane_identity::tokens::MAX_TOKEN_BYTES)
-        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
-    Ok(token)
+    if !parts.headers.contains_key(header::AUTHORIZATION) {
+        return Err(ApiError::unauthorized(
+            "send an access token as 'Authorization: Bearer <token>'",
+        ));
+    }
+    crate::auth::bearer_token(
+        &parts.headers,
+        tenantplane_identity::tokens::MAX_TOKEN_BYTES,
+    )
+    .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))
 }
 
 fn peer(parts: &Parts) -> Option<std::net::IpAddr> {

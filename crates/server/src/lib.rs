@@ -19,11 +19,13 @@ pub mod fleet;
 pub mod identity_api;
 pub mod limits;
 pub mod metering;
+pub mod platform_routes;
 pub mod problem;
 pub mod resolver;
 pub mod service;
 pub mod shared_limits;
 pub mod sso_api;
+pub mod surface;
 pub mod tenant_api;
 
 pub use app::{AppState, Server};

@@ -14,6 +14,12 @@ use tenantplane_core::{
 };
 use tenantplane_server::{Config, Server};
 
+mod remote;
+mod tenant;
+
+pub use remote::*;
+pub use tenant::*;
+
 use crate::output::{Output, print_plans, print_tenant, print_tenants};
 
 /// Tenantplane: one deployment, many organisations.
@@ -242,20 +248,6 @@ impl From<RoleArg> for OperatorRole {
     }
 }
 
-/// How to reach a server.
-#[derive(Debug, Args, Clone)]
-pub struct Remote {
-    /// Server URL (default: from `tenantplane login`, else http://127.0.0.1:8080).
-    #[arg(long, env = "TENANTPLANE_SERVER", hide_env_values = true)]
-    pub server: Option<String>,
-    /// File holding the operator token (default: $TENANTPLANE_TOKEN, else the login file).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
-    pub output: Output,
-}
-
 /// `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -274,210 +266,6 @@ pub struct DemoArgs {
     pub records_data: Option<PathBuf>,
     #[command(flatten)]
     pub flags: ServerFlags,
-}
-
-/// `tenant …`.
-#[derive(Debug, Subcommand)]
-pub enum TenantCmd {
-    /// Create a tenant.
-    Create(TenantCreate),
-    /// List tenants.
-    List {
-        /// Only this status.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only this profile.
-        #[arg(long)]
-        profile: Option<String>,
-        /// Only this plan.
-        #[arg(long)]
-        plan: Option<String>,
-        /// Slug prefix or name substring.
-        #[arg(long)]
-        q: Option<String>,
-        /// Page size (1-200); with --all, the size of each request.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Follow cursors and print every matching tenant.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Show one tenant (by slug or id).
-    Show {
-        /// Slug or id.
-        tenant: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Change a tenant's name, profile, plan or branding.
-    Update(TenantUpdate),
-    /// Suspend a tenant.
-    Suspend(TenantAct),
-    /// Resume a suspended tenant.
-    Resume(TenantAct),
-    /// Delete a tenant (restorable during the grace period).
-    Delete(TenantAct),
-    /// Restore a tenant being deleted.
-    Restore(TenantAct),
-    /// Create or reset a tenant administrator; prints a one-time password once.
-    AdminReset {
-        /// Slug or id.
-        tenant: String,
-        /// The administrator's e-mail (default: the tenant's first administrator).
-        #[arg(long)]
-        email: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-/// `tenant create`.
-#[derive(Debug, Args)]
-pub struct TenantCreate {
-    /// Slug: 3-63 lowercase letters, digits, '-'.
-    pub slug: String,
-    /// Display name.
-    #[arg(long)]
-    pub name: String,
-    /// Profile.
-    #[arg(long, value_enum)]
-    pub profile: Option<ProfileArg>,
-    /// Plan.
-    #[arg(long)]
-    pub plan: Option<String>,
-    /// Isolation mode.
-    #[arg(long, value_enum)]
-    pub isolation: Option<IsolationArg>,
-    /// Custom domain (repeatable).
-    #[arg(long = "domain")]
-    pub domains: Vec<String>,
-    #[command(flatten)]
-    pub branding: BrandingArgs,
-    /// Setting as KEY=JSON (repeatable), e.g. --setting daily_users=200.
-    #[arg(long = "setting")]
-    pub settings: Vec<String>,
-    /// Department seeded into the tenant's store (repeatable).
-    #[arg(long = "department")]
-    pub departments: Vec<String>,
-    /// E-mail of the first tenant administrator (its one-time password is printed once).
-    #[arg(long)]
-    pub admin_email: Option<String>,
-    #[command(flatten)]
-    pub remote: Remote,
-}
-
-/// Branding flags.
-#[derive(Debug, Args, Default)]
-pub struct BrandingArgs {
-    /// Logo URL (https://).
-    #[arg(long)]
-    pub logo_url: Option<String>,
-    /// Primary colour (#rrggbb).
-    #[arg(long)]
-    pub primary_color: Option<String>,
-    /// Secondary colour (#rrggbb).
-    #[arg(long)]
-    pub secondary_color: Option<String>,
-}
-
-impl BrandingArgs {
-    fn is_set(&self) -> bool {
-        self.logo_url.is_some() || self.primary_color.is_some() || self.secondary_color.is_some()
-    }
-
-    fn into_branding(self, base: Branding) -> Branding {
-        Branding {
-            display_name: base.display_name,
-            logo_url: self.logo_url.or(base.logo_url),
-            primary_color: self.primary_color.or(base.primary_color),
-            secondary_color: self.secondary_color.or(base.secondary_color),
-        }
-    }
-}
-
-/// `tenant update`.
-#[derive(Debug, Args)]
-pub struct TenantUpdate {
-    /// Slug or id.
-    pub tenant: String,
-    /// New display name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// New profile.
-    #[arg(long, value_enum)]
-    pub profile: Option<ProfileArg>,
-    /// New plan.
-    #[arg(long)]
-    pub plan: Option<String>,
-    #[command(flatten)]
-    pub branding: BrandingArgs,
-    /// Only apply if the tenant is still at this version (its ETag).
-    #[arg(long)]
-    pub if_version: Option<u64>,
-    #[command(flatten)]
-    pub remote: Remote,
-}
-
-/// Lifecycle commands.
-#[derive(Debug, Args)]
-pub struct TenantAct {
-    /// Slug or id.
-    pub tenant: String,
-    /// Why (kept as the status reason).
-    #[arg(long)]
-    pub reason: Option<String>,
-    #[command(flatten)]
-    pub remote: Remote,
-}
-
-/// Profiles on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ProfileArg {
-    /// Hospital.
-    Hospital,
-    /// City council.
-    Council,
-    /// Company.
-    Company,
-    /// Other.
-    Other,
-}
-
-impl From<ProfileArg> for Profile {
-    fn from(p: ProfileArg) -> Self {
-        match p {
-            ProfileArg::Hospital => Profile::Hospital,
-            ProfileArg::Council => Profile::Council,
-            ProfileArg::Company => Profile::Company,
-            ProfileArg::Other => Profile::Other,
-        }
-    }
-}
-
-/// Isolation modes on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum IsolationArg {
-    /// One SQLite file per tenant.
-    Sqlite,
-    /// One PostgreSQL database per tenant.
-    PgDatabase,
-    /// One PostgreSQL schema per tenant.
-    PgSchema,
-    /// Shared PostgreSQL tables with row-level security.
-    PgShared,
-}
-
-impl From<IsolationArg> for IsolationMode {
-    fn from(i: IsolationArg) -> Self {
-        match i {
-            IsolationArg::Sqlite => IsolationMode::Sqlite,
-            IsolationArg::PgDatabase => IsolationMode::PgDatabase,
-            IsolationArg::PgSchema => IsolationMode::PgSchema,
-            IsolationArg::PgShared => IsolationMode::PgShared,
-        }
-    }
 }
 
 /// `domain …`.
@@ -538,70 +326,6 @@ pub enum PlanCmd {
     },
 }
 
-/// `login`.
-#[derive(Debug, Args)]
-pub struct LoginArgs {
-    /// Server URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// Read the token from this file (default: standard input).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-}
-
-/// What `tenantplane login` stores.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CliFile {
-    /// Server URL.
-    pub server: Option<String>,
-    /// Operator token.
-    pub token: Option<String>,
-}
-
-fn cli_file_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("TENANTPLANE_CLI_CONFIG") {
-        return Some(PathBuf::from(p));
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("tenantplane").join("cli.toml"))
-}
-
-fn read_cli_file() -> CliFile {
-    cli_file_path()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|s| toml::from_str(&s).ok())
-        .unwrap_or_default()
-}
-
-fn read_token_file(p: &Path) -> anyhow::Result<String> {
-    let t = std::fs::read_to_string(p)
-        .with_context(|| format!("reading token file {}", p.display()))?;
-    Ok(t.trim().to_owned())
-}
-
-impl Remote {
-    /// A client for the chosen server with the chosen token.
-    pub fn client(&self) -> anyhow::Result<Client> {
-        let file = read_cli_file();
-        let server = self
-            .server
-            .clone()
-            .or(file.server)
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let token = match &self.token_file {
-            Some(p) => Some(read_token_file(p)?),
-            None => std::env::var("TENANTPLANE_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .or(file.token),
-        };
-        Ok(Client::new(&server, token))
-    }
-}
-
 /// Exit codes: 1 other, 2 usage, 3 invalid input, 4 not found/gone, 5 conflict/precondition,
 /// 6 authentication/permission, 7 server unreachable/unavailable, 8 some tenants failed to
 /// migrate, 9 the canary wave halted a migration.
@@ -625,22 +349,6 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 
 fn api(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
-}
-
-fn parse_settings(raw: &[String]) -> anyhow::Result<Option<tenantplane_core::Settings>> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let mut s = tenantplane_core::Settings::new();
-    for kv in raw {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--setting expects KEY=VALUE, got '{kv}'"))?;
-        let value =
-            serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
-        s.insert(k.to_owned(), value);
-    }
-    Ok(Some(s))
 }
 
 /// Runs a parsed command line.
@@ -744,125 +452,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
-    match cmd {
-        TenantCmd::Create(a) => {
-            let c = a.remote.client()?;
-            let branding = a
-                .branding
-                .is_set()
-                .then(|| a.branding.into_branding(Branding::default()));
-            let req = CreateTenant {
-                slug: a.slug,
-                display_name: a.name,
-                profile: a.profile.map(Into::into),
-                plan: a.plan,
-                isolation: a.isolation.map(Into::into),
-                custom_domains: a.domains,
-                branding,
-                settings: parse_settings(&a.settings)?,
-                departments: a.departments,
-                admin_email: a.admin_email,
-            };
-            let t = c.create_tenant(&req).await.map_err(api)?;
-            print_tenant(&t, a.remote.output)?;
-            if let (Some(admin), crate::output::Output::Table) = (&t.initial_admin, a.remote.output)
-            {
-                crate::output::print_admin(admin);
-            }
-            Ok(())
-        }
-        TenantCmd::AdminReset {
-            tenant,
-            email,
-            remote,
-        } => {
-            let creds = remote
-                .client()?
-                .admin_reset(&tenant, email)
-                .await
-                .map_err(api)?;
-            if !crate::output::structured(&creds, remote.output)? {
-                crate::output::print_admin(&creds);
-            }
-            Ok(())
-        }
-        TenantCmd::List {
-            status,
-            profile,
-            plan,
-            q,
-            limit,
-            all,
-            remote,
-        } => {
-            let c = remote.client()?;
-            let query = ListQuery {
-                status,
-                profile,
-                plan,
-                q,
-                limit,
-                cursor: None,
-            };
-            if all {
-                let items = c.list_all_tenants(&query).await.map_err(api)?;
-                print_tenants(&items, None, remote.output)
-            } else {
-                let page = c.list_tenants(&query).await.map_err(api)?;
-                print_tenants(&page.items, page.next_cursor.as_deref(), remote.output)
-            }
-        }
-        TenantCmd::Show { tenant, remote } => {
-            let t = remote.client()?.get_tenant(&tenant).await.map_err(api)?;
-            print_tenant(&t, remote.output)
-        }
-        TenantCmd::Update(a) => {
-            let c = a.remote.client()?;
-            let branding = if a.branding.is_set() {
-                let cur = c.get_tenant(&a.tenant).await.map_err(api)?;
-                Some(a.branding.into_branding(cur.branding))
-            } else {
-                None
-            };
-            let req = UpdateTenant {
-                display_name: a.name,
-                profile: a.profile.map(Into::into),
-                plan: a.plan,
-                branding,
-                settings: None,
-            };
-            let t = c
-                .update_tenant(&a.tenant, &req, a.if_version)
-                .await
-                .map_err(api)?;
-            print_tenant(&t, a.remote.output)
-        }
-        TenantCmd::Suspend(a) => act(a, "suspend").await,
-        TenantCmd::Resume(a) => act(a, "resume").await,
-        TenantCmd::Restore(a) => act(a, "restore").await,
-        TenantCmd::Delete(a) => {
-            let t = a
-                .remote
-                .client()?
-                .delete_tenant(&a.tenant, a.reason)
-                .await
-                .map_err(api)?;
-            print_tenant(&t, a.remote.output)
-        }
-    }
-}
-
-async fn act(a: TenantAct, action: &str) -> anyhow::Result<()> {
-    let t = a
-        .remote
-        .client()?
-        .transition(&a.tenant, action, a.reason)
-        .await
-        .map_err(api)?;
-    print_tenant(&t, a.remote.output)
-}
-
 async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<()> {
     let (flags, action) = match &cmd {
         OperatorCmd::Create { flags, .. } | OperatorCmd::Reset { flags, .. } => (flags, &cmd),
@@ -887,55 +476,5 @@ async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<(
         view.name, view.role
     );
     println!("use it:  export TENANTPLANE_TOKEN={token}");
-    Ok(())
-}
-
-async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let token = match &args.token_file {
-        Some(p) => read_token_file(p)?,
-        None => {
-            let mut s = String::new();
-            std::io::stdin().read_line(&mut s)?;
-            s.trim().to_owned()
-        }
-    };
-    let client = Client::new(&args.server, Some(token.clone()));
-    let me = client.me().await.map_err(api)?;
-    let path =
-        cli_file_path().ok_or_else(|| anyhow!("cannot locate a config directory (set HOME)"))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let body = toml::to_string(&CliFile {
-        server: Some(args.server.clone()),
-        token: Some(token),
-    })?;
-    write_private(&path, body.as_bytes())?;
-    println!(
-        "logged in to {} as {} ({}); saved to {}",
-        args.server,
-        me.name,
-        me.role,
-        path.display()
-    );
-    Ok(())
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(body)?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, body)?;
     Ok(())
 }

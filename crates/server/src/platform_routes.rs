@@ -1,0 +1,119 @@
+//! The platform's own routes besides `/api/v1`: health, readiness, Prometheus metrics
+//! (token-protected unless on their own listener) and the platform's 404/405 answers.
+
+use std::sync::OnceLock;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tenantplane_core::api::Health;
+
+use crate::{app::AppState, problem::ApiError};
+
+pub(crate) fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .clone()
+}
+
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        catalog: None,
+        tenants_indexed: None,
+    })
+}
+
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
+    let ok = s.svc.catalog.ping().await.is_ok();
+    let body = Health {
+        status: if ok { "ok" } else { "unavailable" }.into(),
+        catalog: Some(s.svc.catalog.backend().into()),
+        tenants_indexed: Some(s.svc.index.len() as u64),
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `/metrics`: on its own listener as is; elsewhere with `Authorization: Bearer` holding
+/// `server.metrics_token` or an operator token (its series name tenants under attack).
+pub(crate) async fn metrics_route(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    open: bool,
+) -> Response {
+    if !open {
+        let Some(token) = crate::auth::bearer_token(&headers, crate::auth::MAX_TOKEN_LEN) else {
+            return ApiError::unauthorized(
+                "send the metrics token or an operator token as 'Authorization: Bearer <token>'",
+            )
+            .into_response();
+        };
+        let by_metrics_token = s
+            .svc
+            .config
+            .server
+            .metrics_token
+            .as_deref()
+            .is_some_and(|m| {
+                use sha2::Digest as _;
+                // Compare digests in constant time (equal length whatever was sent).
+                let a = sha2::Sha256::digest(m.as_bytes());
+                let b = sha2::Sha256::digest(token.as_bytes());
+                bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
+            });
+        if !by_metrics_token {
+            let hash = crate::auth::hash_token(token);
+            match s.svc.operators.lookup(&s.svc.catalog, &hash).await {
+                Ok(Some(op)) if !op.disabled => {}
+                Ok(_) => {
+                    metrics::counter!("tenantplane_operator_auth_failures_total").increment(1);
+                    return ApiError::unauthorized("invalid metrics or operator token")
+                        .into_response();
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    }
+    match metrics_handle() {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::unavailable("metrics recorder not installed", 60).into_response(),
+    }
+}
+
+pub(crate) async fn api_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail("no such API route")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+}
+
+/// Installs the metrics recorder (idempotent). Call once at start.
+pub fn install_metrics() -> bool {
+    metrics_handle().is_some()
+}

@@ -1,0 +1,235 @@
+//! Operator actions on one tenant's data: FHIR import, usage against the plan's quotas
+//! and the administrator reset.
+
+use super::*;
+
+impl Service {
+    /// Creates or resets a tenant administrator (operator action): an existing account with
+    /// `email` (or, without one, the tenant's first administrator) gets a new one-time
+    /// password, is re-enabled, gains `tenant-admin` and loses its sessions; otherwise a new
+    /// administrator is created within the plan's user quota.
+    /// Processes a FHIR `batch` or `transaction` Bundle for a tenant on an operator's
+    /// behalf (bulk imports; audited as the operator). The records module must be on.
+    pub async fn fhir_import(
+        &self,
+        r: &str,
+        operator: &str,
+        body: &[u8],
+    ) -> ApiResult<(
+        tenantplane_core::TenantId,
+        tenantplane_records::bundle::Kind,
+        Vec<tenantplane_records::bundle::EntryResult>,
+    )> {
+        let t = self.get(r).await?;
+        if t.status != TenantStatus::Active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant-not-ready",
+                "Tenant not ready",
+            )
+            .detail(format!(
+                "the tenant is {}; imports need an active tenant",
+                t.status
+            )));
+        }
+        if !crate::fhir_api::records_enabled(&t) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "records-disabled",
+                "Records module off",
+            )
+            .detail("this tenant has no FHIR records; an operator can switch them on with the setting records = true"));
+        }
+        let db = self.data.handle(&t)?;
+        let limits = self
+            .quotas(&t.plan)
+            .map(|q| tenantplane_records::store::Limits {
+                max_patients: q.max_patients,
+                storage_bytes: q.storage_bytes,
+            })
+            .unwrap_or(tenantplane_records::store::Limits::NONE);
+        use tenantplane_records::bundle::{BundleError, process};
+        let (kind, results) = match process(db, body, limits).await {
+            Ok(x) => x,
+            Err(BundleError::Invalid(issues)) => {
+                let mut e =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid-bundle", "Invalid bundle");
+                e = e.detail(
+                    issues
+                        .iter()
+                        .map(|i| format!("{}: {}", i.location, i.diagnostics))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                return Err(e);
+            }
+            Err(BundleError::Entry(i, status, _code, msg)) => {
+                return Err(ApiError::new(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    "bundle-entry-failed",
+                    "Bundle entry failed",
+                )
+                .detail(format!("entry {i}: {msg}; nothing was written")));
+            }
+            Err(BundleError::Store(e)) => return Err(e.into()),
+        };
+        let mut accesses = Vec::new();
+        for r in &results {
+            if let Some(v) = &r.version {
+                accesses.push(crate::audit::ClinicalAccess {
+                    at: time::OffsetDateTime::now_utc(),
+                    tenant_id: t.id,
+                    user_id: None,
+                    operator: Some(operator.to_owned()),
+                    action: crate::audit::ClinicalAction::of_entry(r),
+                    resource_type: v.rtype.as_str(),
+                    resource_id: v.id.clone(),
+                    status: r.status,
+                    peer: None,
+                    request_id: None,
+                });
+            }
+        }
+        self.audit.record_bulk(accesses);
+        Ok((t.id, kind, results))
+    }
+
+    /// What a tenant uses of its plan: requests this month, users.
+    pub async fn usage(&self, r: &str) -> ApiResult<tenantplane_core::api::TenantUsage> {
+        let t = self.get(r).await?;
+        let q = self
+            .quotas(&t.plan)
+            .ok_or_else(|| ApiError::internal(&"the tenant's plan is not loaded"))?;
+        let month = crate::metering::current_month();
+        let stored = self.catalog.requests_in(t.id, &month).await?;
+        let (users, records) = match self.data.handle(&t) {
+            Ok(db) => (
+                tenantplane_identity::users::count(db)
+                    .await
+                    .map_err(ApiError::from)?,
+                tenantplane_records::store::usage(db)
+                    .await
+                    .map_err(ApiError::from)?,
+            ),
+            // A store not provisioned yet holds nothing.
+            Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => {
+                (0, Default::default())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(tenantplane_core::api::TenantUsage {
+            tenant: t.id,
+            plan: t.plan.clone(),
+            month,
+            requests: stored.max(self.meter.used(t.id)),
+            requests_limit: q.requests_per_month,
+            users,
+            users_limit: q.max_users,
+            patients: records.patients,
+            patients_limit: q.max_patients,
+            storage_bytes: records.bytes,
+            storage_limit: q.storage_bytes,
+        })
+    }
+
+    pub async fn admin_reset(&self, r: &str, email: Option<String>) -> ApiResult<AdminCredentials> {
+        use tenantplane_identity::users;
+        let t = self.get(r).await?;
+        if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant-not-ready",
+                "Tenant not ready",
+            )
+            .detail(format!(
+                "the tenant is {}; administrators can be reset on active or suspended tenants",
+                t.status
+            )));
+        }
+        let email = match email {
+            Some(e) => Some(
+                e.parse::<tenantplane_core::Email>()
+                    .map_err(|e| ApiError::field("/email", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let db = self.data.handle(&t)?;
+        let admin_role: tenantplane_core::RoleName = tenantplane_core::identity::TENANT_ADMIN
+            .parse()
+            .map_err(|_| ApiError::internal(&"built-in role name"))?;
+        let existing = match &email {
+            Some(e) => users::by_email(db, e)
+                .await
+                .map_err(ApiError::from)?
+                .map(|x| x.0),
+            None => {
+                let mut found = None;
+                let mut after = None;
+                'pages: loop {
+                    let page = users::list(db, after.clone(), 500)
+                        .await
+                        .map_err(ApiError::from)?;
+                    for u in &page {
+                        if u.roles.contains(&admin_role)
+                            && found
+                                .as_ref()
+                                .is_none_or(|f: &users::UserRecord| u.created_at < f.created_at)
+                        {
+                            found = Some(u.clone());
+                        }
+                    }
+                    match page.last() {
+                        Some(l) if page.len() == 500 => after = Some(l.email.to_string()),
+                        _ => break 'pages,
+                    }
+                }
+                match found {
+                    Some(f) => Some(f),
+                    None => {
+                        return Err(ApiError::field(
+                            "/email",
+                            "the tenant has no administrator yet; give the new administrator's e-mail",
+                        ));
+                    }
+                }
+            }
+        };
+        let creds = match existing {
+            Some(u) => {
+                let email = u.email.clone();
+                let (u, otp) = self
+                    .identity
+                    .reset_password(t.id, db, u, std::slice::from_ref(&admin_role))
+                    .await?;
+                AdminCredentials {
+                    tenant: t.id,
+                    user_id: u.id,
+                    email,
+                    created: false,
+                    one_time_password: otp,
+                }
+            }
+            None => {
+                let Some(email) = email else {
+                    return Err(ApiError::field("/email", "required"));
+                };
+                let max = self
+                    .quotas(&t.plan)
+                    .map(|q| q.max_users)
+                    .unwrap_or(u64::MAX);
+                let (u, otp) = self
+                    .create_admin(db, email.clone(), admin_role, max)
+                    .await?;
+                AdminCredentials {
+                    tenant: t.id,
+                    user_id: u.id,
+                    email,
+                    created: true,
+                    one_time_password: otp,
+                }
+            }
+        };
+        tracing::info!(tenant_id = %t.id, user_id = %creds.user_id, created = creds.created, "tenant administrator reset by an operator");
+        Ok(creds)
+    }
+}
