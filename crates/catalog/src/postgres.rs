@@ -38,10 +38,9 @@ impl std::fmt::Debug for PgCatalog {
 }
 
 fn db_err(e: tokio_postgres::Error) -> CatalogError {
-    let lost = e.as_db_error().is_some_and(|d| {
-        let c = d.code().code();
-        c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
-    });
+    let lost = e
+        .as_db_error()
+        .is_some_and(|d| tenantplane_core::error::pg_connection_lost(d.code().code()));
     if e.is_closed() || e.as_db_error().is_none() || lost {
         CatalogError::Unavailable(e.to_string())
     } else {

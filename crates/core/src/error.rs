@@ -90,3 +90,11 @@ impl ValidationErrors {
         self.0.is_empty()
     }
 }
+
+/// Whether a PostgreSQL SQLSTATE says the connection is gone rather than the statement
+/// failed: class 08 (connection exception) and `57P01`–`57P03` (the server shut down,
+/// crashed or is starting). Such failures are the store being unavailable (503 + retry);
+/// the pools drop those connections (they report closed once the server hung up).
+pub fn pg_connection_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
+}

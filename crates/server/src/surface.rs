@@ -2,7 +2,7 @@
 //! metrics), the dispatch that keeps platform routes off tenant addresses, the `Host`
 //! check of RFC 9112 §3.2 and the request id's task-local scope.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -46,24 +46,16 @@ impl Dispatch {
             >,
     {
         use tower::ServiceExt as _;
+        let (res, untrusted) = self
+            .state
+            .svc
+            .index
+            .resolve(tenant_api::request_facts(&req));
+        let names_tenant = !matches!(res, crate::resolver::Resolution::NoTenant);
         let host = request_host(&req);
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let facts = crate::resolver::RequestFacts {
-            host: host.as_deref(),
-            tenant_header: req
-                .headers()
-                .get(&tenant_api::X_TENANT_ID)
-                .and_then(|h| h.to_str().ok()),
-            peer,
-            path: req.uri().path(),
-        };
-        let names_tenant = !matches!(
-            self.state.svc.index.resolve(facts).0,
-            crate::resolver::Resolution::NoTenant
-        );
+        let mut req = req;
+        req.extensions_mut()
+            .insert(tenant_api::Resolved(res, untrusted));
         let platform_host = self.platform_hosts.is_empty()
             || host.as_deref().is_some_and(|h| {
                 let bare = strip_port(h);

@@ -115,6 +115,32 @@ fn canonical_base(
     }
 }
 
+/// What a request tells about its tenant: `Host` (or the HTTP/2 authority), `X-Tenant-Id`,
+/// the peer address and the path.
+pub(crate) fn request_facts(req: &Request) -> RequestFacts<'_> {
+    RequestFacts {
+        host: req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str())),
+        tenant_header: req
+            .headers()
+            .get(&X_TENANT_ID)
+            .and_then(|h| h.to_str().ok()),
+        peer: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+        path: req.uri().path(),
+    }
+}
+
+/// A request's resolution, computed by the dispatcher and handed to [`resolve_tenant`]
+/// (request extension), so the index is consulted once per request.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved(pub(crate) Resolution, pub(crate) bool);
+
 /// Whether a tenant in `status` is served, and the problem otherwise.
 pub fn servable(status: TenantStatus) -> Result<(), ApiError> {
     match status {
@@ -144,25 +170,14 @@ pub async fn resolve_tenant(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let facts = RequestFacts {
-        host,
-        tenant_header: req
-            .headers()
-            .get(&X_TENANT_ID)
-            .and_then(|h| h.to_str().ok()),
-        peer,
-        path: req.uri().path(),
+    // Resolved once per request: by the dispatcher when it ran, else here.
+    let resolved = req.extensions_mut().remove::<Resolved>();
+    let facts = request_facts(&req);
+    let (peer, host) = (facts.peer, facts.host);
+    let (res, untrusted) = match resolved {
+        Some(Resolved(res, untrusted)) => (res, untrusted),
+        None => state.svc.index.resolve(facts),
     };
-    let (res, untrusted) = state.svc.index.resolve(facts);
     let host_name = host.and_then(tenantplane_core::DomainName::from_host_header);
     if untrusted {
         metrics::counter!("tenantplane_untrusted_tenant_header_total").increment(1);
@@ -310,24 +325,20 @@ pub async fn departments(
     }))
 }
 
-fn is_fhir(uri: &axum::http::Uri) -> bool {
-    uri.path() == "/fhir" || uri.path().starts_with("/fhir/")
-}
-
 async fn tenant_method_not_allowed(uri: axum::http::Uri) -> Response {
     let e = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         "Method not allowed",
     );
-    if is_fhir(&uri) {
+    if fhir_api::is_fhir_path(uri.path()) {
         return fhir_api::FhirError::from(e).into_response();
     }
     e.into_response()
 }
 
 async fn tenant_route_not_found(uri: axum::http::Uri) -> Response {
-    if is_fhir(&uri) {
+    if fhir_api::is_fhir_path(uri.path()) {
         return fhir_api::FhirError::new(
             StatusCode::NOT_FOUND,
             "not-supported",

@@ -104,22 +104,17 @@ impl std::fmt::Debug for PgServer {
 
 /// A database error for logs: SQLSTATE and message only — never the `DETAIL`, which can
 /// quote row values (health data).
+///
 /// A terminated or lost connection (SQLSTATE class 08, `57P01`–`57P03`: the server shut
 /// down, crashed or is starting) is the store being unavailable, not a failed statement.
 pub(crate) fn db(e: tokio_postgres::Error) -> DataError {
     match e.as_db_error() {
-        Some(d) if connection_lost(d.code().code()) => {
+        Some(d) if tenantplane_core::error::pg_connection_lost(d.code().code()) => {
             DataError::Unavailable(format!("{}: {}", d.code().code(), d.message()))
         }
         Some(d) => DataError::Db(format!("{}: {}", d.code().code(), d.message())),
         None => DataError::Unavailable(e.to_string()),
     }
-}
-
-/// Whether `sqlstate` says the connection is gone (the pool drops such connections: they
-/// report `is_closed` once the server has hung up).
-pub fn connection_lost(sqlstate: &str) -> bool {
-    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 /// Connection-level failures (server down, refused) are `Unavailable`; the rest `Db`.

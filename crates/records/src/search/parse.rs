@@ -50,7 +50,7 @@ pub const MAX_VALUES_PER_PARAM: usize = 100;
 /// Most values across all parameters of one search.
 pub const MAX_VALUES_PER_SEARCH: usize = 400;
 
-pub use crate::resource::forbidden_control;
+use crate::resource::forbidden_control;
 
 /// Splits a comma-separated value list (`\,` escapes a comma).
 pub(crate) fn split_values(v: &str) -> Vec<String> {

@@ -200,19 +200,10 @@ pub async fn outcome_errors(req: axum::extract::Request, next: axum::middleware:
 
 impl From<ApiError> for FhirError {
     fn from(e: ApiError) -> Self {
-        let code = match e.status.as_u16() {
-            400 => "invalid",
-            401 => "login",
-            403 if e.quota.is_some() => "too-costly",
-            403 => "forbidden",
-            404 => "not-found",
-            409 | 412 => "conflict",
-            410 => "deleted",
-            413 => "too-long",
-            415 => "not-supported",
-            429 => "throttled",
-            503 => "transient",
-            _ => "exception",
+        let code = if e.quota.is_some() {
+            "too-costly"
+        } else {
+            issue_code(e.status)
         };
         let mut diag = e.detail.clone().unwrap_or_else(|| e.title.to_owned());
         if let Some((q, limit, current)) = e.quota {

@@ -126,18 +126,11 @@ pub(crate) fn parse_form(raw: &str, strict_chars: bool) -> FhirResult<Vec<(Strin
         if k.is_empty() {
             return Err(bad_query("a search parameter has no name"));
         }
-        if let Some(bad) = k.chars().chain(v.chars()).find(|c| forbidden_control(*c)) {
-            return Err(bad_query(&format!(
-                "search parameters cannot contain control characters (U+{:04X})",
-                bad as u32
-            )));
-        }
+        // Control characters are refused by `search::parse`, for every way in.
         out.push((k, v));
     }
     Ok(out)
 }
-
-use tenantplane_records::resource::forbidden_control;
 
 pub(crate) async fn run_search(
     s: &AppState,
