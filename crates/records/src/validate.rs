@@ -42,7 +42,10 @@ fn prepare(v: &mut serde_json::Value, in_properties: bool) {
     }
 }
 
-static DEFINITIONS: LazyLock<Result<serde_json::Value, String>> = LazyLock::new(|| {
+/// The schema's definitions, parsed and prepared. Parsed when validators are compiled and
+/// dropped afterwards: the parsed document is ~20 MB, the compiled validators need none of
+/// it, and a process that has compiled the common types at start should not keep it.
+fn load_definitions() -> Result<serde_json::Value, String> {
     let mut schema: serde_json::Value =
         serde_json::from_str(SCHEMA_TEXT).map_err(|e| format!("the vendored schema: {e}"))?;
     let mut defs = schema
@@ -53,7 +56,7 @@ static DEFINITIONS: LazyLock<Result<serde_json::Value, String>> = LazyLock::new(
     // Any resource where a resource is embedded; each is validated by its own type.
     defs["ResourceList"] = serde_json::json!({"type": "object"});
     Ok(defs)
-});
+}
 
 type Validators = RwLock<HashMap<&'static str, Arc<jsonschema::Validator>>>;
 static VALIDATORS: LazyLock<Validators> = LazyLock::new(Default::default);
@@ -78,13 +81,17 @@ fn validator_named(name: &str) -> Option<Arc<jsonschema::Validator>> {
         .iter()
         .copied()
         .find(|t| *t == name)?;
-    let defs = match DEFINITIONS.as_ref() {
-        Ok(d) => d,
+    match load_definitions() {
+        Ok(defs) => compile(name, &defs),
         Err(e) => {
             tracing::error!(error = %e, "the FHIR schema is unusable; resources are not validated");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Compiles (and caches) the validator of the definition `name` out of `defs`.
+fn compile(name: &'static str, defs: &serde_json::Value) -> Option<Arc<jsonschema::Validator>> {
     defs.get(name)?;
     let schema = serde_json::json!({
         "$schema": "http://json-schema.org/draft-06/schema#",
@@ -153,9 +160,26 @@ fn check_at(rtype: ResourceType, resource: &serde_json::Value, prefix: &str, out
 /// Compiles the validators of `types` now (call on a blocking thread at start-up, so the
 /// first request of each type does not pay for it).
 pub fn warm_up(types: &[&str]) {
-    for t in types {
-        if let Some(rt) = ResourceType::parse(t) {
-            let _ = validator(rt);
+    let missing: Vec<&'static str> = {
+        let have = VALIDATORS.read().unwrap_or_else(|p| p.into_inner());
+        crate::resource::R4_TYPES
+            .iter()
+            .copied()
+            .filter(|t| types.contains(t) && !have.contains_key(t))
+            .collect()
+    };
+    if missing.is_empty() {
+        return;
+    }
+    // One parse of the schema for all of them.
+    match load_definitions() {
+        Ok(defs) => {
+            for name in missing {
+                let _ = compile(name, &defs);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the FHIR schema is unusable; resources are not validated")
         }
     }
 }
