@@ -177,8 +177,9 @@ impl Default for TenantsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Most tenant SQLite databases open at once; 0 derives it from the file-descriptor
-    /// limit.
+    /// Most tenant SQLite databases open at once; 0 means 256 (fewer when the
+    /// file-descriptor limit is low). The peak of open databases sets the memory SQLite
+    /// keeps.
     pub sqlite_max_open: usize,
     /// Most SQLite jobs running at once; 0 means two per core.
     pub sqlite_max_blocking: usize,
