@@ -5,7 +5,9 @@
 #   ./scripts/test.sh                 # the whole suite
 #   ./scripts/test.sh -p tenantplane-records   # extra arguments go to `cargo test`
 #
-# Installs (Debian/Ubuntu, as root or through sudo): PostgreSQL, PgBouncer, Redis.
+# Installs (Debian/Ubuntu, as root or through sudo): PostgreSQL, PgBouncer, Redis; and
+# schemathesis (PyPI) into a virtual environment under ~/.cache for the OpenAPI contract
+# run (crates/server/tests/it/contract.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +25,21 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+
+SCHEMATHESIS_VERSION=4.32.5
+venv="${TP_VENV:-$HOME/.cache/tenantplane-venv}"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export TP_SCHEMATHESIS="$venv/bin/st"
 
 exec cargo test --workspace --locked --no-fail-fast "$@"

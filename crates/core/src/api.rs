@@ -93,24 +93,38 @@ impl TenantView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// 3–63 characters: lowercase letters, digits, '-'; starts with a letter.
+    /// 3–63 characters: lowercase letters, digits, '-'; starts with a letter; not a
+    /// reserved word; no '--' at positions 3–4.
+    #[schema(pattern = "^[a-z](?![a-z0-9]--)[a-z0-9-]{1,61}[a-z0-9]$")]
     pub slug: String,
-    /// Human-readable name.
+    /// Human-readable name (1–200 characters, not blank, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub display_name: String,
     /// Kind of organisation (default `other`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
-    /// Plan name (default from configuration).
+    /// Plan name (default from configuration); the plan must exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")]
     pub plan: Option<String>,
     /// Isolation mode (default: the plan's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<IsolationMode>,
-    /// Custom domains.
+    /// Custom domains (lowercase, at least two labels, not under the platform's base
+    /// domain, not an IP address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::DomainName>)]
     pub custom_domains: Vec<String>,
     /// Presentation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub branding: Option<Branding>,
     /// Free-form settings (a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,8 +144,13 @@ pub struct CreateTenant {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
-    /// New display name.
+    /// New display name (1–200 characters, not blank, no control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub display_name: Option<String>,
     /// New profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,7 +159,11 @@ pub struct UpdateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
     /// New branding (replaces the whole object).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub branding: Option<Branding>,
     /// New settings (replaces the whole object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +195,7 @@ pub struct TenantList {
 #[serde(deny_unknown_fields)]
 pub struct AddDomain {
     /// The custom domain, e.g. `records.hospital.example`.
+    #[schema(value_type = crate::DomainName)]
     pub domain: String,
 }
 
@@ -183,7 +207,11 @@ pub struct UpdatePlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// New quotas (all five values).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub quotas: Option<Quotas>,
     /// New default isolation mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,7 +265,8 @@ pub struct OperatorList {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOperator {
-    /// Login name: a-z, 0-9, '.', '_', '-', '@'.
+    /// Login name: 1–64 of a-z, 0-9, '.', '_', '-', '@'.
+    #[schema(pattern = "^[a-z0-9._@-]{1,64}$")]
     pub name: String,
     /// Role (default `platform-admin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -402,4 +431,33 @@ pub struct TenantUsage {
     pub storage_bytes: u64,
     /// The plan's `storage_bytes`.
     pub storage_limit: u64,
+}
+
+/// An optional nested object of a request body: `null` or a JSON object. serde would also
+/// read a struct from an array (`[null, null]` as every field absent), accepting what the
+/// document refuses. The object's own fields are read by `T` from the same map, so error
+/// pointers still name the nested field.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOnly<T>(T);
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<T, A::Error> {
+                    T::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+                .map(ObjectOnly)
+        }
+    }
+    Ok(Option::<ObjectOnly<T>>::deserialize(d)?.map(|o| o.0))
 }

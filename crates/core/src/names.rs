@@ -141,7 +141,7 @@ impl fmt::Display for Slug {
 /// labels, at most 253 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "records.hospital-sao-joao.pt")]
+#[schema(value_type = String, pattern = "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+(?![0-9]+\\.?$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.?$", example = "records.hospital-sao-joao.pt")]
 pub struct DomainName(String);
 
 impl DomainName {
@@ -214,7 +214,7 @@ impl fmt::Display for DomainName {
 /// The name of a plan: 2–32 characters, lowercase letters, digits and hyphens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "medium")]
+#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$", example = "medium")]
 pub struct PlanName(String);
 
 impl PlanName {

@@ -10,14 +10,19 @@ use crate::{IsolationMode, PlanName, ValidationErrors};
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Maximum number of tenant user accounts.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub max_users: u64,
     /// Maximum number of patients (or primary records) stored.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub max_patients: u64,
     /// Maximum storage, in bytes.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub storage_bytes: u64,
     /// Sustained request rate allowed per minute.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub requests_per_minute: u64,
     /// Requests allowed per calendar month.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub requests_per_month: u64,
 }
 

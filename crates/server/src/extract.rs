@@ -120,9 +120,18 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     }
 }
 
-/// The `If-Match` precondition: `None` when absent or `*`.
+/// The `If-Match` precondition: `None` when absent or `*`; the version of a strong ETag
+/// (`"3"`); [`IfMatch::NEVER`] for anything else — a weak validator never matches for
+/// If-Match (RFC 9110 §13.1.1), nor does a value that is no ETag of ours — so the request
+/// is refused with 412 only after its body and path were found valid and the resource
+/// exists, like any stale precondition.
 #[derive(Debug, Clone, Copy)]
 pub struct IfMatch(pub Option<u64>);
+
+impl IfMatch {
+    /// A version no resource reaches: the precondition fails.
+    pub const NEVER: u64 = u64::MAX;
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
@@ -135,20 +144,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         if s == "*" {
             return Ok(IfMatch(None));
         }
-        // Weak validators never match for If-Match (RFC 9110 §13.1.1).
-        let parsed = s
+        let version = s
             .strip_prefix('"')
             .and_then(|r| r.strip_suffix('"'))
-            .and_then(|n| n.parse::<u64>().ok());
-        match parsed {
-            Some(n) => Ok(IfMatch(Some(n))),
-            None => Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version-mismatch",
-                "The resource changed since you read it",
-            )
-            .detail("If-Match must be an ETag returned by this API, like \"3\"")),
-        }
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n != Self::NEVER);
+        Ok(IfMatch(Some(version.unwrap_or(Self::NEVER))))
     }
 }
 

@@ -468,8 +468,10 @@ pub async fn roles(State(s): State<AppState>, u: UserCtx) -> ApiResult<Json<Role
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
-    /// Cursor from a previous page.
+    /// Cursor from a previous page (opaque; others are refused).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -1,5 +1,6 @@
 //! The control-plane API under `/api/v1` (operator bearer tokens) and its OpenAPI document.
 
+pub mod contract;
 pub mod docs;
 pub mod operators;
 pub mod placement;
@@ -81,52 +82,11 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The generated OpenAPI document (3.1). Operations served on a tenant's address
-/// (`/api/tenant/…`, `/auth/…`, `/.well-known/…`) declare their own servers: the tenant's
-/// path prefix on the platform address and its `{slug}.{base_domain}` host.
+/// The generated OpenAPI document (3.1), completed by [`contract::complete`] with the
+/// servers of tenant-host operations and the error answers every operation can give.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::server::{ServerBuilder, ServerVariableBuilder};
     let mut doc = ApiDoc::openapi();
-    let slug = || {
-        ServerVariableBuilder::new()
-            .default_value("demo-hospital")
-            .description(Some("The tenant's slug"))
-            .build()
-    };
-    let servers = vec![
-        ServerBuilder::new()
-            .url("/t/{slug}")
-            .description(Some("The tenant's path prefix on the platform address"))
-            .parameter("slug", slug())
-            .build(),
-        ServerBuilder::new()
-            .url("{scheme}://{slug}.{base_domain}")
-            .description(Some("The tenant's own host"))
-            .parameter("slug", slug())
-            .parameter(
-                "base_domain",
-                ServerVariableBuilder::new()
-                    .default_value("localhost:8080")
-                    .description(Some("server.base_domain (and port)"))
-                    .build(),
-            )
-            .parameter(
-                "scheme",
-                ServerVariableBuilder::new()
-                    .default_value("http")
-                    .enum_values(Some(["http", "https"]))
-                    .build(),
-            )
-            .build(),
-    ];
-    for (path, item) in doc.paths.paths.iter_mut() {
-        if path.starts_with("/api/tenant")
-            || path.starts_with("/auth/")
-            || path.starts_with("/.well-known/")
-        {
-            item.servers = Some(servers.clone());
-        }
-    }
+    contract::complete(&mut doc);
     doc
 }
 

@@ -167,7 +167,7 @@ pub async fn update(
 /// Create or reset a tenant administrator: a one-time password, shown once.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/admin", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant id or slug")),
-    request_body = tenantplane_core::identity::AdminReset,
+    request_body(content = Option<tenantplane_core::identity::AdminReset>),
     security(("operator_token" = [])),
     responses(
         (status = 200, description = "Administrator and one-time password", body = tenantplane_core::identity::AdminCredentials),

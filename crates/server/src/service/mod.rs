@@ -90,14 +90,17 @@ pub struct ListParams {
     /// Filter by profile.
     pub profile: Option<Profile>,
     /// Filter by plan name.
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")]
     pub plan: Option<String>,
     /// Filter by isolation mode.
     pub isolation: Option<tenantplane_core::IsolationMode>,
     /// Slug prefix or display-name substring (case-insensitive).
     pub q: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
-    /// Cursor from a previous page's `next_cursor`.
+    /// Cursor from a previous page's `next_cursor` (opaque; others are refused).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

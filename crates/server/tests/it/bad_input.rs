@@ -98,7 +98,40 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         "domain-taken",
     )
     .await;
-    // Arrays are not objects (serde would read a struct from a sequence).
+    // Arrays are not objects (serde would read a struct from a sequence), nested ones
+    // neither.
+    expect_problem(
+        c.request(Method::PATCH, "/api/v1/tenants/alpha-hospital")
+            .json(&serde_json::json!({"branding": [null, null]})),
+        400,
+        "malformed-body",
+    )
+    .await;
+    expect_problem(
+        c.request(Method::PATCH, "/api/v1/plans/small")
+            .json(&serde_json::json!({"quotas": [1, 1, 1, 1, 1]})),
+        400,
+        "malformed-body",
+    )
+    .await;
+    // A value that is no ETag of ours never matches (412), but only once the body is
+    // found valid: a bad body is still 400.
+    expect_problem(
+        c.request(Method::PATCH, "/api/v1/tenants/alpha-hospital")
+            .header("if-match", "three")
+            .json(&serde_json::json!({"display_name": "Z"})),
+        412,
+        "version-mismatch",
+    )
+    .await;
+    expect_problem(
+        c.request(Method::PATCH, "/api/v1/tenants/alpha-hospital")
+            .header("if-match", "three")
+            .json(&serde_json::json!({"display_name": 5})),
+        400,
+        "malformed-body",
+    )
+    .await;
     for (path, body) in [
         (
             "/api/v1/tenants",
