@@ -1,6 +1,8 @@
 //! End-to-end tests of the `tenantplane` binary: real processes, real signals, real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod architecture;
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,
