@@ -29,6 +29,7 @@ pub mod service;
 pub mod sessions;
 pub mod sso;
 pub mod tokens;
+pub mod user_admin;
 pub mod users;
 
 pub use service::{Identity, IdentityConfig, LoginOutcome, PasswordChange, RefreshOutcome, Tokens};

@@ -3,8 +3,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use tenantplane_control::index::{RequestFacts, TenantIndex};
 use tenantplane_core::{IsolationMode, Profile, Tenant, TenantStatus};
-use tenantplane_server::resolver::{RequestFacts, TenantIndex};
 use time::OffsetDateTime;
 
 fn tenant(i: usize) -> Tenant {

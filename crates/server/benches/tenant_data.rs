@@ -24,13 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tenantplane_core::{IsolationMode, Tenant, api::CreateTenant};
-use tenantplane_server::{
-    Config, Server,
-    config::PgServerSettings,
+use tenantplane_control::{
+    Control,
     fleet::{self, Progress, ProgressFn, RunOptions},
-    service::Service,
 };
+use tenantplane_core::{IsolationMode, Tenant, api::CreateTenant};
+use tenantplane_server::{Config, Server, config::PgServerSettings};
 use tenantplane_tenant_data::{
     directory,
     migrate::{Migration, MigrationSet},
@@ -84,15 +83,15 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
-async fn build(config: &Config, extra: bool) -> Arc<Service> {
-    let mut set = tenantplane_server::data::component_migrations();
+async fn build(config: &Config, extra: bool) -> Arc<Control> {
+    let mut set = tenantplane_control::placement::component_migrations();
     if extra {
         set.push(ADD_CODE);
     }
     Server::build_with(config.clone(), MigrationSet::new(set).unwrap())
         .await
         .unwrap()
-        .service()
+        .control()
 }
 
 fn req(slug: &str, mode: IsolationMode) -> CreateTenant {
@@ -106,7 +105,7 @@ fn req(slug: &str, mode: IsolationMode) -> CreateTenant {
 }
 
 async fn create_many(
-    svc: &Arc<Service>,
+    svc: &Arc<Control>,
     prefix: &str,
     mode: IsolationMode,
     from: usize,
@@ -125,12 +124,12 @@ async fn create_many(
     while set.join_next().await.is_some() {}
 }
 
-async fn tenants_of(svc: &Service, mode: IsolationMode) -> Vec<Arc<Tenant>> {
+async fn tenants_of(svc: &Control, mode: IsolationMode) -> Vec<Arc<Tenant>> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
         let page = svc
-            .catalog
+            .catalog()
             .list_tenants(&tenantplane_catalog::TenantQuery {
                 isolation: Some(mode),
                 after,
@@ -143,7 +142,7 @@ async fn tenants_of(svc: &Service, mode: IsolationMode) -> Vec<Arc<Tenant>> {
         out.extend(
             page.items
                 .into_iter()
-                .map(|t| svc.index.get(&t.id).unwrap()),
+                .map(|t| svc.index().get(&t.id).unwrap()),
         );
         if !page.has_more {
             return out;
@@ -255,7 +254,7 @@ async fn main() {
     )
     .await;
     eprintln!("sqlite fleet of {sqlite_fleet} in {:?}", t.elapsed());
-    let total = svc.index.len();
+    let total = svc.index().len();
     let mut noop = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -283,16 +282,16 @@ async fn main() {
         st.up_to_date
     );
     let sqlite_tenants = tenants_of(&svc, IsolationMode::Sqlite).await;
-    let cap = svc.data.sqlite().max_open();
+    let cap = svc.data().sqlite().max_open();
     let mut peak_open = 0;
     let mut peak_fds = 0;
     let t = Instant::now();
     for (i, tn) in sqlite_tenants.iter().enumerate() {
-        directory::count(svc.data.handle(tn).unwrap())
+        directory::count(svc.data().handle(tn).unwrap())
             .await
             .unwrap();
         if i % 100 == 0 {
-            peak_open = peak_open.max(svc.data.sqlite().open_count());
+            peak_open = peak_open.max(svc.data().sqlite().open_count());
             peak_fds = peak_fds.max(open_fds());
         }
     }
@@ -337,7 +336,7 @@ async fn main() {
         set.spawn(async move {
             let mut i = w;
             while i < pgdb.len() {
-                directory::count(svc.data.handle(&pgdb[i]).unwrap())
+                directory::count(svc.data().handle(&pgdb[i]).unwrap())
                     .await
                     .unwrap();
                 i += 8;
@@ -360,14 +359,14 @@ async fn main() {
     println!("| mode | mean µs | p50 µs | p99 µs |\n|---|---:|---:|---:|");
     for mode in MODES {
         let tn = tenants_of(&svc, mode).await.pop().unwrap();
-        let id = directory::list(svc.data.handle(&tn).unwrap())
+        let id = directory::list(svc.data().handle(&tn).unwrap())
             .await
             .unwrap()[0]
             .id;
         let mut us = Vec::new();
         for _ in 0..2000 {
             let t = Instant::now();
-            let h = svc.data.handle(&tn).unwrap();
+            let h = svc.data().handle(&tn).unwrap();
             directory::get(h, id).await.unwrap().unwrap();
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -382,7 +381,7 @@ async fn main() {
     let tn = tenants_of(&svc, IsolationMode::Sqlite).await.pop().unwrap();
     let t = Instant::now();
     for _ in 0..1_000_000 {
-        std::hint::black_box(svc.data.handle(std::hint::black_box(&tn)).unwrap());
+        std::hint::black_box(svc.data().handle(std::hint::black_box(&tn)).unwrap());
     }
     println!(
         "\nObtaining the handle itself (catalog-version check, routing): {:.0} ns.",

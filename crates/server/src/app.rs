@@ -17,13 +17,13 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use tenantplane_control::Control;
+
 use crate::{
     api,
     config::Config,
     platform_routes::{api_not_found, healthz, method_not_allowed, metrics_route, readyz},
     problem::ApiError,
-    resolver::TenantIndex,
-    service::Service,
     surface::{Dispatch, check_host, scope_request_id},
     tenant_api,
 };
@@ -32,11 +32,29 @@ pub use crate::{
     surface::{Surface, request_host},
 };
 
-/// Shared state of every handler.
+/// What the server holds: the control plane and the edge's own parts.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The control-plane service.
-    pub svc: Arc<Service>,
+    /// The control plane.
+    pub control: Arc<Control>,
+    /// Rate limits.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// The platform's external URL (scheme, host, port) that tenant links are built on.
+    public: Arc<arc_swap::ArcSwap<crate::config::PublicUrl>>,
+}
+
+impl AppState {
+    /// The platform's external URL.
+    pub fn public(&self) -> Arc<crate::config::PublicUrl> {
+        self.public.load_full()
+    }
+
+    /// Sets the platform's external URL (the listener's real port when none is configured).
+    pub fn set_public(&self, p: crate::config::PublicUrl) {
+        self.public.store(Arc::new(p));
+    }
 }
 
 /// A configured server, its catalog open and migrated and its tenant index loaded.
@@ -46,27 +64,16 @@ pub struct Server {
     config: Arc<Config>,
 }
 
-/// Reads the catalog change feed into the index until it is drained.
-pub async fn sync_index(svc: &Service) -> Result<usize, tenantplane_catalog::CatalogError> {
-    let mut n = 0;
-    loop {
-        let batch = svc
-            .catalog
-            .changes_since(svc.index.last_seq(), 5000)
-            .await?;
-        if batch.tenants.is_empty() {
-            return Ok(n);
-        }
-        n += batch.tenants.len();
-        svc.index.apply(batch.tenants, Some(batch.last_seq));
-    }
-}
-
 impl Server {
     /// Opens the catalog, migrates it and loads every tenant into memory; tenant stores
     /// carry the migrations of this binary's components.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with(config, crate::data::migrations()?).await
+        Self::build_with(
+            config,
+            tenantplane_control::placement::migrations()
+                .context("the binary's migration set is inconsistent")?,
+        )
+        .await
     }
 
     /// Like [`build`](Self::build), with the tenant-store migrations of the components this
@@ -88,7 +95,7 @@ impl Server {
                 )
             })?;
         catalog.migrate().await.context("migrating the catalog")?;
-        let index = Arc::new(TenantIndex::new(
+        let index = Arc::new(tenantplane_control::TenantIndex::new(
             &config.server.base_domain,
             config.server.trusted_proxies.clone(),
         ));
@@ -102,7 +109,18 @@ impl Server {
         // first server of a process installs it; tests run several with their own keys
         // and still agree with themselves.)
         tenantplane_core::id_tags::install_key(identity.derived_key("resource-id-tags"));
-        let svc = Arc::new(Service::new(catalog, index, config.clone(), data, identity));
+        let control = Arc::new(Control::new(
+            tenantplane_control::Parts {
+                catalog,
+                index,
+                data,
+                identity,
+                audit: Arc::new(tenantplane_audit::AuditLog::default()),
+                meter: Arc::new(tenantplane_metering::RequestMeter::new()),
+            },
+            config.control_settings(),
+        ));
+        let limits = Arc::new(crate::limits::Limits::new(config.limits.clone()));
         if let Some(url) = &config.limits.redis_url {
             let shared = crate::shared_limits::RedisGcra::connect(
                 url,
@@ -116,41 +134,52 @@ impl Server {
                     crate::config::redact_url(url)
                 )
             })?;
-            svc.limits.share(shared);
+            limits.share(shared);
             tracing::info!("rate limits shared through Redis");
         }
-        svc.refresh_plans()
+        control
+            .refresh_plans()
             .await
-            .map_err(|e| anyhow::anyhow!("loading plans: {}", e.code))?;
+            .map_err(|e| anyhow::anyhow!("loading plans: {e}"))?;
         let default_plan: tenantplane_core::PlanName = config
             .tenants
             .default_plan
             .parse()
             .map_err(|e| anyhow::anyhow!("tenants.default_plan: {e}"))?;
-        if svc.catalog.get_plan(&default_plan).await?.is_none() {
+        if control.catalog().get_plan(&default_plan).await?.is_none() {
             anyhow::bail!("tenants.default_plan: no plan named '{default_plan}' in the catalog");
         }
-        let loaded = sync_index(&svc).await?;
+        let loaded = control.sync_index().await?;
         tracing::info!(
             tenants = loaded,
-            catalog = svc.catalog.backend(),
+            catalog = control.catalog().backend(),
             "tenant index loaded"
         );
         Ok(Self {
-            state: AppState { svc },
+            state: AppState {
+                public: Arc::new(arc_swap::ArcSwap::from_pointee(config.server.public())),
+                control,
+                limits,
+                config: config.clone(),
+            },
             config,
         })
     }
 
-    /// The service (for in-process use: CLI commands, tests).
-    pub fn service(&self) -> Arc<Service> {
-        self.state.svc.clone()
+    /// The control plane (for in-process use: CLI commands, tests).
+    pub fn control(&self) -> Arc<Control> {
+        self.state.control.clone()
+    }
+
+    /// The rate limits (for tests).
+    pub fn limits(&self) -> Arc<crate::limits::Limits> {
+        self.state.limits.clone()
     }
 
     /// Creates the first operator if there is none; returns a generated token to show once.
     pub async fn bootstrap(&self) -> anyhow::Result<Option<String>> {
         self.state
-            .svc
+            .control
             .bootstrap(
                 self.config.bootstrap.token_file.as_deref(),
                 &self.config.bootstrap.operator_name,
@@ -300,7 +329,7 @@ impl Server {
         {
             let mut p = self.config.server.public();
             p.port = Some(addr.port());
-            self.state.svc.set_public(p);
+            self.state.set_public(p);
         }
         let main_surface = if extra.iter().any(|(_, s)| *s == Surface::Platform) {
             Surface::Tenants
@@ -353,7 +382,7 @@ impl Server {
     }
 
     fn spawn_background(&self, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        let svc = self.state.svc.clone();
+        let svc = self.state.control.clone();
         let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
         let c1 = cancel.clone();
         let c3 = cancel.clone();
@@ -365,20 +394,20 @@ impl Server {
                 tokio::select! {
                     _ = c1.cancelled() => break,
                     _ = tick.tick() => {
-                        match sync_index(&svc).await {
+                        match svc.sync_index().await {
                             Ok(n) if n > 0 => tracing::debug!(changed = n, "tenant index refreshed"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "tenant index refresh failed"),
                         }
-                        metrics::gauge!("tenantplane_tenants_indexed").set(svc.index.len() as f64);
+                        metrics::gauge!("tenantplane_tenants_indexed").set(svc.index().len() as f64);
                         if let Err(e) = svc.refresh_plans().await {
-                            tracing::warn!(code = e.code, "plan refresh failed");
+                            tracing::warn!(error = %e, "plan refresh failed");
                         }
                     }
                 }
             }
         });
-        let svc = self.state.svc.clone();
+        let svc = self.state.control.clone();
         let every = Duration::from_secs(self.config.tenants.purge_interval_secs.max(1));
         let idle_every =
             Duration::from_secs((self.config.data.sqlite_idle_close_secs / 2).clamp(1, 30));
@@ -390,15 +419,15 @@ impl Server {
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {
                         if let Err(e) = svc.purge_due().await {
-                            tracing::warn!(code = e.code, "purge run failed");
+                            tracing::warn!(error = %e, "purge run failed");
                         }
                     }
                     _ = idle_tick.tick() => {
-                        let freed = svc.identity.hasher().trim(Duration::from_secs(30));
+                        let freed = svc.identity().hasher().trim(Duration::from_secs(30));
                         if freed > 0 {
                             tracing::debug!(bytes = freed, "freed idle Argon2 memory");
                         }
-                        match svc.data.sqlite().close_idle().await {
+                        match svc.data().sqlite().close_idle().await {
                             Ok(0) => {}
                             Ok(n) => tracing::debug!(closed = n, "closed idle tenant databases"),
                             Err(e) => tracing::warn!(error = %e, "closing idle tenant databases failed"),
@@ -410,7 +439,7 @@ impl Server {
         // At start: finish tenants left mid-provisioning, then (if configured) bring every
         // tenant store to this binary's schema version. Tenants are served as soon as their
         // own store is at the version (the handle checks), not after the whole fleet.
-        let svc = self.state.svc.clone();
+        let svc = self.state.control.clone();
         let migrate = self.config.data.migrate_on_start;
         let concurrency = self.config.data.migrate_concurrency;
         // Compile the FHIR schema validators of the common types off the request path.
@@ -421,16 +450,16 @@ impl Server {
             match svc.resume_provisioning().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(tenants = n, "resumed interrupted provisioning"),
-                Err(e) => tracing::warn!(code = e.code, "resuming provisioning failed"),
+                Err(e) => tracing::warn!(error = %e, "resuming provisioning failed"),
             }
             if migrate {
-                let opts = crate::fleet::RunOptions {
+                let opts = tenantplane_control::fleet::RunOptions {
                     canary: 0,
                     tenants: None,
                     concurrency,
                 };
-                let log: crate::fleet::ProgressFn = Arc::new(|p| {
-                    if let crate::fleet::Progress::Done {
+                let log: tenantplane_control::fleet::ProgressFn = Arc::new(|p| {
+                    if let tenantplane_control::fleet::Progress::Done {
                         migrated,
                         failed,
                         ms,
@@ -441,42 +470,32 @@ impl Server {
                         tracing::info!(migrated, failed, ms, "tenant stores migrated at start");
                     }
                 });
-                if let Err(e) = crate::fleet::run(&svc, opts, log).await {
-                    tracing::warn!(code = e.code, "migrating tenant stores at start failed");
+                if let Err(e) = tenantplane_control::fleet::run(&svc, opts, log).await {
+                    tracing::warn!(error = %e, "migrating tenant stores at start failed");
                 }
             }
         });
-        let svc = self.state.svc.clone();
+        let limits = self.state.limits.clone();
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tokio::select! {
                     _ = c3.cancelled() => break,
                     _ = tick.tick() => {
-                        svc.limits.housekeeping();
-                        metrics::gauge!("tenantplane_rate_limit_tracked_ips").set(svc.limits.tracked_ips() as f64);
+                        limits.housekeeping();
+                        metrics::gauge!("tenantplane_rate_limit_tracked_ips").set(limits.tracked_ips() as f64);
                     }
                 }
             }
         });
-        let svc = self.state.svc.clone();
+        let svc = self.state.control.clone();
         let every = Duration::from_secs(self.config.metering.flush_interval_secs.max(1));
-        let metering = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let last = tokio::select! {
-                    _ = c4.cancelled() => true,
-                    _ = tick.tick() => false,
-                };
-                if let Err(e) = svc.meter.flush(&svc.catalog).await {
-                    tracing::warn!(error = %e, "request counts not flushed; kept for the next try");
-                }
-                if last {
-                    break;
-                }
-            }
-        });
+        let metering = tokio::spawn(tenantplane_metering::flush_loop(
+            svc.meter().clone(),
+            svc.catalog().clone(),
+            every,
+            c4,
+        ));
         vec![poller, purger, startup, housekeeping, metering]
     }
 }
@@ -559,7 +578,7 @@ async fn limit_per_ip(
     else {
         return next.run(req).await;
     };
-    match state.svc.limits.admit_ip(ip).await {
+    match state.limits.admit_ip(ip).await {
         None => next.run(req).await,
         Some(d) => match d.problem("too many requests from this address; slow down") {
             Some(p) => {

@@ -388,6 +388,21 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// What the control plane needs of this configuration.
+    pub fn control_settings(&self) -> tenantplane_control::ControlSettings {
+        tenantplane_control::ControlSettings {
+            base_domain: self.server.base_domain.clone(),
+            default_plan: self.tenants.default_plan.clone(),
+            deletion_grace_hours: self.tenants.deletion_grace_hours,
+            servers: self
+                .data
+                .servers
+                .iter()
+                .map(|(name, s)| (name.clone(), s.modes.clone()))
+                .collect(),
+        }
+    }
+
     /// Loads defaults, then `file` (explicit, must exist) or `./tenantplane.toml` (if
     /// present), then the environment, then `overrides` (flags, as a partial TOML-like tree).
     pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {

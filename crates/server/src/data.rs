@@ -1,10 +1,8 @@
-//! Tenant data for the server: opening the stores named in `[data]`, the migration set of
-//! this binary, and the placement policy for new tenants.
+//! Tenant data for the server: opening the stores named in `[data]`.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use tenantplane_core::IsolationMode;
 use tenantplane_tenant_data::{
     TenantData,
     migrate::MigrationSet,
@@ -13,20 +11,6 @@ use tenantplane_tenant_data::{
 };
 
 use crate::config::{Config, redact_url};
-
-/// Every component's migrations, in registration order (a component may build on the
-/// tables of those before it).
-pub fn component_migrations() -> Vec<tenantplane_tenant_data::migrate::Migration> {
-    let mut all = tenantplane_tenant_data::builtin_migrations();
-    all.extend_from_slice(tenantplane_identity::schema::MIGRATIONS);
-    all.extend_from_slice(tenantplane_records::schema::MIGRATIONS);
-    all
-}
-
-/// Every component's migrations, as embedded in this binary.
-pub fn migrations() -> anyhow::Result<MigrationSet> {
-    MigrationSet::new(component_migrations()).context("the binary's migration set is inconsistent")
-}
 
 /// Opens, with the migrations of every component in `set`, the SQLite registry (`{data_dir}/tenants`) and connects every configured
 /// PostgreSQL server. A server that is down is not fatal (its tenants fail until it is back).
@@ -62,62 +46,4 @@ pub async fn open(config: &Config, set: MigrationSet) -> anyhow::Result<TenantDa
         servers.push(server);
     }
     Ok(TenantData::new(sqlite, servers, set))
-}
-
-/// Where a new tenant of `mode` goes: `None` for sqlite; otherwise the server accepting the
-/// mode with the fewest tenants (ties by name). `Err` when no server accepts it.
-pub fn place(
-    config: &Config,
-    counts: &std::collections::HashMap<String, usize>,
-    mode: IsolationMode,
-) -> Result<Option<String>, String> {
-    if mode == IsolationMode::Sqlite {
-        return Ok(None);
-    }
-    config
-        .data
-        .servers
-        .iter()
-        .filter(|(_, s)| s.modes.contains(&mode))
-        .min_by_key(|(name, _)| (counts.get(*name).copied().unwrap_or(0), (*name).clone()))
-        .map(|(name, _)| Some(name.clone()))
-        .ok_or_else(|| format!("no database server accepts {mode} tenants (see [data.servers])"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PgServerSettings;
-
-    #[test]
-    fn placement_prefers_the_emptiest_server_accepting_the_mode() {
-        let mut c = Config::default();
-        for n in ["a", "b"] {
-            c.data.servers.insert(
-                n.into(),
-                PgServerSettings {
-                    url: "postgres://x/y".into(),
-                    ..Default::default()
-                },
-            );
-        }
-        c.data.servers.get_mut("b").unwrap().modes = vec![IsolationMode::PgShared];
-        let mut counts = std::collections::HashMap::new();
-        assert_eq!(place(&c, &counts, IsolationMode::Sqlite), Ok(None));
-        assert_eq!(
-            place(&c, &counts, IsolationMode::PgShared),
-            Ok(Some("a".into()))
-        );
-        counts.insert("a".to_string(), 3);
-        assert_eq!(
-            place(&c, &counts, IsolationMode::PgShared),
-            Ok(Some("b".into()))
-        );
-        assert_eq!(
-            place(&c, &counts, IsolationMode::PgDatabase),
-            Ok(Some("a".into()))
-        );
-        c.data.servers.clear();
-        assert!(place(&c, &counts, IsolationMode::PgSchema).is_err());
-    }
 }

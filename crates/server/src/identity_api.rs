@@ -26,17 +26,17 @@ use tenantplane_core::{
 use tenantplane_identity::{
     LoginOutcome, PasswordChange, RefreshOutcome, Tokens,
     tokens::{AccessClaims, TokenError},
-    users,
+    user_admin, users,
 };
 use tenantplane_tenant_data::directory;
 
 use crate::{
     app::AppState,
-    events::{EventKind, SecurityEvent},
     extract::{ApiJson, ApiQuery, IfMatch, etag},
     problem::{ApiError, ApiResult},
     tenant_api::TenantCtx,
 };
+use tenantplane_audit::{EventKind, SecurityEvent};
 
 /// An authenticated tenant user.
 #[derive(Debug, Clone)]
@@ -59,14 +59,14 @@ impl UserCtx {
     /// tenant, for the operator only).
     pub fn not_found(&self, s: &AppState, id: &uuid::Uuid, what: &str) -> ApiError {
         let tenant = self.tenant.tenant().id;
-        if let Some(owner) = s.svc.index.foreign_owner(tenant, id) {
+        if let Some(owner) = s.control.index().foreign_owner(tenant, id) {
             let mut ev = SecurityEvent::new(EventKind::ForeignResource);
             ev.tenant_id = Some(tenant);
             ev.claimed_tenant = Some(owner.to_string());
             ev.user_id = Some(self.claims.sub);
             ev.peer = self.peer;
             ev.request_id = self.request_id.clone();
-            s.svc.events.record(ev);
+            s.control.audit().security(ev);
         }
         ApiError::not_found(what)
     }
@@ -118,7 +118,7 @@ fn request_id(parts: &Parts) -> Option<String> {
 async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
     let ctx = TenantCtx::from_request_parts(parts, s).await?;
     let token = bearer(parts)?;
-    if token.starts_with(crate::auth::TOKEN_PREFIX) {
+    if token.starts_with(tenantplane_control::tokens::TOKEN_PREFIX) {
         metrics::counter!("tenantplane_token_rejections_total", "reason" => "operator-token")
             .increment(1);
         return Err(ApiError::unauthorized(
@@ -126,8 +126,8 @@ async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
         ));
     }
     let tenant = ctx.tenant().id;
-    let db = ctx.db(&s.svc.data)?;
-    let claims = match s.svc.identity.authenticate(tenant, db, token).await? {
+    let db = ctx.db(s.control.data())?;
+    let claims = match s.control.identity().authenticate(tenant, db, token).await? {
         Ok(c) => c,
         Err(e) => {
             metrics::counter!("tenantplane_token_rejections_total", "reason" => e.label())
@@ -138,7 +138,7 @@ async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
                 ev.claimed_tenant = Some(other.to_string());
                 ev.peer = peer(parts);
                 ev.request_id = request_id(parts);
-                s.svc.events.record(ev);
+                s.control.audit().security(ev);
             }
             let detail = match e {
                 TokenError::Expired => "the access token has expired; refresh it",
@@ -147,7 +147,11 @@ async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
             return Err(ApiError::unauthorized(detail));
         }
     };
-    let roles = s.svc.identity.roles(tenant, ctx.db(&s.svc.data)?).await?;
+    let roles = s
+        .control
+        .identity()
+        .roles(tenant, ctx.db(s.control.data())?)
+        .await?;
     let permissions = tenantplane_identity::roles::permissions(&roles, &claims.roles);
     Ok(UserCtx {
         tenant: ctx,
@@ -241,7 +245,6 @@ pub async fn login(
     }
     let ip = peer_ip(&conn);
     if let Some(p) = s
-        .svc
         .limits
         .admit_login_ip(ip)
         .await
@@ -251,32 +254,32 @@ pub async fn login(
     }
     let tenant = ctx.tenant();
     let account = req.email.trim().to_ascii_lowercase();
-    if let Some(wait) = s.svc.limits.locked(tenant.id, &account) {
+    if let Some(wait) = s.limits.locked(tenant.id, &account) {
         return Err(ApiError::rate_limited(
             "too many failed logins for this account; wait before trying again",
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    let db = ctx.db(&s.svc.data)?;
+    let db = ctx.db(s.control.data())?;
     match s
-        .svc
-        .identity
+        .control
+        .identity()
         .login(tenant, db, &req.email, req.password)
         .await?
     {
         LoginOutcome::Ok(t) => {
-            s.svc.limits.login_succeeded(tenant.id, &account);
+            s.limits.login_succeeded(tenant.id, &account);
             metrics::counter!("tenantplane_logins_total", "outcome" => "ok").increment(1);
             tracing::info!(user_id = %t.user.id, "tenant user logged in");
             Ok(token_response(&t))
         }
         LoginOutcome::Failed => {
             metrics::counter!("tenantplane_logins_total", "outcome" => "failed").increment(1);
-            if let Some(d) = s.svc.limits.login_failed(tenant.id, &account) {
+            if let Some(d) = s.limits.login_failed(tenant.id, &account) {
                 let mut ev = SecurityEvent::new(EventKind::LoginLockout);
                 ev.tenant_id = Some(tenant.id);
                 ev.peer = Some(ip);
-                s.svc.events.record(ev);
+                s.control.audit().security(ev);
                 tracing::warn!(
                     lockout_secs = d.as_secs(),
                     "account locked out after failed logins"
@@ -301,7 +304,7 @@ pub async fn refresh(
 ) -> ApiResult<Response> {
     let ip = peer_ip(&conn);
     let tenant = ctx.tenant();
-    let db = ctx.db(&s.svc.data)?;
+    let db = ctx.db(s.control.data())?;
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -311,8 +314,8 @@ pub async fn refresh(
         .detail("the refresh token is unknown, expired, revoked or already used; log in again")
     };
     match s
-        .svc
-        .identity
+        .control
+        .identity()
         .refresh(tenant, db, &req.refresh_token)
         .await?
     {
@@ -322,7 +325,7 @@ pub async fn refresh(
             ev.tenant_id = Some(tenant.id);
             ev.user_id = Some(user);
             ev.peer = Some(ip);
-            s.svc.events.record(ev);
+            s.control.audit().security(ev);
             Err(bad())
         }
         RefreshOutcome::Invalid => Err(bad()),
@@ -337,9 +340,9 @@ pub async fn logout(
     ctx: TenantCtx,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
-    s.svc
-        .identity
-        .logout(ctx.db(&s.svc.data)?, &req.refresh_token)
+    s.control
+        .identity()
+        .logout(ctx.db(s.control.data())?, &req.refresh_token)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -362,16 +365,16 @@ pub async fn change_password(
     }
     let tenant = u.tenant.tenant();
     let account = format!("user:{}", u.claims.sub);
-    if let Some(wait) = s.svc.limits.locked(tenant.id, &account) {
+    if let Some(wait) = s.limits.locked(tenant.id, &account) {
         return Err(ApiError::rate_limited(
             "too many wrong passwords; wait before trying again",
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    let db = u.tenant.db(&s.svc.data)?;
+    let db = u.tenant.db(s.control.data())?;
     match s
-        .svc
-        .identity
+        .control
+        .identity()
         .change_password(
             tenant,
             db,
@@ -382,11 +385,11 @@ pub async fn change_password(
         .await?
     {
         PasswordChange::Changed(t) => {
-            s.svc.limits.login_succeeded(tenant.id, &account);
+            s.limits.login_succeeded(tenant.id, &account);
             Ok(token_response(&t))
         }
         PasswordChange::WrongPassword => {
-            s.svc.limits.login_failed(tenant.id, &account);
+            s.limits.login_failed(tenant.id, &account);
             Err(ApiError::field("/current_password", "does not match"))
         }
         PasswordChange::Policy(m) => Err(ApiError::field("/new_password", m)),
@@ -398,9 +401,9 @@ pub async fn change_password(
     responses((status = 200, description = "JWK set (Ed25519, active and retiring keys)")))]
 pub async fn jwks(State(s): State<AppState>, ctx: TenantCtx) -> ApiResult<Response> {
     let keys = s
-        .svc
-        .identity
-        .keys(ctx.tenant().id, ctx.db(&s.svc.data)?)
+        .control
+        .identity()
+        .keys(ctx.tenant().id, ctx.db(s.control.data())?)
         .await?;
     let mut r = Json(keys.jwks.clone()).into_response();
     r.headers_mut().insert(
@@ -421,10 +424,10 @@ pub async fn rotate_keys(
 ) -> ApiResult<Json<serde_json::Value>> {
     u.require(Permission::IdentityManage)?;
     let kid = s
-        .svc
-        .identity
+        .control
+        .identity()
         .keyring()
-        .rotate(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+        .rotate(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
         .await?;
     tracing::info!(kid = %kid, user_id = %u.claims.sub, "signing key rotated");
     Ok(Json(serde_json::json!({ "kid": kid })))
@@ -441,7 +444,7 @@ fn user_response(status: StatusCode, u: &users::UserRecord) -> Response {
     responses((status = 200, description = "The calling user", body = UserView)))]
 pub async fn me(State(s): State<AppState>, u: PendingUserCtx) -> ApiResult<Response> {
     let u = u.0;
-    let (rec, _) = users::get(u.tenant.db(&s.svc.data)?, u.claims.sub)
+    let (rec, _) = users::get(u.tenant.db(s.control.data())?, u.claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
     Ok(user_response(StatusCode::OK, &rec))
@@ -453,9 +456,9 @@ pub async fn me(State(s): State<AppState>, u: PendingUserCtx) -> ApiResult<Respo
 pub async fn roles(State(s): State<AppState>, u: UserCtx) -> ApiResult<Json<RoleList>> {
     u.require(Permission::UsersRead)?;
     let r = s
-        .svc
-        .identity
-        .roles(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+        .control
+        .identity()
+        .roles(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
         .await?;
     Ok(Json(RoleList {
         items: r.as_ref().clone(),
@@ -509,7 +512,7 @@ pub async fn list_users(
         }
         None => None,
     };
-    let mut items = users::list(u.tenant.db(&s.svc.data)?, after, limit + 1).await?;
+    let mut items = users::list(u.tenant.db(s.control.data())?, after, limit + 1).await?;
     let more = items.len() > limit;
     items.truncate(limit);
     let next_cursor = more
@@ -531,32 +534,16 @@ async fn validate_roles_and_departments(
     let mut out = Vec::new();
     if let Some(roles) = roles {
         let known = s
-            .svc
-            .identity
-            .roles(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?)
+            .control
+            .identity()
+            .roles(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
             .await?;
-        if roles.is_empty() {
-            errs.push("/roles", "give at least one role");
-        }
-        for (i, r) in roles.iter().enumerate() {
-            let p = format!("/roles/{i}");
-            match r.parse::<RoleName>() {
-                Ok(n) if known.iter().any(|k| k.name == n) => {
-                    if !out.contains(&n) {
-                        out.push(n)
-                    }
-                }
-                Ok(n) => errs.push(p, format!("no role named '{n}' in this tenant")),
-                Err(e) => errs.push(p, e.to_string()),
-            }
-        }
+        out = user_admin::resolve_roles(&known, roles, errs);
     }
     if let Some(ds) = departments {
-        if ds.len() > 100 {
-            errs.push("/departments", "at most 100 departments");
-        }
-        for (i, d) in ds.iter().enumerate().take(100) {
-            if directory::get(u.tenant.db(&s.svc.data)?, *d)
+        user_admin::check_department_count(ds, errs);
+        for (i, d) in ds.iter().enumerate().take(user_admin::MAX_DEPARTMENTS) {
+            if directory::get(u.tenant.db(s.control.data())?, *d)
                 .await?
                 .is_none()
             {
@@ -570,21 +557,6 @@ async fn validate_roles_and_departments(
         }
     }
     Ok(out)
-}
-
-fn display_name(
-    raw: Option<&str>,
-    fallback: &str,
-    errs: &mut tenantplane_core::ValidationErrors,
-) -> String {
-    let n = raw.map(str::trim).unwrap_or(fallback);
-    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-        errs.push(
-            "/display_name",
-            "1-200 characters without control characters",
-        );
-    }
-    n.to_owned()
 }
 
 /// `POST /api/tenant/users`: a new user with a one-time password (shown once).
@@ -604,7 +576,7 @@ pub async fn create_user(
     u.require(Permission::UsersManage)?;
     let mut errs = tenantplane_core::ValidationErrors::new();
     let email = errs.check("/email", req.email.parse::<Email>());
-    let name = display_name(
+    let name = user_admin::display_name(
         req.display_name.as_deref(),
         email.as_ref().map(|e| e.as_str()).unwrap_or("user"),
         &mut errs,
@@ -618,17 +590,17 @@ pub async fn create_user(
     };
     let tenant = u.tenant.tenant();
     let max = s
-        .svc
+        .control
         .quotas(&tenant.plan)
         .map(|q| q.max_users)
         .unwrap_or(u64::MAX);
     let mut departments = req.departments.clone();
     departments.dedup();
     let (rec, otp) = s
-        .svc
-        .identity
+        .control
+        .identity()
         .create_user(
-            u.tenant.db(&s.svc.data)?,
+            u.tenant.db(s.control.data())?,
             email,
             name,
             roles,
@@ -659,7 +631,7 @@ fn parse_user_id(raw: &str) -> ApiResult<UserId> {
 
 async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::UserRecord> {
     let id = parse_user_id(id)?;
-    users::get(u.tenant.db(&s.svc.data)?, id)
+    users::get(u.tenant.db(s.control.data())?, id)
         .await?
         .map(|x| x.0)
         .ok_or_else(|| u.not_found(s, id.as_uuid(), "user"))
@@ -709,37 +681,18 @@ pub async fn update_user(
         &mut errs,
     )
     .await?;
-    if let Some(n) = req.display_name.as_deref() {
-        rec.display_name = display_name(Some(n), "", &mut errs);
-    }
-    let myself = rec.id == u.claims.sub;
-    if myself && req.disabled == Some(true) {
-        errs.push("/disabled", "you cannot disable your own account");
-    }
-    let admin = tenantplane_core::identity::TENANT_ADMIN;
-    if myself && req.roles.is_some() && !roles.iter().any(|r| r.as_str() == admin) {
-        errs.push("/roles", "you cannot remove your own tenant-admin role");
-    }
+    let change = user_admin::UserChange {
+        display_name: req.display_name,
+        roles: req.roles.is_some().then_some(roles),
+        departments: req.departments,
+        disabled: req.disabled,
+    };
+    let disabling = user_admin::apply_change(&mut rec, u.claims.sub, change, &mut errs);
     errs.into_result()?;
-    if req.roles.is_some() {
-        rec.roles = roles;
-    }
-    if let Some(mut d) = req.departments {
-        d.dedup();
-        rec.departments = d;
-    }
-    let disabling = req.disabled == Some(true) && !rec.disabled;
-    if let Some(d) = req.disabled {
-        rec.disabled = d;
-    }
-    rec.updated_at = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(rec.updated_at);
-    rec.version += 1;
     let tenant = u.tenant.tenant().id;
-    s.svc
-        .identity
-        .save_user(tenant, u.tenant.db(&s.svc.data)?, &rec, disabling)
+    s.control
+        .identity()
+        .save_user(tenant, u.tenant.db(s.control.data())?, &rec, disabling)
         .await?;
     if disabling {
         tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
@@ -759,9 +712,9 @@ pub async fn revoke_sessions(
 ) -> ApiResult<StatusCode> {
     u.require(Permission::UsersManage)?;
     let id = parse_user_id(&id)?;
-    s.svc
-        .identity
-        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?, id)
+    s.control
+        .identity()
+        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(s.control.data())?, id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -779,9 +732,14 @@ pub async fn reset_password(
     u.require(Permission::UsersManage)?;
     let rec = load_user(&s, &u, &id).await?;
     let (rec, otp) = s
-        .svc
-        .identity
-        .reset_password(u.tenant.tenant().id, u.tenant.db(&s.svc.data)?, rec, &[])
+        .control
+        .identity()
+        .reset_password(
+            u.tenant.tenant().id,
+            u.tenant.db(s.control.data())?,
+            rec,
+            &[],
+        )
         .await?;
     Ok(no_store(
         Json(UserCredentials {

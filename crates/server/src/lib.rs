@@ -8,21 +8,15 @@
 
 pub mod api;
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod data;
-pub mod events;
 pub mod extract;
 pub mod fhir_api;
-pub mod fleet;
 pub mod identity_api;
 pub mod limits;
-pub mod metering;
 pub mod platform_routes;
 pub mod problem;
-pub mod resolver;
-pub mod service;
 pub mod shared_limits;
 pub mod sso_api;
 pub mod surface;

@@ -34,11 +34,11 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
-    let ok = s.svc.catalog.ping().await.is_ok();
+    let ok = s.control.catalog().ping().await.is_ok();
     let body = Health {
         status: if ok { "ok" } else { "unavailable" }.into(),
-        catalog: Some(s.svc.catalog.backend().into()),
-        tenants_indexed: Some(s.svc.index.len() as u64),
+        catalog: Some(s.control.catalog().backend().into()),
+        tenants_indexed: Some(s.control.index().len() as u64),
     };
     let status = if ok {
         StatusCode::OK
@@ -56,28 +56,29 @@ pub(crate) async fn metrics_route(
     open: bool,
 ) -> Response {
     if !open {
-        let Some(token) = crate::auth::bearer_token(&headers, crate::auth::MAX_TOKEN_LEN) else {
+        let Some(token) =
+            crate::auth::bearer_token(&headers, tenantplane_control::tokens::MAX_TOKEN_LEN)
+        else {
             return ApiError::unauthorized(
                 "send the metrics token or an operator token as 'Authorization: Bearer <token>'",
             )
             .into_response();
         };
-        let by_metrics_token = s
-            .svc
-            .config
-            .server
-            .metrics_token
-            .as_deref()
-            .is_some_and(|m| {
-                use sha2::Digest as _;
-                // Compare digests in constant time (equal length whatever was sent).
-                let a = sha2::Sha256::digest(m.as_bytes());
-                let b = sha2::Sha256::digest(token.as_bytes());
-                bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
-            });
+        let by_metrics_token = s.config.server.metrics_token.as_deref().is_some_and(|m| {
+            use sha2::Digest as _;
+            // Compare digests in constant time (equal length whatever was sent).
+            let a = sha2::Sha256::digest(m.as_bytes());
+            let b = sha2::Sha256::digest(token.as_bytes());
+            bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
+        });
         if !by_metrics_token {
-            let hash = crate::auth::hash_token(token);
-            match s.svc.operators.lookup(&s.svc.catalog, &hash).await {
+            let hash = tenantplane_control::tokens::hash_token(token);
+            match s
+                .control
+                .operator_cache()
+                .lookup(s.control.catalog(), &hash)
+                .await
+            {
                 Ok(Some(op)) if !op.disabled => {}
                 Ok(_) => {
                     metrics::counter!("tenantplane_operator_auth_failures_total").increment(1);

@@ -479,3 +479,93 @@ impl From<tenantplane_identity::sso::SsoError> for ApiError {
 
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<tenantplane_control::ControlError> for ApiError {
+    fn from(e: tenantplane_control::ControlError) -> Self {
+        use tenantplane_control::ControlError as C;
+        match e {
+            C::Invalid(errs) => Self::validation(errs),
+            C::NotFound(what) => Self::not_found(what),
+            C::NoSuchTenant(n) => Self::not_found("tenant").detail(format!("no tenant '{n}'")),
+            C::VersionMismatch { current } => Self::version_mismatch(current),
+            C::IllegalTransition(t) => Self::illegal_transition(&t),
+            C::Contention { tenant } => {
+                let e = Self::new(
+                    StatusCode::CONFLICT,
+                    "contention",
+                    "Too many concurrent changes",
+                );
+                if tenant {
+                    e.detail("the tenant is being changed concurrently; retry")
+                } else {
+                    e
+                }
+            }
+            C::TenantGone => Self::new(StatusCode::GONE, "tenant-gone", "Tenant deleted")
+                .detail("the tenant has been deleted"),
+            C::DomainAlreadyAssigned(d) => Self::new(
+                StatusCode::CONFLICT,
+                "domain-taken",
+                "Domain already in use",
+            )
+            .detail(format!("domain '{d}' is already assigned to this tenant")),
+            C::NotProvisioning(status) => Self::new(
+                StatusCode::CONFLICT,
+                "not-provisioning",
+                "Tenant is not being provisioned",
+            )
+            .detail(format!("the tenant is {status} now")),
+            C::ProvisioningFailed { id, reason } => {
+                let mut p = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provisioning-failed",
+                    "Provisioning failed",
+                )
+                .detail(format!(
+                    "the tenant was recorded in status 'failed' ({reason}); fix the cause, then \
+                     POST /api/v1/tenants/{id}/retry"
+                ));
+                p.retry_after = Some(30);
+                p
+            }
+            C::TenantNotReady(detail) => {
+                Self::new(StatusCode::CONFLICT, "tenant-not-ready", "Tenant not ready")
+                    .detail(detail)
+            }
+            C::RecordsDisabled => Self::new(
+                StatusCode::CONFLICT,
+                "records-disabled",
+                "Records module off",
+            )
+            .detail(
+                "this tenant has no FHIR records; an operator can switch them on with the \
+                 setting records = true",
+            ),
+            C::InvalidBundle(detail) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid-bundle", "Invalid bundle")
+                    .detail(detail)
+            }
+            C::BundleEntryFailed {
+                index,
+                status,
+                message,
+            } => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                "bundle-entry-failed",
+                "Bundle entry failed",
+            )
+            .detail(format!("entry {index}: {message}; nothing was written")),
+            C::SelfDisable => Self::new(
+                StatusCode::CONFLICT,
+                "self-disable",
+                "Cannot disable yourself",
+            )
+            .detail("another platform-admin must disable this operator"),
+            C::Catalog(e) => e.into(),
+            C::Data(e) => e.into(),
+            C::Identity(e) => e.into(),
+            C::Records(e) => e.into(),
+            C::Internal(msg) => Self::internal(&msg),
+        }
+    }
+}

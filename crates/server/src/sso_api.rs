@@ -27,12 +27,12 @@ use tenantplane_identity::{IdentityError, sso};
 
 use crate::{
     app::AppState,
-    events::{EventKind, SecurityEvent},
     extract::{ApiJson, ApiQuery, IfMatch, etag},
     identity_api::{UserCtx, no_store, token_response},
     problem::{ApiError, ApiResult},
     tenant_api::TenantCtx,
 };
+use tenantplane_audit::{EventKind, SecurityEvent};
 
 fn settings_response(v: &SsoSettingsView) -> Response {
     let mut r = Json(v).into_response();
@@ -49,9 +49,9 @@ fn settings_response(v: &SsoSettingsView) -> Response {
 pub async fn get_settings(State(s): State<AppState>, u: UserCtx) -> ApiResult<Response> {
     u.require(Permission::IdentityManage)?;
     let v = s
-        .svc
-        .identity
-        .sso_settings(u.tenant.db(&s.svc.data)?)
+        .control
+        .identity()
+        .sso_settings(u.tenant.db(s.control.data())?)
         .await?
         .ok_or(IdentityError::Sso(sso::SsoError::NotConfigured))?;
     Ok(settings_response(&v))
@@ -72,10 +72,10 @@ pub async fn put_settings(
     ApiJson(req): ApiJson<SsoSettingsInput>,
 ) -> ApiResult<Response> {
     u.require(Permission::IdentityManage)?;
-    let settings = req.validate(s.svc.identity.config().sso_allow_http);
+    let settings = req.validate(s.control.identity().config().sso_allow_http);
     let tenant = u.tenant.tenant().id;
-    let db = u.tenant.db(&s.svc.data)?;
-    let known = s.svc.identity.roles(tenant, db).await?;
+    let db = u.tenant.db(s.control.data())?;
+    let known = s.control.identity().roles(tenant, db).await?;
     let mut errs = match &settings {
         Ok(_) => tenantplane_core::ValidationErrors::new(),
         Err(e) => e.clone(),
@@ -98,8 +98,8 @@ pub async fn put_settings(
         return Err(ApiError::internal(&"validated settings missing"));
     };
     let v = s
-        .svc
-        .identity
+        .control
+        .identity()
         .put_sso(tenant, db, settings, req.client_secret, if_match)
         .await?;
     Ok(settings_response(&v))
@@ -110,7 +110,10 @@ pub async fn put_settings(
     responses((status = 204, description = "Removed (or was not configured)")))]
 pub async fn delete_settings(State(s): State<AppState>, u: UserCtx) -> ApiResult<StatusCode> {
     u.require(Permission::IdentityManage)?;
-    s.svc.identity.delete_sso(u.tenant.db(&s.svc.data)?).await?;
+    s.control
+        .identity()
+        .delete_sso(u.tenant.db(s.control.data())?)
+        .await?;
     tracing::info!(user_id = %u.claims.sub, "tenant single sign-on removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -155,7 +158,6 @@ pub async fn start(
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
     if let Some(p) = s
-        .svc
         .limits
         .admit_login_ip(conn.0.ip())
         .await
@@ -165,9 +167,9 @@ pub async fn start(
     }
     let tenant = ctx.tenant().id;
     let started = s
-        .svc
-        .identity
-        .sso_start(tenant, ctx.db(&s.svc.data)?)
+        .control
+        .identity()
+        .sso_start(tenant, ctx.db(s.control.data())?)
         .await?;
     let mut r = StatusCode::FOUND.into_response();
     let location = HeaderValue::from_str(&started.location)
@@ -213,7 +215,6 @@ pub async fn callback(
 ) -> ApiResult<Response> {
     let ip = conn.0.ip();
     if let Some(p) = s
-        .svc
         .limits
         .admit_login_ip(ip)
         .await
@@ -229,17 +230,17 @@ pub async fn callback(
         return Err(sso::SsoError::InvalidState.into());
     };
     let max_users = s
-        .svc
+        .control
         .quotas(&tenant.plan)
         .map(|q| q.max_users)
         .unwrap_or(u64::MAX);
     let cookie = read_cookie(&headers);
     let out = s
-        .svc
-        .identity
+        .control
+        .identity()
         .sso_finish(
             tenant,
-            ctx.db(&s.svc.data)?,
+            ctx.db(s.control.data())?,
             cookie.as_deref(),
             state,
             code,
@@ -266,7 +267,7 @@ pub async fn callback(
                 let mut ev = SecurityEvent::new(EventKind::ForeignIdToken);
                 ev.tenant_id = Some(tenant.id);
                 ev.peer = Some(ip);
-                s.svc.events.record(ev);
+                s.control.audit().security(ev);
             }
             Err(e.into())
         }

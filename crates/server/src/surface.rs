@@ -48,10 +48,10 @@ impl Dispatch {
         use tower::ServiceExt as _;
         let (res, untrusted) = self
             .state
-            .svc
-            .index
+            .control
+            .index()
             .resolve(tenant_api::request_facts(&req));
-        let names_tenant = !matches!(res, crate::resolver::Resolution::NoTenant);
+        let names_tenant = !matches!(res, tenantplane_control::index::Resolution::NoTenant);
         let host = request_host(&req);
         let mut req = req;
         req.extensions_mut()

@@ -19,13 +19,9 @@ use tenantplane_core::{
 };
 use tenantplane_tenant_data::{TenantData, TenantDb, directory};
 
-use crate::{
-    app::AppState,
-    fhir_api, identity_api,
-    problem::ApiError,
-    resolver::{RequestFacts, Resolution},
-    sso_api,
-};
+use tenantplane_control::index::{RequestFacts, Resolution};
+
+use crate::{app::AppState, fhir_api, identity_api, problem::ApiError, sso_api};
 
 /// Header a trusted proxy uses to name the tenant.
 pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
@@ -84,12 +80,12 @@ fn not_found() -> ApiError {
 fn canonical_base(
     state: &AppState,
     t: &Tenant,
-    via: crate::resolver::Via,
+    via: tenantplane_control::index::Via,
     host: Option<&str>,
     forwarded_proto: Option<&'static str>,
 ) -> String {
-    use crate::resolver::Via;
-    let public = state.svc.public();
+    use tenantplane_control::index::Via;
+    let public = state.public();
     let scheme = forwarded_proto.unwrap_or(public.scheme);
     // A proxy that changed the scheme serves the default port of that scheme.
     let port = if scheme == public.scheme {
@@ -97,7 +93,7 @@ fn canonical_base(
     } else {
         String::new()
     };
-    let base_domain = state.svc.base_domain();
+    let base_domain = state.control.base_domain();
     match via {
         // The Host named one of this tenant's own domains exactly (the index matched it).
         Via::CustomDomain => {
@@ -176,13 +172,14 @@ pub async fn resolve_tenant(
     let (peer, host) = (facts.peer, facts.host);
     let (res, untrusted) = match resolved {
         Some(Resolved(res, untrusted)) => (res, untrusted),
-        None => state.svc.index.resolve(facts),
+        None => state.control.index().resolve(facts),
     };
     let host_name = host.and_then(tenantplane_core::DomainName::from_host_header);
     if untrusted {
         metrics::counter!("tenantplane_untrusted_tenant_header_total").increment(1);
         tracing::warn!(peer = ?peer, "ignored X-Tenant-Id from an untrusted address");
-        let mut ev = crate::events::SecurityEvent::new(crate::events::EventKind::SpoofedHeader);
+        let mut ev =
+            tenantplane_audit::SecurityEvent::new(tenantplane_audit::EventKind::SpoofedHeader);
         ev.tenant_id = match &res {
             Resolution::Found { tenant, .. } => Some(tenant.id),
             _ => None,
@@ -194,7 +191,7 @@ pub async fn resolve_tenant(
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        state.svc.events.record(ev);
+        state.control.audit().security(ev);
     }
     let (tenant, via, strip) = match res {
         Resolution::Found { tenant, via, strip } => (tenant, via, strip),
@@ -211,11 +208,10 @@ pub async fn resolve_tenant(
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
     }
-    let quotas = state.svc.quotas(&tenant.plan);
+    let quotas = state.control.quotas(&tenant.plan);
     let decision = match &quotas {
         Some(q) => {
             state
-                .svc
                 .limits
                 .admit_tenant(tenant.id, q.requests_per_minute)
                 .await
@@ -229,7 +225,7 @@ pub async fn resolve_tenant(
         return p.into_response();
     }
     if let Some(q) = &quotas
-        && let Err(over) = state.svc.meter.admit(tenant.id, q.requests_per_month)
+        && let Err(over) = state.control.meter().admit(tenant.id, q.requests_per_month)
     {
         metrics::counter!("tenantplane_quota_refusals_total", "quota" => "requests_per_month")
             .increment(1);
@@ -251,7 +247,7 @@ pub async fn resolve_tenant(
         }
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant.id));
-    let forwarded_proto = if state.svc.index.is_trusted(peer) {
+    let forwarded_proto = if state.control.index().is_trusted(peer) {
         req.headers()
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -297,7 +293,7 @@ pub async fn profile(State(s): State<AppState>, ctx: TenantCtx) -> Json<PublicTe
         display_name: t.display_name.clone(),
         profile: t.profile,
         branding,
-        domains: t.domains(s.svc.base_domain()),
+        domains: t.domains(s.control.base_domain()),
     })
 }
 
@@ -313,7 +309,7 @@ pub async fn departments(
     State(s): State<AppState>,
     ctx: TenantCtx,
 ) -> Result<Json<DepartmentList>, ApiError> {
-    let items = directory::list(ctx.db(&s.svc.data)?).await?;
+    let items = directory::list(ctx.db(s.control.data())?).await?;
     Ok(Json(DepartmentList {
         items: items
             .into_iter()

@@ -1,6 +1,8 @@
 //! `tenantplane demo`: the seed documents' organisations as tenants, in one command.
 
 use std::path::Path;
+use tenantplane_catalog::{CatalogError, Conflict};
+use tenantplane_control::ControlError;
 
 use anyhow::Context as _;
 use tenantplane_client::{Client, ClientError};
@@ -128,17 +130,14 @@ pub async fn seed_via_api(client: &Client, base_domain: &str) -> anyhow::Result<
 /// One user per built-in role of the tenant's profile in the tenant `slug`, each with a
 /// fresh password (set directly: a demo, so nobody has to change a one-time password
 /// first). Returns the lines to print once.
-async fn demo_users(
-    svc: &tenantplane_server::service::Service,
-    slug: &str,
-) -> anyhow::Result<Vec<String>> {
+async fn demo_users(svc: &tenantplane_control::Control, slug: &str) -> anyhow::Result<Vec<String>> {
     use tenantplane_identity::users;
     let t = svc
         .get(slug)
         .await
-        .map_err(|e| anyhow::anyhow!("reading {slug}: {}", e.code))?;
+        .map_err(|e| anyhow::anyhow!("reading {slug}: {}", crate::output::describe(e)))?;
     let db = svc
-        .data
+        .data()
         .handle(&t)
         .map_err(|e| anyhow::anyhow!("opening {slug}'s store: {e}"))?;
     let mut out =
@@ -150,7 +149,7 @@ async fn demo_users(
         let user = match users::by_email(db, &email).await? {
             Some((u, _)) => u,
             None => {
-                svc.identity
+                svc.identity()
                     .create_user(
                         db,
                         email.clone(),
@@ -164,7 +163,7 @@ async fn demo_users(
             }
         };
         let password = tenantplane_identity::service::one_time_password();
-        svc.identity
+        svc.identity()
             .set_password(t.id, db, user, password.clone())
             .await?;
         out.push(format!(
@@ -179,7 +178,7 @@ async fn demo_users(
 /// Loads FHIR bundles (from `dir`, else the sample shipped in the binary) into every demo
 /// hospital that has no patients yet. Progress goes to stderr.
 async fn load_records(
-    svc: &tenantplane_server::service::Service,
+    svc: &tenantplane_control::Control,
     dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let bundles = match dir {
@@ -193,13 +192,10 @@ async fn load_records(
         .into_iter()
         .filter(|t| t.profile == Some(Profile::Hospital))
     {
-        let usage = svc.usage(&t.slug).await.map_err(|e| {
-            anyhow::anyhow!(
-                "usage of {}: {}",
-                t.slug,
-                e.detail.clone().unwrap_or_default()
-            )
-        })?;
+        let usage = svc
+            .usage(&t.slug)
+            .await
+            .map_err(|e| anyhow::anyhow!("usage of {}: {}", t.slug, crate::output::describe(e)))?;
         if usage.patients > 0 {
             continue;
         }
@@ -213,7 +209,7 @@ async fn load_records(
                         "loading {} into {}: {}",
                         b.path.display(),
                         t.slug,
-                        e.detail.clone().unwrap_or_default()
+                        crate::output::describe(e)
                     )
                 })?;
             entries += b.entries;
@@ -259,7 +255,7 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
     let server = Server::build(cfg).await?;
     let token = server.bootstrap().await?;
     // Seed in-process (no token needed: this process owns the catalog).
-    let svc = server.service();
+    let svc = server.control();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -276,8 +272,8 @@ pub async fn run(args: DemoArgs, cfg_file: Option<&Path>) -> anyhow::Result<()> 
         let name = req.display_name.clone();
         match svc.create(req).await {
             Ok(_) => {}
-            Err(e) if e.code == "slug-taken" => {}
-            Err(e) => anyhow::bail!("creating {slug}: {}", e.detail.clone().unwrap_or_default()),
+            Err(ControlError::Catalog(CatalogError::Conflict(Conflict::Slug(_)))) => {}
+            Err(e) => anyhow::bail!("creating {slug}: {}", crate::output::describe(e)),
         }
         block.extend(reach_lines(&base, &base_domain, &slug, &name));
         block.extend(demo_users(&svc, &slug).await?);

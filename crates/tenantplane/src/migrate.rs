@@ -8,18 +8,16 @@ use std::{
 };
 
 use anyhow::anyhow;
-use tenantplane_server::{
-    Server,
-    fleet::{self, Progress, ProgressFn, RunOptions},
-};
+use tenantplane_control::fleet::{self, Progress, ProgressFn, RunOptions};
+use tenantplane_server::Server;
 
 use crate::{
     cli::{MigrateCmd, MigrateFailed, ProgressArg},
     output::{Output, table},
 };
 
-fn api_err(e: tenantplane_server::problem::ApiError) -> anyhow::Error {
-    anyhow!("{}", e.detail.clone().unwrap_or_else(|| e.title.to_owned()))
+fn api_err(e: tenantplane_control::ControlError) -> anyhow::Error {
+    anyhow!("{}", crate::output::describe(e))
 }
 
 /// Runs a `migrate` command.
@@ -27,7 +25,7 @@ pub async fn run(cmd: MigrateCmd, cfg_file: Option<&Path>) -> anyhow::Result<()>
     match cmd {
         MigrateCmd::Status { output, flags } => {
             let server = Server::build(flags.load(cfg_file)?).await?;
-            let st = fleet::status(&server.service()).await.map_err(api_err)?;
+            let st = fleet::status(&server.control()).await.map_err(api_err)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
                 Output::Yaml => print!("{}", serde_saphyr::to_string(&st)?),
@@ -78,7 +76,7 @@ pub async fn run(cmd: MigrateCmd, cfg_file: Option<&Path>) -> anyhow::Result<()>
             };
             let sink = if bar { bar_sink() } else { json_sink() };
             let report = fleet::run(
-                &server.service(),
+                &server.control(),
                 RunOptions {
                     canary,
                     tenants,

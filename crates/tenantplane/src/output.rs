@@ -230,6 +230,13 @@ pub fn print_admin(a: &tenantplane_core::identity::AdminCredentials) {
     println!("  It is shown only now; it must be changed at first login (POST /auth/password).");
 }
 
+/// What a failed control-plane operation tells the person at the terminal: the problem's
+/// detail, as the API would answer it.
+pub fn describe(e: tenantplane_control::ControlError) -> String {
+    let e = tenantplane_server::problem::ApiError::from(e);
+    e.detail.clone().unwrap_or_else(|| e.title.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use tenantplane_client::Client;
-use tenantplane_server::{Config, Server, config::PgServerSettings, service::Service};
+use tenantplane_control::Control;
+use tenantplane_server::{Config, Server, config::PgServerSettings, limits::Limits};
 use tenantplane_tenant_data::migrate::{Migration, MigrationSet};
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -60,8 +61,10 @@ pub struct TestServer {
     pub client: Client,
     /// The effective configuration.
     pub config: Config,
-    /// The service (for direct inspection in tests).
-    pub service: Arc<Service>,
+    /// The control plane (for direct inspection in tests).
+    pub control: Arc<Control>,
+    /// The rate limits.
+    pub limits: Arc<Limits>,
     /// The data directory (kept alive while the server runs, unless supplied).
     pub dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -165,11 +168,12 @@ impl TestServer {
         if let Some(m) = opts.migrate_on_start {
             config.data.migrate_on_start = m;
         }
-        let mut all = tenantplane_server::data::component_migrations();
+        let mut all = tenantplane_control::placement::component_migrations();
         all.extend(opts.extra_migrations.iter().copied());
         let server = Server::build_with(config.clone(), MigrationSet::new(all)?).await?;
         server.bootstrap().await?;
-        let service = server.service();
+        let control = server.control();
+        let limits = server.limits();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
@@ -182,7 +186,8 @@ impl TestServer {
             token,
             client,
             config,
-            service,
+            control,
+            limits,
             dir,
             shutdown: Some(tx),
             handle: Some(handle),

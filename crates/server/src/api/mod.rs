@@ -153,7 +153,7 @@ async fn openapi_json() -> Response {
 
 /// A tenant as a JSON response with its `ETag`.
 pub fn tenant_response(state: &AppState, status: StatusCode, t: &Tenant) -> Response {
-    let view = TenantView::from_tenant(t, state.svc.base_domain());
+    let view = TenantView::from_tenant(t, state.control.base_domain());
     let mut r = (status, Json(view)).into_response();
     r.headers_mut().insert(header::ETAG, etag(t.version));
     r

@@ -18,7 +18,7 @@ pub async fn list(State(s): State<AppState>, op: OperatorCtx) -> ApiResult<Json<
     op.require_write()?;
     Ok(Json(OperatorList {
         items: s
-            .svc
+            .control
             .operators()
             .await?
             .iter()
@@ -49,7 +49,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateOperator>,
 ) -> ApiResult<(StatusCode, Json<OperatorCredentials>)> {
     op.require_write()?;
-    let (o, token) = s.svc.create_operator(req).await?;
+    let (o, token) = s.control.create_operator(req).await?;
     Ok((
         StatusCode::CREATED,
         Json(OperatorCredentials {
@@ -73,7 +73,7 @@ pub async fn reset_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OperatorCredentials>> {
     op.require_write()?;
-    let (o, token) = s.svc.reset_operator(&id).await?;
+    let (o, token) = s.control.reset_operator(&id).await?;
     Ok(Json(OperatorCredentials {
         operator: OperatorView::from(&o),
         token,
@@ -95,6 +95,6 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OperatorView>> {
     op.require_write()?;
-    let o = s.svc.disable_operator(&id, &op.operator).await?;
+    let o = s.control.disable_operator(&id, &op.operator).await?;
     Ok(Json(OperatorView::from(&o)))
 }

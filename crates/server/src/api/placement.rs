@@ -7,7 +7,9 @@ use tenantplane_core::{
     api::{PlacementList, PlacementServer},
 };
 
-use crate::{app::AppState, auth::OperatorCtx, fleet, problem::ApiResult};
+use tenantplane_control::fleet;
+
+use crate::{app::AppState, auth::OperatorCtx, problem::ApiResult};
 
 /// Servers with their tenant counts (from the catalog) and connection use (live, this
 /// replica).
@@ -15,12 +17,12 @@ use crate::{app::AppState, auth::OperatorCtx, fleet, problem::ApiResult};
     responses((status = 200, description = "The embedded store and every database server", body = PlacementList)))]
 pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json<PlacementList>> {
     let mut counts: std::collections::HashMap<Option<String>, u64> = Default::default();
-    for c in s.svc.catalog.tenant_counts().await? {
+    for c in s.control.catalog().tenant_counts().await? {
         if c.status != tenantplane_core::TenantStatus::Deleted {
             *counts.entry(c.placement).or_default() += c.count;
         }
     }
-    let sqlite = s.svc.data.sqlite();
+    let sqlite = s.control.data().sqlite();
     let mut servers = vec![PlacementServer {
         name: "embedded".into(),
         modes: vec![IsolationMode::Sqlite],
@@ -29,10 +31,10 @@ pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json
         connections_idle: 0,
         budget: sqlite.max_open() as u64,
     }];
-    for (name, cfg) in &s.svc.config.data.servers {
+    for (name, cfg) in &s.config.data.servers {
         let usage = s
-            .svc
-            .data
+            .control
+            .data()
             .server(name)
             .map(|p| p.usage())
             .unwrap_or_default();
@@ -55,5 +57,5 @@ pub async fn status(
     State(s): State<AppState>,
     _op: OperatorCtx,
 ) -> ApiResult<Json<fleet::FleetStatus>> {
-    Ok(Json(fleet::status(&s.svc).await?))
+    Ok(Json(fleet::status(&s.control).await?))
 }

@@ -23,7 +23,7 @@ use crate::{
     responses((status = 200, description = "Every plan", body = PlanList)))]
 pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json<PlanList>> {
     Ok(Json(PlanList {
-        items: s.svc.plans().await?,
+        items: s.control.plans().await?,
     }))
 }
 
@@ -46,7 +46,7 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdatePlan>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let p = s.svc.update_plan(&name, req, v).await?;
+    let p = s.control.update_plan(&name, req, v).await?;
     let version = p.version;
     let mut r = Json(p).into_response();
     r.headers_mut().insert(header::ETAG, etag(version));

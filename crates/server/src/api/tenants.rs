@@ -19,7 +19,6 @@ use crate::{
     auth::OperatorCtx,
     extract::{ApiJson, ApiQuery, IfMatch, OptionalJson},
     problem::{ApiError, ApiResult},
-    service::ListParams,
 };
 
 /// Create a tenant.
@@ -40,8 +39,8 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let (t, admin) = s.svc.create(req).await?;
-    let mut view = TenantView::from_tenant(&t, s.svc.base_domain());
+    let (t, admin) = s.control.create(req).await?;
+    let mut view = TenantView::from_tenant(&t, s.control.base_domain());
     view.initial_admin = admin;
     let mut r = (StatusCode::CREATED, Json(view)).into_response();
     r.headers_mut()
@@ -52,6 +51,44 @@ pub async fn create(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// Listing parameters as the API receives them.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Filter by status.
+    pub status: Option<tenantplane_core::TenantStatus>,
+    /// Filter by profile.
+    pub profile: Option<tenantplane_core::Profile>,
+    /// Filter by plan name.
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")]
+    pub plan: Option<String>,
+    /// Filter by isolation mode.
+    pub isolation: Option<tenantplane_core::IsolationMode>,
+    /// Slug prefix or display-name substring (case-insensitive).
+    pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// Cursor from a previous page's `next_cursor` (opaque; others are refused).
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+impl From<ListParams> for tenantplane_control::ListRequest {
+    fn from(p: ListParams) -> Self {
+        Self {
+            status: p.status,
+            profile: p.profile,
+            plan: p.plan,
+            isolation: p.isolation,
+            q: p.q,
+            limit: p.limit,
+            cursor: p.cursor,
+        }
+    }
 }
 
 /// List tenants, filtered, in creation order, with cursor paging.
@@ -66,8 +103,8 @@ pub async fn list(
     _op: OperatorCtx,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TenantList>> {
-    let (items, next_cursor) = s.svc.list(p).await?;
-    let bd = s.svc.base_domain();
+    let (items, next_cursor) = s.control.list(p.into()).await?;
+    let bd = s.control.base_domain();
     Ok(Json(TenantList {
         items: items
             .iter()
@@ -90,7 +127,7 @@ pub async fn get(
     _op: OperatorCtx,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
-    let t = s.svc.get(&t).await?;
+    let t = s.control.get(&t).await?;
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }
 
@@ -113,7 +150,7 @@ pub async fn fhir_import(
 ) -> ApiResult<Response> {
     op.require_write()?;
     let started = std::time::Instant::now();
-    let (tenant, kind, results) = s.svc.fhir_import(&t, &op.operator.name, &body).await?;
+    let (tenant, kind, results) = s.control.fhir_import(&t, &op.operator.name, &body).await?;
     tracing::info!(operator = %op.operator.name, tenant_id = %tenant, entries = results.len(), "FHIR bundle imported");
     Ok(crate::fhir_api::bundle_response(
         kind,
@@ -138,7 +175,7 @@ pub async fn usage(
     _op: OperatorCtx,
     Path(t): Path<String>,
 ) -> ApiResult<Json<tenantplane_core::api::TenantUsage>> {
-    Ok(Json(s.svc.usage(&t).await?))
+    Ok(Json(s.control.usage(&t).await?))
 }
 
 /// Update a tenant's display name, profile, plan, branding or settings.
@@ -160,7 +197,7 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateTenant>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.update(&t, req, v).await?;
+    let t = s.control.update(&t, req, v).await?;
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }
 
@@ -183,7 +220,7 @@ pub async fn admin_reset(
     OptionalJson(req): OptionalJson<tenantplane_core::identity::AdminReset>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let creds = s.svc.admin_reset(&t, req.email).await?;
+    let creds = s.control.admin_reset(&t, req.email).await?;
     tracing::info!(operator = %op.operator.name, tenant_id = %creds.tenant, "tenant admin reset");
     let mut r = Json(creds).into_response();
     r.headers_mut()
@@ -227,9 +264,9 @@ async fn act(
 ) -> ApiResult<Response> {
     op.require_write()?;
     let t = if action == TenantAction::Retry {
-        s.svc.retry(t, v).await?
+        s.control.retry(t, v).await?
     } else {
-        s.svc.transition(t, action, req.reason, v).await?
+        s.control.transition(t, action, req.reason, v).await?
     };
     Ok(tenant_response(s, status, &t))
 }
@@ -306,7 +343,7 @@ pub async fn add_domain(
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.add_domain(&t, &req.domain, v).await?;
+    let t = s.control.add_domain(&t, &req.domain, v).await?;
     Ok(tenant_response(&s, StatusCode::CREATED, &t))
 }
 
@@ -326,6 +363,6 @@ pub async fn remove_domain(
     IfMatch(v): IfMatch,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.svc.remove_domain(&t, &d, v).await?;
+    let t = s.control.remove_domain(&t, &d, v).await?;
     Ok(tenant_response(&s, StatusCode::OK, &t))
 }

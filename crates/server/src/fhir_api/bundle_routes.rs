@@ -28,7 +28,7 @@ pub async fn bundle(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("return=representation"));
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     let started = std::time::Instant::now();
     let (kind, results) =
         match tenantplane_records::bundle::process(db, &body, limits(&s, tenant)).await {
@@ -53,7 +53,7 @@ pub async fn bundle(
             .push(access(&u, action, v.rtype, &v.id, status));
     };
     let response = bundle_response(kind, &results, &base, representation, started, &record);
-    s.svc.audit.record_bulk(accesses.into_inner());
+    s.control.audit().accesses(accesses.into_inner());
     Ok(response)
 }
 
@@ -80,7 +80,7 @@ pub fn bundle_response(
         }
         out.push('{');
         if let Some(v) = &r.version {
-            let action = ClinicalAction::of_entry(r);
+            let action = ClinicalAction::of_entry(r.wrote, r.status);
             record(
                 action,
                 v,

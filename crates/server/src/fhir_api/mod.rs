@@ -15,7 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use tenantplane_core::{Permission, Profile, Tenant};
+use tenantplane_core::{Permission, Tenant};
 use tenantplane_records::{
     RecordsError,
     resource::{self, ResourceType},
@@ -24,13 +24,8 @@ use tenantplane_records::{
 };
 use time::OffsetDateTime;
 
-use crate::{
-    app::AppState,
-    audit::{ClinicalAccess, ClinicalAction},
-    identity_api::UserCtx,
-    problem::ApiError,
-    tenant_api::TenantCtx,
-};
+use crate::{app::AppState, identity_api::UserCtx, problem::ApiError, tenant_api::TenantCtx};
+use tenantplane_audit::{ClinicalAccess, ClinicalAction};
 
 mod bundle_routes;
 mod errors;
@@ -40,15 +35,7 @@ pub use bundle_routes::*;
 pub use errors::*;
 pub use search_routes::*;
 
-/// Whether the records module is on for `tenant`: the setting `records` (or
-/// `modules.records`), else on for hospitals.
-pub fn records_enabled(t: &Tenant) -> bool {
-    t.settings
-        .get("records")
-        .or_else(|| t.settings.get("modules").and_then(|m| m.get("records")))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(t.profile == Profile::Hospital)
-}
+pub use tenantplane_control::tenant_ops::records_enabled;
 
 /// The tenant, with records switched on.
 pub struct FhirTenant(pub TenantCtx);
@@ -202,7 +189,7 @@ fn parse_if_match(h: &HeaderMap) -> FhirResult<Option<u64>> {
 }
 
 fn limits(s: &AppState, t: &Tenant) -> Limits {
-    s.svc
+    s.control
         .quotas(&t.plan)
         .map(|q| Limits {
             max_patients: q.max_patients,
@@ -219,7 +206,9 @@ fn audit(
     id: &str,
     status: StatusCode,
 ) {
-    s.svc.audit.record(access(u, action, rtype, id, status));
+    s.control
+        .audit()
+        .access(access(u, action, rtype, id, status));
 }
 
 fn access(
@@ -346,7 +335,7 @@ pub async fn create(
     let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
     tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     let out = store::create(db, incoming, limits(&s, tenant)).await;
     match out {
         Ok(v) => {
@@ -379,7 +368,7 @@ pub async fn read(
     require(&u, Permission::RecordsRead)?;
     let rt = rtype(&t)?;
     check_id(&id)?;
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     match store::read(db, rt, &id).await? {
         None => Err(not_here(&u, &s, &id)),
         Some(v) if v.deleted => {
@@ -415,7 +404,7 @@ pub async fn vread(
     let Ok(n) = vid.parse::<u64>() else {
         return Err(FhirError::not_found("the version"));
     };
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     match store::vread(db, rt, &id, n).await? {
         None => {
             if store::read(db, rt, &id).await?.is_none() {
@@ -475,7 +464,7 @@ pub async fn update(
     }
     tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {
         Ok(v) => {
             audit(&s, &u, ClinicalAction::Update, rt, &id, StatusCode::OK);
@@ -508,7 +497,7 @@ pub async fn delete(
     require(&u, Permission::RecordsWrite)?;
     let rt = rtype(&t)?;
     check_id(&id)?;
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     match store::delete(db, rt, &id).await {
         Ok(v) => {
             audit(
@@ -547,7 +536,7 @@ pub async fn history(
         .and_then(|c| c.parse::<u64>().ok())
         .unwrap_or(100)
         .clamp(1, 1000);
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     let versions = store::history(db, rt, &id, count).await?;
     if versions.is_empty() {
         return Err(not_here(&u, &s, &id));

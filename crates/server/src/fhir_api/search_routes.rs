@@ -170,9 +170,9 @@ pub(crate) async fn run_search(
             )
         })?);
     }
-    let db = u.tenant.db(&s.svc.data).map_err(FhirError::from)?;
+    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
     let page = search::search(db, &q).await?;
-    s.svc.audit.record_bulk(
+    s.control.audit().accesses(
         page.matches
             .iter()
             .chain(page.included.iter())

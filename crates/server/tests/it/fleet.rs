@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
+use tenantplane_control::fleet::{self, Progress, ProgressFn, RunOptions};
 use tenantplane_core::{IsolationMode, api::CreateTenant};
-use tenantplane_server::fleet::{self, Progress, ProgressFn, RunOptions};
 use tenantplane_tenant_data::migrate::Migration;
 use tenantplane_testkit::server::{TestServer, TestServerOptions};
 
@@ -92,8 +92,8 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     let s = TestServer::start_with(opts(dir.path(), true))
         .await
         .unwrap();
-    let target = s.service.data.schema_version();
-    let st = fleet::status(&s.service).await.unwrap();
+    let target = s.control.data().schema_version();
+    let st = fleet::status(&s.control).await.unwrap();
     assert_eq!((st.behind, st.up_to_date, st.target), (11, 0, target));
     // Not yet migrated tenants are not served by the new binary.
     let res = reqwest::get(format!(
@@ -106,7 +106,7 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     assert!(res.headers().contains_key("retry-after"));
 
     // Canary wave of 2 includes the bad tenant: halt, nobody else touched.
-    let r = fleet::run(&s.service, run_opts(2, 2), quiet())
+    let r = fleet::run(&s.control, run_opts(2, 2), quiet())
         .await
         .unwrap();
     assert!(r.halted);
@@ -114,14 +114,14 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     assert_eq!(r.failed[0].0, "bad-hospital");
     assert!(r.failed[0].1.contains("fleet-test/2"), "{}", r.failed[0].1);
     assert_eq!(r.migrated, 1);
-    let st = fleet::status(&s.service).await.unwrap();
+    let st = fleet::status(&s.control).await.unwrap();
     assert_eq!((st.behind, st.up_to_date), (10, 1));
 
     // Without a canary: the bad tenant fails alone, every other one is migrated.
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let ev = events.clone();
     let sink: ProgressFn = Arc::new(move |p: &Progress| ev.lock().unwrap().push(p.clone()));
-    let r = fleet::run(&s.service, run_opts(0, 3), sink).await.unwrap();
+    let r = fleet::run(&s.control, run_opts(0, 3), sink).await.unwrap();
     assert!(!r.halted);
     assert_eq!((r.total, r.migrated, r.failed.len()), (10, 9, 1));
     let ev: Vec<Progress> = events.lock().unwrap().clone();
@@ -153,22 +153,22 @@ async fn canary_halts_failures_stay_isolated_and_are_retried() {
     assert_eq!(res.status().as_u16(), 503);
 
     // Retried by the next run: still failing, then fixed.
-    let r = fleet::run(&s.service, run_opts(0, 3), quiet())
+    let r = fleet::run(&s.control, run_opts(0, 3), quiet())
         .await
         .unwrap();
     assert_eq!((r.total, r.failed.len()), (1, 1));
-    let conn = s.service.data.sqlite().open_for_test(&bad.id).unwrap();
+    let conn = s.control.data().sqlite().open_for_test(&bad.id).unwrap();
     conn.execute("DELETE FROM departments WHERE name = 'Cardio B'", [])
         .unwrap();
     drop(conn);
-    let r = fleet::run(&s.service, run_opts(0, 3), quiet())
+    let r = fleet::run(&s.control, run_opts(0, 3), quiet())
         .await
         .unwrap();
     assert_eq!((r.total, r.migrated, r.failed.len()), (1, 1, 0));
-    let st = fleet::status(&s.service).await.unwrap();
+    let st = fleet::status(&s.control).await.unwrap();
     assert_eq!((st.behind, st.up_to_date), (0, 11));
     // A no-op run touches nothing.
-    let r = fleet::run(&s.service, run_opts(0, 3), quiet())
+    let r = fleet::run(&s.control, run_opts(0, 3), quiet())
         .await
         .unwrap();
     assert_eq!(r.total, 0);
@@ -194,7 +194,7 @@ async fn child_role(dir: &str) {
             println!("MIGRATED {slug}");
         }
     });
-    fleet::run(&s.service, run_opts(0, 2), sink).await.unwrap();
+    fleet::run(&s.control, run_opts(0, 2), sink).await.unwrap();
     println!("FINISHED");
 }
 
@@ -251,13 +251,13 @@ async fn fleet_run_killed_with_sigkill_is_completed_by_the_next_run() {
     let s = TestServer::start_with(opts(dir.path(), true))
         .await
         .unwrap();
-    let before = fleet::status(&s.service).await.unwrap();
+    let before = fleet::status(&s.control).await.unwrap();
     assert!(before.up_to_date >= 25 && before.behind > 0, "{before:?}");
-    let r = fleet::run(&s.service, run_opts(0, 2), quiet())
+    let r = fleet::run(&s.control, run_opts(0, 2), quiet())
         .await
         .unwrap();
     assert!(r.failed.is_empty(), "{:?}", r.failed);
-    let after = fleet::status(&s.service).await.unwrap();
+    let after = fleet::status(&s.control).await.unwrap();
     assert_eq!((after.up_to_date, after.behind), (N as u64, 0));
     // Every tenant has each step exactly once, and its data.
     let page = s
@@ -267,7 +267,7 @@ async fn fleet_run_killed_with_sigkill_is_completed_by_the_next_run() {
         .unwrap();
     assert_eq!(page.len(), N);
     for t in page {
-        let c = s.service.data.sqlite().open_for_test(&t.id).unwrap();
+        let c = s.control.data().sqlite().open_for_test(&t.id).unwrap();
         let n: i64 = c
             .query_row(
                 "SELECT count(*) FROM tp_migrations WHERE component = 'fleet-test'",

@@ -4,8 +4,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tenantplane_audit::EventKind;
 use tenantplane_core::{IsolationMode, api::CreateTenant};
-use tenantplane_server::events::EventKind;
 use tenantplane_testkit::{TestServer, TestServerOptions};
 
 use crate::{new_tenant, raw};
@@ -214,9 +214,9 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
         .await
         .unwrap();
     let foreign_events = |s: &TestServer| {
-        s.service
-            .events
-            .recent()
+        s.control
+            .audit()
+            .recent_security()
             .into_iter()
             .filter(|e| e.kind == EventKind::ForeignResource)
             .collect::<Vec<_>>()
@@ -312,9 +312,9 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     .await;
     assert_eq!(st, 401, "access tokens of the user are revoked too");
     assert!(
-        s.service
-            .events
-            .recent()
+        s.control
+            .audit()
+            .recent_security()
             .iter()
             .any(|e| e.kind == EventKind::RefreshReplay)
     );
@@ -329,9 +329,9 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
 
     // Cross-tenant token: refused exactly like garbage, and recorded.
     let before = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .iter()
         .filter(|e| e.kind == EventKind::ForeignToken)
         .count();
@@ -340,9 +340,9 @@ async fn identity_flow(s: &TestServer, mode: IsolationMode) {
     assert_eq!((st, st2), (401, 401));
     assert_eq!(p_foreign.unwrap().detail, p_garbage.unwrap().detail);
     let foreign: Vec<_> = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .into_iter()
         .filter(|e| e.kind == EventKind::ForeignToken)
         .collect();
@@ -475,9 +475,9 @@ async fn bad_tokens_are_401_and_change_nothing() {
     )
     .await;
     let good = v["access_token"].as_str().unwrap().to_owned();
-    let t = s.service.get("badtok").await.unwrap();
-    let db = s.service.data.handle(&t).unwrap();
-    let keys = s.service.identity.keys(t.id, db).await.unwrap();
+    let t = s.control.get("badtok").await.unwrap();
+    let db = s.control.data().handle(&t).unwrap();
+    let keys = s.control.identity().keys(t.id, db).await.unwrap();
     let claims = |exp_off: i64, nbf_off: i64| {
         let mut c = tokens::AccessClaims {
             ..serde_json::from_value(
@@ -607,9 +607,9 @@ async fn unknown_user_and_wrong_password_look_the_same_and_lock_out() {
         assert!(res.headers().get("retry-after").is_some());
     }
     assert!(
-        s.service
-            .events
-            .recent()
+        s.control
+            .audit()
+            .recent_security()
             .iter()
             .any(|e| e.kind == EventKind::LoginLockout)
     );

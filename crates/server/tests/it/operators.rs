@@ -13,7 +13,7 @@ async fn operator_tokens_lifecycle() {
         (me.name.as_str(), me.role),
         ("admin", OperatorRole::PlatformAdmin)
     );
-    let stored = s.service.catalog.list_operators().await.unwrap();
+    let stored = s.control.catalog().list_operators().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0].token_hash, s.token, "only a hash is stored");
 

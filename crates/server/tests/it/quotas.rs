@@ -85,7 +85,7 @@ async fn monthly_request_quota_is_enforced_metered_and_kept() {
     };
     // Let the plan change reach the server's plan cache.
     until(|| async {
-        s.service
+        s.control
             .quotas(&"small".parse().unwrap())
             .is_some_and(|q| q.requests_per_month == 5)
     })
@@ -109,9 +109,9 @@ async fn monthly_request_quota_is_enforced_metered_and_kept() {
         u.requests == 5 && u.requests_limit == 5
     })
     .await;
-    let month = tenantplane_server::metering::current_month();
+    let month = tenantplane_metering::current_month();
     let id = s.client.get_tenant("metered").await.unwrap().id;
-    until(|| async { s.service.catalog.requests_in(id, &month).await.unwrap() == 5 }).await;
+    until(|| async { s.control.catalog().requests_in(id, &month).await.unwrap() == 5 }).await;
     let u = s.client.tenant_usage("metered").await.unwrap();
     assert_eq!((u.users, u.month.len()), (0, 7));
     assert!(matches!(

@@ -82,7 +82,7 @@ async fn two_replicas_draw_from_one_limit_and_fall_back_without_redis() {
     let b = TestServer::start_with(shared(&redis.url(), 10))
         .await
         .unwrap();
-    assert!(a.service.limits.is_shared() && b.service.limits.is_shared());
+    assert!(a.limits.is_shared() && b.limits.is_shared());
     a.client
         .create_tenant(&new_tenant("shared-a"))
         .await

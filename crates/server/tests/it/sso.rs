@@ -16,8 +16,9 @@ use reqwest::redirect::Policy;
 use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
 use serde_json::{Value, json};
 use sha2::Digest;
+use tenantplane_audit::EventKind;
 use tenantplane_core::IsolationMode;
-use tenantplane_server::{config::IdentitySettings, events::EventKind};
+use tenantplane_server::config::IdentitySettings;
 use tenantplane_testkit::{TestServer, TestServerOptions};
 use wiremock::{
     Mock, MockServer, Request, Respond, ResponseTemplate,
@@ -480,9 +481,9 @@ async fn sso_flow(s: &TestServer, idp: &Idp, mode: IsolationMode) {
     // Tokens that must be refused. None signs in, none creates a user.
     let count = user_count(&a, &admin).await;
     let foreign_before = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .iter()
         .filter(|e| e.kind == EventKind::ForeignIdToken)
         .count();
@@ -625,9 +626,9 @@ async fn sso_flow(s: &TestServer, idp: &Idp, mode: IsolationMode) {
     }
     assert_eq!(user_count(&a, &admin).await, count, "nothing was created");
     let foreign_after = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .iter()
         .filter(|e| e.kind == EventKind::ForeignIdToken && e.tenant_id.is_some())
         .count();

@@ -40,7 +40,7 @@ async fn every_mode_provisions_seeds_and_serves_only_its_own_data() {
     })
     .await
     .unwrap();
-    let target = s.service.data.schema_version();
+    let target = s.control.data().schema_version();
     let mut made = Vec::new();
     for (i, mode) in MODES.into_iter().enumerate() {
         // Two tenants per mode, sharing one department name.
@@ -87,7 +87,9 @@ async fn every_mode_provisions_seeds_and_serves_only_its_own_data() {
     assert!(pg1.connections_open <= pg1.budget);
     assert_eq!(p.servers[0].name, "embedded");
     assert_eq!(p.servers[0].tenants, 2);
-    let st = tenantplane_server::fleet::status(&s.service).await.unwrap();
+    let st = tenantplane_control::fleet::status(&s.control)
+        .await
+        .unwrap();
     assert_eq!((st.up_to_date, st.behind), (8, 0));
 
     // Deletion after the grace period drops each store and records it.
@@ -110,7 +112,7 @@ async fn every_mode_provisions_seeds_and_serves_only_its_own_data() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert!(!s.service.data.sqlite().exists(&made[0].0.id));
+    assert!(!s.control.data().sqlite().exists(&made[0].0.id));
     // The other tenant of each mode keeps its data.
     for (t, _) in made.iter().skip(1).step_by(2) {
         let d = s.anonymous().departments(t.slug.as_str()).await.unwrap();
@@ -234,8 +236,8 @@ async fn an_exhausted_connection_budget_answers_503_with_retry_after() {
         .create_tenant(&create("busy-hospital", IsolationMode::PgShared, &["A"]))
         .await
         .unwrap();
-    let tenant = s.service.index.get(&t.id).unwrap();
-    let data = s.service.data.clone();
+    let tenant = s.control.index().get(&t.id).unwrap();
+    let data = s.control.data().clone();
     let holder = tokio::spawn(async move {
         let tenantplane_tenant_data::TenantDb::Pg(db) = data.handle(&tenant).unwrap() else {
             panic!("pg tenant")

@@ -457,7 +457,7 @@ async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<(
         OperatorCmd::Create { flags, .. } | OperatorCmd::Reset { flags, .. } => (flags, &cmd),
     };
     let server = Server::build(flags.load(cfg_file)?).await?;
-    let svc = server.service();
+    let svc = server.control();
     let res = match action {
         OperatorCmd::Create { name, role, .. } => {
             svc.create_operator(CreateOperator {
@@ -468,8 +468,7 @@ async fn operator(cmd: OperatorCmd, cfg_file: Option<&Path>) -> anyhow::Result<(
         }
         OperatorCmd::Reset { name, .. } => svc.reset_operator(name).await,
     };
-    let (op, token) =
-        res.map_err(|e| anyhow!("{}", e.detail.clone().unwrap_or_else(|| e.title.to_owned())))?;
+    let (op, token) = res.map_err(|e| anyhow!("{}", crate::output::describe(e)))?;
     let view = OperatorView::from(&op);
     println!(
         "operator '{}' ({}) token, shown once (only a hash is stored):\n\n    {token}\n",

@@ -6,8 +6,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use tenantplane_audit::EventKind;
 use tenantplane_core::{IsolationMode, api::CreateTenant};
-use tenantplane_server::events::EventKind;
 use tenantplane_testkit::TestServer;
 
 use crate::{
@@ -509,9 +509,9 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
 
     // Another hospital: A's id does not exist there, reading it is a recorded attempt.
     let foreign_before = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .iter()
         .filter(|e| e.kind == EventKind::ForeignResource)
         .count();
@@ -548,9 +548,9 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
         "not-supported",
     );
     let foreign_after = s
-        .service
-        .events
-        .recent()
+        .control
+        .audit()
+        .recent_security()
         .iter()
         .filter(|e| e.kind == EventKind::ForeignResource)
         .count();
@@ -657,19 +657,19 @@ async fn fhir_flow(s: &TestServer, mode: IsolationMode) {
     }
 
     // Every access was audited, with ids only.
-    let evs = s.service.audit.recent();
+    let evs = s.control.audit().recent_accesses();
     let mine: Vec<_> = evs.iter().filter(|e| e.resource_id == id).collect();
     assert!(
         mine.iter()
-            .any(|e| e.action == tenantplane_server::audit::ClinicalAction::Create)
+            .any(|e| e.action == tenantplane_audit::ClinicalAction::Create)
     );
     assert!(
         mine.iter()
-            .any(|e| e.action == tenantplane_server::audit::ClinicalAction::Delete)
+            .any(|e| e.action == tenantplane_audit::ClinicalAction::Delete)
     );
     assert!(
         mine.iter()
-            .filter(|e| e.action == tenantplane_server::audit::ClinicalAction::Read)
+            .filter(|e| e.action == tenantplane_audit::ClinicalAction::Read)
             .count()
             >= 2
     );

@@ -73,7 +73,7 @@ async fn patient_and_storage_quotas_hold_under_concurrent_writes() {
     let (a, tok) = hospital(&s, "fhir-quota", IsolationMode::Sqlite).await;
     // Wait for the plan cache.
     for _ in 0..50 {
-        if s.service
+        if s.control
             .quotas(&"small".parse().unwrap())
             .is_some_and(|q| q.max_patients == 3)
         {

@@ -1,9 +1,21 @@
 //! Operator actions on one tenant's data: FHIR import, usage against the plan's quotas
 //! and the administrator reset.
 
-use super::*;
+use tenantplane_core::{Tenant, TenantStatus, identity::AdminCredentials};
 
-impl Service {
+use crate::{Control, ControlError, ControlResult};
+
+/// Whether the tenant has the FHIR records module: the setting `records` (or
+/// `modules.records`), on by default for hospitals.
+pub fn records_enabled(t: &Tenant) -> bool {
+    t.settings
+        .get("records")
+        .or_else(|| t.settings.get("modules").and_then(|m| m.get("records")))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(t.profile == tenantplane_core::Profile::Hospital)
+}
+
+impl Control {
     /// Creates or resets a tenant administrator (operator action): an existing account with
     /// `email` (or, without one, the tenant's first administrator) gets a new one-time
     /// password, is re-enabled, gains `tenant-admin` and loses its sessions; otherwise a new
@@ -15,30 +27,20 @@ impl Service {
         r: &str,
         operator: &str,
         body: &[u8],
-    ) -> ApiResult<(
+    ) -> ControlResult<(
         tenantplane_core::TenantId,
         tenantplane_records::bundle::Kind,
         Vec<tenantplane_records::bundle::EntryResult>,
     )> {
         let t = self.get(r).await?;
         if t.status != TenantStatus::Active {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant-not-ready",
-                "Tenant not ready",
-            )
-            .detail(format!(
+            return Err(ControlError::TenantNotReady(format!(
                 "the tenant is {}; imports need an active tenant",
                 t.status
             )));
         }
-        if !crate::fhir_api::records_enabled(&t) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "records-disabled",
-                "Records module off",
-            )
-            .detail("this tenant has no FHIR records; an operator can switch them on with the setting records = true"));
+        if !records_enabled(&t) {
+            return Err(ControlError::RecordsDisabled);
         }
         let db = self.data.handle(&t)?;
         let limits = self
@@ -52,36 +54,32 @@ impl Service {
         let (kind, results) = match process(db, body, limits).await {
             Ok(x) => x,
             Err(BundleError::Invalid(issues)) => {
-                let mut e =
-                    ApiError::new(StatusCode::BAD_REQUEST, "invalid-bundle", "Invalid bundle");
-                e = e.detail(
+                return Err(ControlError::InvalidBundle(
                     issues
                         .iter()
                         .map(|i| format!("{}: {}", i.location, i.diagnostics))
                         .collect::<Vec<_>>()
                         .join("; "),
-                );
-                return Err(e);
+                ));
             }
             Err(BundleError::Entry(i, status, _code, msg)) => {
-                return Err(ApiError::new(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                    "bundle-entry-failed",
-                    "Bundle entry failed",
-                )
-                .detail(format!("entry {i}: {msg}; nothing was written")));
+                return Err(ControlError::BundleEntryFailed {
+                    index: i,
+                    status,
+                    message: msg,
+                });
             }
             Err(BundleError::Store(e)) => return Err(e.into()),
         };
         let mut accesses = Vec::new();
         for r in &results {
             if let Some(v) = &r.version {
-                accesses.push(crate::audit::ClinicalAccess {
+                accesses.push(tenantplane_audit::ClinicalAccess {
                     at: time::OffsetDateTime::now_utc(),
                     tenant_id: t.id,
                     user_id: None,
                     operator: Some(operator.to_owned()),
-                    action: crate::audit::ClinicalAction::of_entry(r),
+                    action: tenantplane_audit::ClinicalAction::of_entry(r.wrote, r.status),
                     resource_type: v.rtype.as_str(),
                     resource_id: v.id.clone(),
                     status: r.status,
@@ -90,26 +88,22 @@ impl Service {
                 });
             }
         }
-        self.audit.record_bulk(accesses);
+        self.audit.accesses(accesses);
         Ok((t.id, kind, results))
     }
 
     /// What a tenant uses of its plan: requests this month, users.
-    pub async fn usage(&self, r: &str) -> ApiResult<tenantplane_core::api::TenantUsage> {
+    pub async fn usage(&self, r: &str) -> ControlResult<tenantplane_core::api::TenantUsage> {
         let t = self.get(r).await?;
         let q = self
             .quotas(&t.plan)
-            .ok_or_else(|| ApiError::internal(&"the tenant's plan is not loaded"))?;
-        let month = crate::metering::current_month();
+            .ok_or_else(|| ControlError::Internal("the tenant's plan is not loaded".into()))?;
+        let month = tenantplane_metering::current_month();
         let stored = self.catalog.requests_in(t.id, &month).await?;
         let (users, records) = match self.data.handle(&t) {
             Ok(db) => (
-                tenantplane_identity::users::count(db)
-                    .await
-                    .map_err(ApiError::from)?,
-                tenantplane_records::store::usage(db)
-                    .await
-                    .map_err(ApiError::from)?,
+                tenantplane_identity::users::count(db).await?,
+                tenantplane_records::store::usage(db).await?,
             ),
             // A store not provisioned yet holds nothing.
             Err(_) if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) => {
@@ -132,16 +126,15 @@ impl Service {
         })
     }
 
-    pub async fn admin_reset(&self, r: &str, email: Option<String>) -> ApiResult<AdminCredentials> {
+    pub async fn admin_reset(
+        &self,
+        r: &str,
+        email: Option<String>,
+    ) -> ControlResult<AdminCredentials> {
         use tenantplane_identity::users;
         let t = self.get(r).await?;
         if !matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant-not-ready",
-                "Tenant not ready",
-            )
-            .detail(format!(
+            return Err(ControlError::TenantNotReady(format!(
                 "the tenant is {}; administrators can be reset on active or suspended tenants",
                 t.status
             )));
@@ -149,26 +142,21 @@ impl Service {
         let email = match email {
             Some(e) => Some(
                 e.parse::<tenantplane_core::Email>()
-                    .map_err(|e| ApiError::field("/email", e.to_string()))?,
+                    .map_err(|e| ControlError::field("/email", e.to_string()))?,
             ),
             None => None,
         };
         let db = self.data.handle(&t)?;
         let admin_role: tenantplane_core::RoleName = tenantplane_core::identity::TENANT_ADMIN
             .parse()
-            .map_err(|_| ApiError::internal(&"built-in role name"))?;
+            .map_err(|_| ControlError::Internal("built-in role name".into()))?;
         let existing = match &email {
-            Some(e) => users::by_email(db, e)
-                .await
-                .map_err(ApiError::from)?
-                .map(|x| x.0),
+            Some(e) => users::by_email(db, e).await?.map(|x| x.0),
             None => {
                 let mut found = None;
                 let mut after = None;
                 'pages: loop {
-                    let page = users::list(db, after.clone(), 500)
-                        .await
-                        .map_err(ApiError::from)?;
+                    let page = users::list(db, after.clone(), 500).await?;
                     for u in &page {
                         if u.roles.contains(&admin_role)
                             && found
@@ -186,7 +174,7 @@ impl Service {
                 match found {
                     Some(f) => Some(f),
                     None => {
-                        return Err(ApiError::field(
+                        return Err(ControlError::field(
                             "/email",
                             "the tenant has no administrator yet; give the new administrator's e-mail",
                         ));
@@ -211,7 +199,7 @@ impl Service {
             }
             None => {
                 let Some(email) = email else {
-                    return Err(ApiError::field("/email", "required"));
+                    return Err(ControlError::field("/email", "required"));
                 };
                 let max = self
                     .quotas(&t.plan)

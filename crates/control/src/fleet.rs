@@ -23,10 +23,7 @@ use tenantplane_catalog::TenantQuery;
 use tenantplane_core::{IsolationMode, ProvisionStep, Tenant, TenantRef, TenantStatus};
 use tokio::sync::Semaphore;
 
-use crate::{
-    problem::{ApiError, ApiResult},
-    service::Service,
-};
+use crate::{Control, ControlError, ControlResult};
 
 /// One line of `migrate status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,11 +140,11 @@ const MIGRATABLE: [TenantStatus; 4] = [
 ];
 
 /// Fleet status from the catalog.
-pub async fn status(svc: &Service) -> ApiResult<FleetStatus> {
-    let target = svc.data.schema_version();
+pub async fn status(svc: &Control) -> ControlResult<FleetStatus> {
+    let target = svc.data().schema_version();
     let mut rows: HashMap<(IsolationMode, u32), u64> = HashMap::new();
     let (mut up, mut behind, mut ahead) = (0, 0, 0);
-    for c in svc.catalog.tenant_counts().await? {
+    for c in svc.catalog().tenant_counts().await? {
         if matches!(c.status, TenantStatus::Deleted | TenantStatus::Provisioning) {
             continue;
         }
@@ -176,17 +173,18 @@ pub async fn status(svc: &Service) -> ApiResult<FleetStatus> {
     })
 }
 
-async fn candidates(svc: &Service, opts: &RunOptions, target: u32) -> ApiResult<Vec<Tenant>> {
+async fn candidates(svc: &Control, opts: &RunOptions, target: u32) -> ControlResult<Vec<Tenant>> {
     let mut out = Vec::new();
     if let Some(names) = &opts.tenants {
         for n in names {
             let r: TenantRef = n.parse().map_err(|_| {
-                ApiError::field("/tenants", format!("'{n}' is not a tenant id or slug"))
+                ControlError::field("/tenants", format!("'{n}' is not a tenant id or slug"))
             })?;
-            let t =
-                svc.catalog.get_tenant(&r).await?.ok_or_else(|| {
-                    ApiError::not_found("tenant").detail(format!("no tenant '{n}'"))
-                })?;
+            let t = svc
+                .catalog()
+                .get_tenant(&r)
+                .await?
+                .ok_or_else(|| ControlError::NoSuchTenant(n.clone()))?;
             if t.schema_version < target && MIGRATABLE.contains(&t.status) && !out.contains(&t) {
                 out.push(t);
             }
@@ -217,29 +215,29 @@ async fn candidates(svc: &Service, opts: &RunOptions, target: u32) -> ApiResult<
 }
 
 /// Migrates one tenant and records its new version in the catalog.
-async fn migrate_one(svc: &Service, t: &Tenant) -> Result<Vec<String>, String> {
+async fn migrate_one(svc: &Control, t: &Tenant) -> Result<Vec<String>, String> {
     // Tenants recorded before they had a store (older releases) get one now.
     let res = if t.has_step(ProvisionStep::StoreCreated) {
-        svc.data.migrate(t).await
+        svc.data().migrate(t).await
     } else {
-        svc.data.provision(t).await
+        svc.data().provision(t).await
     };
     let report = res.map_err(|e| e.to_string())?;
     let v = report.schema_version;
     svc.set_schema_version(t, v)
         .await
-        .map_err(|e| format!("recording version {v} in the catalog: {}", e.code))?;
+        .map_err(|e| format!("recording version {v} in the catalog: {}", e.label()))?;
     Ok(report.applied)
 }
 
 /// Runs a fleet migration.
 pub async fn run(
-    svc: &Arc<Service>,
+    svc: &Arc<Control>,
     opts: RunOptions,
     progress: ProgressFn,
-) -> ApiResult<RunReport> {
+) -> ControlResult<RunReport> {
     let started = Instant::now();
-    let target = svc.data.schema_version();
+    let target = svc.data().schema_version();
     let tenants = candidates(svc, &opts, target).await?;
     let total = tenants.len() as u64;
     let canary_n = opts.canary.min(tenants.len());
@@ -288,7 +286,7 @@ pub async fn run(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_wave(
-    svc: &Arc<Service>,
+    svc: &Arc<Control>,
     wave: &[Tenant],
     is_canary: bool,
     opts: &RunOptions,
@@ -328,7 +326,7 @@ async fn run_wave(
             let res = migrate_one(&svc, &t).await;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             let (to, applied, error) = match &res {
-                Ok(applied) => (svc.data.schema_version(), applied.clone(), None),
+                Ok(applied) => (svc.data().schema_version(), applied.clone(), None),
                 Err(e) => (t.schema_version, Vec::new(), Some(e.clone())),
             };
             if let Some(e) = &error {

@@ -1,106 +1,41 @@
-//! Control-plane operations: validation, the lifecycle state machine, optimistic
-//! concurrency and cache invalidation around the catalog store.
+//! Tenants: reading and listing them, validation, optimistic concurrency (read-modify-write
+//! with compare-and-swap), the lifecycle state machine, custom domains and the purge of
+//! tenants whose deletion grace period ended.
 
-use std::{path::Path, sync::Arc};
-
-use axum::http::StatusCode;
 use base64::Engine as _;
-use tenantplane_catalog::{Catalog, CatalogError, TenantQuery};
+use tenantplane_catalog::{CatalogError, TenantQuery};
 use tenantplane_core::{
-    DomainName, Operator, OperatorId, OperatorRole, Plan, PlanName, Profile, ProvisionStep, Slug,
-    Tenant, TenantId, TenantRef, TenantSeed, TenantStatus, ValidationErrors,
-    api::{CreateOperator, CreateTenant, UpdatePlan, UpdateTenant},
-    identity::AdminCredentials,
+    DomainName, Plan, PlanName, Profile, ProvisionStep, Tenant, TenantId, TenantRef, TenantStatus,
+    ValidationErrors,
+    api::UpdateTenant,
     lifecycle::{TenantAction, target_status},
-    operator::validate_operator_name,
     tenant::{validate_display_name, validate_settings},
 };
-use tenantplane_tenant_data::{DataError, TenantData, directory};
 use time::OffsetDateTime;
 
-mod operators;
-mod provisioning;
-mod tenant_ops;
-
-use crate::{
-    auth::{self, OperatorCache},
-    config::Config,
-    problem::{ApiError, ApiResult},
-    resolver::TenantIndex,
-};
+use crate::{Control, ControlError, ControlResult, now};
 
 /// Attempts of a read-modify-write when the caller sent no `If-Match`.
-const CAS_ATTEMPTS: usize = 16;
-/// Number of per-tenant write locks (tenants hash onto them).
-const STRIPES: usize = 64;
+pub(crate) const CAS_ATTEMPTS: usize = 16;
 /// Largest page of a tenant listing.
 pub const MAX_PAGE: usize = 200;
 
-/// The control-plane service.
-pub struct Service {
-    /// The catalog store.
-    pub catalog: Catalog,
-    /// The in-memory tenant index (updated on every local write).
-    pub index: Arc<TenantIndex>,
-    /// Operator token cache.
-    pub operators: OperatorCache,
-    /// Effective configuration.
-    pub config: Arc<Config>,
-    /// Tenant data stores.
-    pub data: Arc<TenantData>,
-    /// Tenant users, keys and tokens.
-    pub identity: Arc<tenantplane_identity::Identity>,
-    /// Security events (cross-tenant attempts, replays, lockouts).
-    pub events: Arc<crate::events::SecurityEvents>,
-    /// Rate limits.
-    pub limits: Arc<crate::limits::Limits>,
-    /// Clinical record accesses (for the audit log).
-    pub audit: Arc<crate::audit::AuditEvents>,
-    /// Monthly request counts.
-    pub meter: Arc<crate::metering::RequestMeter>,
-    /// Quotas of every plan, refreshed with the tenant index.
-    plans: arc_swap::ArcSwap<std::collections::HashMap<String, tenantplane_core::Quotas>>,
-    /// When this process started serving (tenants provisioning since then are its own).
-    started_at: OffsetDateTime,
-    /// Striped per-tenant write locks.
-    write_locks: Vec<tokio::sync::Mutex<()>>,
-    /// The platform's external URL (scheme, host, port) that tenant links are built on.
-    public: arc_swap::ArcSwap<crate::config::PublicUrl>,
-}
-
-impl std::fmt::Debug for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").finish_non_exhaustive()
-    }
-}
-
-fn now() -> OffsetDateTime {
-    let n = OffsetDateTime::now_utc();
-    n.replace_nanosecond(n.nanosecond() / 1000 * 1000)
-        .unwrap_or(n)
-}
-
-/// Listing parameters as the API receives them.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
+/// A listing request: filters, page size and cursor.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
     /// Filter by status.
     pub status: Option<TenantStatus>,
     /// Filter by profile.
     pub profile: Option<Profile>,
     /// Filter by plan name.
-    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")]
     pub plan: Option<String>,
     /// Filter by isolation mode.
     pub isolation: Option<tenantplane_core::IsolationMode>,
     /// Slug prefix or display-name substring (case-insensitive).
     pub q: Option<String>,
     /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
-    /// Cursor from a previous page's `next_cursor` (opaque; others are refused).
-    #[param(min_length = 1)]
+    /// Cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
@@ -116,88 +51,22 @@ fn decode_cursor(c: &str) -> Option<TenantId> {
     s.strip_prefix("t1:")?.parse().ok()
 }
 
-impl Service {
-    /// A service over `catalog` and `index` with `config`.
-    pub fn new(
-        catalog: Catalog,
-        index: Arc<TenantIndex>,
-        config: Arc<Config>,
-        data: Arc<TenantData>,
-        identity: Arc<tenantplane_identity::Identity>,
-    ) -> Self {
-        Self {
-            catalog,
-            index,
-            operators: OperatorCache::default(),
-            limits: Arc::new(crate::limits::Limits::new(config.limits.clone())),
-            meter: Arc::new(crate::metering::RequestMeter::new()),
-            audit: Arc::new(crate::audit::AuditEvents::default()),
-            data,
-            identity,
-            events: Arc::new(crate::events::SecurityEvents::default()),
-            plans: arc_swap::ArcSwap::from_pointee(Default::default()),
-            started_at: now(),
-            write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            public: arc_swap::ArcSwap::from_pointee(config.server.public()),
-            config,
-        }
-    }
-
-    /// The platform's external URL.
-    pub fn public(&self) -> Arc<crate::config::PublicUrl> {
-        self.public.load_full()
-    }
-
-    /// Sets the platform's external URL (the listener's real port when none is configured).
-    pub fn set_public(&self, p: crate::config::PublicUrl) {
-        self.public.store(Arc::new(p));
-    }
-
-    fn stripe(&self, id: &TenantId) -> &tokio::sync::Mutex<()> {
-        let b = id.as_uuid().as_bytes();
-        let h = b.iter().fold(0usize, |acc, x| {
-            acc.wrapping_mul(31).wrapping_add(*x as usize)
-        });
-        &self.write_locks[h % self.write_locks.len()]
-    }
-
-    /// Reloads the plans' quotas from the catalog.
-    pub async fn refresh_plans(&self) -> ApiResult<()> {
-        let plans = self.catalog.list_plans().await?;
-        self.plans.store(Arc::new(
-            plans
-                .into_iter()
-                .map(|p| (p.name.to_string(), p.quotas))
-                .collect(),
-        ));
-        Ok(())
-    }
-
-    /// A plan's quotas (from memory).
-    pub fn quotas(&self, plan: &PlanName) -> Option<tenantplane_core::Quotas> {
-        self.plans.load().get(plan.as_str()).copied()
-    }
-
-    /// The configured base domain.
-    pub fn base_domain(&self) -> &str {
-        &self.config.server.base_domain
-    }
-
-    fn parse_ref(&self, r: &str) -> ApiResult<TenantRef> {
+impl Control {
+    fn parse_ref(&self, r: &str) -> ControlResult<TenantRef> {
         r.parse::<TenantRef>()
-            .map_err(|_| ApiError::not_found("tenant"))
+            .map_err(|_| ControlError::NotFound("tenant"))
     }
 
     /// A tenant by id or slug.
-    pub async fn get(&self, r: &str) -> ApiResult<Tenant> {
+    pub async fn get(&self, r: &str) -> ControlResult<Tenant> {
         let r = self.parse_ref(r)?;
         self.catalog
             .get_tenant(&r)
             .await?
-            .ok_or_else(|| ApiError::not_found("tenant"))
+            .ok_or(ControlError::NotFound("tenant"))
     }
 
-    fn validate_custom_domain(
+    pub(crate) fn validate_custom_domain(
         &self,
         pointer: &str,
         raw: &str,
@@ -215,12 +84,12 @@ impl Service {
         Some(d)
     }
 
-    async fn require_plan(
+    pub(crate) async fn require_plan(
         &self,
         pointer: &str,
         name: &str,
         errs: &mut ValidationErrors,
-    ) -> ApiResult<Option<Plan>> {
+    ) -> ControlResult<Option<Plan>> {
         let Some(p) = errs.check(pointer, name.parse::<PlanName>()) else {
             return Ok(None);
         };
@@ -232,7 +101,7 @@ impl Service {
     }
 
     /// Lists tenants.
-    pub async fn list(&self, p: ListParams) -> ApiResult<(Vec<Tenant>, Option<String>)> {
+    pub async fn list(&self, p: ListRequest) -> ControlResult<(Vec<Tenant>, Option<String>)> {
         let mut errs = ValidationErrors::new();
         let limit = p.limit.unwrap_or(50);
         if limit == 0 || limit > MAX_PAGE {
@@ -280,9 +149,14 @@ impl Service {
     /// Read-modify-write of one tenant with optimistic concurrency. With `if_match` the
     /// caller's version must be current (else 412); without, the change is re-applied on the
     /// latest state until it lands, so concurrent updates never overwrite each other.
-    async fn modify<F>(&self, r: &str, if_match: Option<u64>, mut f: F) -> ApiResult<Tenant>
+    pub(crate) async fn modify<F>(
+        &self,
+        r: &str,
+        if_match: Option<u64>,
+        mut f: F,
+    ) -> ControlResult<Tenant>
     where
-        F: FnMut(&mut Tenant) -> ApiResult<()>,
+        F: FnMut(&mut Tenant) -> ControlResult<()>,
     {
         let r = self.parse_ref(r)?;
         // Writers of one tenant in this process queue on a striped lock instead of spinning
@@ -293,7 +167,7 @@ impl Service {
                 self.catalog
                     .get_tenant(&r)
                     .await?
-                    .ok_or_else(|| ApiError::not_found("tenant"))?
+                    .ok_or(ControlError::NotFound("tenant"))?
                     .id
             }
         };
@@ -308,12 +182,12 @@ impl Service {
                 .catalog
                 .get_tenant(&r)
                 .await?
-                .ok_or_else(|| ApiError::not_found("tenant"))?;
+                .ok_or(ControlError::NotFound("tenant"))?;
             let expected = t.version;
             if let Some(v) = if_match
                 && v != expected
             {
-                return Err(ApiError::version_mismatch(expected));
+                return Err(ControlError::VersionMismatch { current: expected });
             }
             f(&mut t)?;
             t.updated_at = now();
@@ -324,18 +198,13 @@ impl Service {
                 }
                 Err(CatalogError::VersionMismatch { current }) => {
                     if if_match.is_some() {
-                        return Err(ApiError::version_mismatch(current));
+                        return Err(ControlError::VersionMismatch { current });
                     }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "contention",
-            "Too many concurrent changes",
-        )
-        .detail("the tenant is being changed concurrently; retry"))
+        Err(ControlError::Contention { tenant: true })
     }
 
     /// Applies a partial update.
@@ -344,7 +213,7 @@ impl Service {
         r: &str,
         req: UpdateTenant,
         if_match: Option<u64>,
-    ) -> ApiResult<Tenant> {
+    ) -> ControlResult<Tenant> {
         let mut errs = ValidationErrors::new();
         if let Some(n) = &req.display_name {
             validate_display_name("/display_name", n, &mut errs);
@@ -391,17 +260,16 @@ impl Service {
         action: TenantAction,
         reason: Option<String>,
         if_match: Option<u64>,
-    ) -> ApiResult<Tenant> {
+    ) -> ControlResult<Tenant> {
         if let Some(reason) = &reason
             && (reason.chars().count() > 500 || reason.chars().any(char::is_control))
         {
-            return Err(ApiError::field(
+            return Err(ControlError::field(
                 "/reason",
                 "at most 500 characters, no control characters",
             ));
         }
-        let grace =
-            time::Duration::hours(self.config.tenants.deletion_grace_hours.min(24 * 3650) as i64);
+        let grace = time::Duration::hours(self.settings.deletion_grace_hours.min(24 * 3650) as i64);
         let stored = self
             .modify(r, if_match, |t| {
                 apply_action(t, action, reason.clone(), grace)
@@ -417,27 +285,22 @@ impl Service {
         r: &str,
         domain: &str,
         if_match: Option<u64>,
-    ) -> ApiResult<Tenant> {
+    ) -> ControlResult<Tenant> {
         let mut errs = ValidationErrors::new();
         let d = self.validate_custom_domain("/domain", domain, &mut errs);
         errs.into_result()?;
         let Some(d) = d else {
-            return Err(ApiError::field("/domain", "invalid domain"));
+            return Err(ControlError::field("/domain", "invalid domain"));
         };
         self.modify(r, if_match, |t| {
             if matches!(t.status, TenantStatus::Deleted | TenantStatus::Deleting) {
                 return Err(gone());
             }
             if t.custom_domains.contains(&d) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "domain-taken",
-                    "Domain already in use",
-                )
-                .detail(format!("domain '{d}' is already assigned to this tenant")));
+                return Err(ControlError::DomainAlreadyAssigned(d.clone()));
             }
             if t.custom_domains.len() >= 20 {
-                return Err(ApiError::field(
+                return Err(ControlError::field(
                     "/domain",
                     "a tenant may have at most 20 custom domains",
                 ));
@@ -454,13 +317,15 @@ impl Service {
         r: &str,
         domain: &str,
         if_match: Option<u64>,
-    ) -> ApiResult<Tenant> {
-        let d: DomainName = domain.parse().map_err(|_| ApiError::not_found("domain"))?;
+    ) -> ControlResult<Tenant> {
+        let d: DomainName = domain
+            .parse()
+            .map_err(|_| ControlError::NotFound("domain"))?;
         self.modify(r, if_match, |t| {
             let before = t.custom_domains.len();
             t.custom_domains.retain(|x| x != &d);
             if t.custom_domains.len() == before {
-                return Err(ApiError::not_found("domain"));
+                return Err(ControlError::NotFound("domain"));
             }
             Ok(())
         })
@@ -469,7 +334,7 @@ impl Service {
 
     /// Moves every `deleting` tenant whose grace period ended to `deleted`, releasing its
     /// custom domains. Returns how many were purged.
-    pub async fn purge_due(&self) -> ApiResult<usize> {
+    pub async fn purge_due(&self) -> ControlResult<usize> {
         let due = self
             .catalog
             .due_for_purge(OffsetDateTime::now_utc(), 100)
@@ -497,34 +362,28 @@ impl Service {
                     n += 1;
                     tracing::info!(tenant_id = %t.id, "tenant purged after grace period");
                 }
-                Err(e) => tracing::warn!(tenant_id = %t.id, code = e.code, "purge skipped"),
+                Err(e) => tracing::warn!(tenant_id = %t.id, code = e.label(), "purge skipped"),
             }
         }
         Ok(n)
     }
 }
 
-fn gone() -> ApiError {
-    ApiError::new(StatusCode::GONE, "tenant-gone", "Tenant deleted")
-        .detail("the tenant has been deleted")
+fn gone() -> ControlError {
+    ControlError::TenantGone
 }
 
-fn require_provisioning(t: &Tenant) -> ApiResult<()> {
+pub(crate) fn require_provisioning(t: &Tenant) -> ControlResult<()> {
     if t.status == TenantStatus::Provisioning {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not-provisioning",
-            "Tenant is not being provisioned",
-        )
-        .detail(format!("the tenant is {} now", t.status)))
+        Err(ControlError::NotProvisioning(t.status))
     }
 }
 
 /// Checks the departments of a creation request: at most 200, names of 1–100 characters
 /// without control characters, unique (after trimming).
-fn validate_departments(raw: &[String], errs: &mut ValidationErrors) -> Vec<String> {
+pub(crate) fn validate_departments(raw: &[String], errs: &mut ValidationErrors) -> Vec<String> {
     if raw.len() > 200 {
         errs.push("/departments", "at most 200 departments");
         return Vec::new();
@@ -551,9 +410,9 @@ pub fn apply_action(
     action: TenantAction,
     reason: Option<String>,
     grace: time::Duration,
-) -> ApiResult<()> {
-    let to = target_status(t.status, action, t.restore_to)
-        .map_err(|e| ApiError::illegal_transition(&e))?;
+) -> ControlResult<()> {
+    let to =
+        target_status(t.status, action, t.restore_to).map_err(ControlError::IllegalTransition)?;
     let from = t.status;
     t.status = to;
     match to {

@@ -1,10 +1,20 @@
 //! Plans and operator accounts, and the first operator at bootstrap.
 
-use super::*;
+use std::path::Path;
 
-impl Service {
+use tenantplane_catalog::CatalogError;
+use tenantplane_core::{
+    Operator, OperatorId, OperatorRole, Plan, PlanName, ValidationErrors,
+    api::{CreateOperator, UpdatePlan},
+    operator::validate_operator_name,
+    tenant::validate_display_name,
+};
+
+use crate::{Control, ControlError, ControlResult, now, tenants::CAS_ATTEMPTS, tokens};
+
+impl Control {
     /// All plans.
-    pub async fn plans(&self) -> ApiResult<Vec<Plan>> {
+    pub async fn plans(&self) -> ControlResult<Vec<Plan>> {
         Ok(self.catalog.list_plans().await?)
     }
 
@@ -14,8 +24,8 @@ impl Service {
         name: &str,
         req: UpdatePlan,
         if_match: Option<u64>,
-    ) -> ApiResult<Plan> {
-        let name: PlanName = name.parse().map_err(|_| ApiError::not_found("plan"))?;
+    ) -> ControlResult<Plan> {
+        let name: PlanName = name.parse().map_err(|_| ControlError::NotFound("plan"))?;
         let mut errs = ValidationErrors::new();
         if let Some(n) = &req.display_name {
             validate_display_name("/display_name", n, &mut errs);
@@ -29,12 +39,12 @@ impl Service {
                 .catalog
                 .get_plan(&name)
                 .await?
-                .ok_or_else(|| ApiError::not_found("plan"))?;
+                .ok_or(ControlError::NotFound("plan"))?;
             let expected = plan.version;
             if let Some(v) = if_match
                 && v != expected
             {
-                return Err(ApiError::version_mismatch(expected));
+                return Err(ControlError::VersionMismatch { current: expected });
             }
             if let Some(n) = &req.display_name {
                 plan.display_name = n.trim().to_owned();
@@ -49,38 +59,34 @@ impl Service {
                 Ok(p) => {
                     tracing::info!(plan = %p.name, version = p.version, "plan updated");
                     if let Err(e) = self.refresh_plans().await {
-                        tracing::warn!(code = e.code, "reloading plans failed");
+                        tracing::warn!(code = e.label(), "reloading plans failed");
                     }
                     return Ok(p);
                 }
                 Err(CatalogError::VersionMismatch { current }) if if_match.is_some() => {
-                    return Err(ApiError::version_mismatch(current));
+                    return Err(ControlError::VersionMismatch { current });
                 }
                 Err(CatalogError::VersionMismatch { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "contention",
-            "Too many concurrent changes",
-        ))
+        Err(ControlError::Contention { tenant: false })
     }
 
     /// All operators.
-    pub async fn operators(&self) -> ApiResult<Vec<Operator>> {
+    pub async fn operators(&self) -> ControlResult<Vec<Operator>> {
         Ok(self.catalog.list_operators().await?)
     }
 
     /// Creates an operator and returns it with its token (shown once).
-    pub async fn create_operator(&self, req: CreateOperator) -> ApiResult<(Operator, String)> {
-        validate_operator_name(&req.name).map_err(|e| ApiError::field("/name", e))?;
-        let token = auth::generate_token();
+    pub async fn create_operator(&self, req: CreateOperator) -> ControlResult<(Operator, String)> {
+        validate_operator_name(&req.name).map_err(|e| ControlError::field("/name", e))?;
+        let token = tokens::generate_token();
         let op = Operator {
             id: OperatorId::new(),
             name: req.name,
             role: req.role.unwrap_or(OperatorRole::PlatformAdmin),
-            token_hash: auth::hash_token(&token),
+            token_hash: tokens::hash_token(&token),
             disabled: false,
             created_at: now(),
         };
@@ -91,10 +97,10 @@ impl Service {
     }
 
     /// Replaces an operator's token (and re-enables it); returns the new token.
-    pub async fn reset_operator(&self, id_or_name: &str) -> ApiResult<(Operator, String)> {
+    pub async fn reset_operator(&self, id_or_name: &str) -> ControlResult<(Operator, String)> {
         let mut op = self.find_operator(id_or_name).await?;
-        let token = auth::generate_token();
-        op.token_hash = auth::hash_token(&token);
+        let token = tokens::generate_token();
+        op.token_hash = tokens::hash_token(&token);
         op.disabled = false;
         self.catalog.update_operator(&op).await?;
         self.operators.invalidate();
@@ -107,15 +113,10 @@ impl Service {
         &self,
         id_or_name: &str,
         caller: &Operator,
-    ) -> ApiResult<Operator> {
+    ) -> ControlResult<Operator> {
         let mut op = self.find_operator(id_or_name).await?;
         if op.id == caller.id {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "self-disable",
-                "Cannot disable yourself",
-            )
-            .detail("another platform-admin must disable this operator"));
+            return Err(ControlError::SelfDisable);
         }
         op.disabled = true;
         self.catalog.update_operator(&op).await?;
@@ -123,12 +124,12 @@ impl Service {
         Ok(op)
     }
 
-    pub(crate) async fn find_operator(&self, id_or_name: &str) -> ApiResult<Operator> {
+    pub(crate) async fn find_operator(&self, id_or_name: &str) -> ControlResult<Operator> {
         let op = match id_or_name.parse::<OperatorId>() {
             Ok(id) => self.catalog.get_operator(id).await?,
             Err(_) => self.catalog.get_operator_by_name(id_or_name).await?,
         };
-        op.ok_or_else(|| ApiError::not_found("operator"))
+        op.ok_or(ControlError::NotFound("operator"))
     }
 
     /// On first start (no operator exists): creates the first operator, from the token in
@@ -145,7 +146,7 @@ impl Service {
                     anyhow::anyhow!("cannot read bootstrap token file {}: {e}", p.display())
                 })?;
                 let t = raw.trim().to_owned();
-                auth::validate_supplied_token(&t)
+                tokens::validate_supplied_token(&t)
                     .map_err(|e| anyhow::anyhow!("bootstrap token file {}: {e}", p.display()))?;
                 Some(t)
             }
@@ -153,7 +154,7 @@ impl Service {
         };
         if !self.catalog.list_operators().await?.is_empty() {
             if let Some(t) = &supplied {
-                let h = auth::hash_token(t);
+                let h = tokens::hash_token(t);
                 if !self
                     .catalog
                     .list_operators()
@@ -170,13 +171,13 @@ impl Service {
             .map_err(|e| anyhow::anyhow!("bootstrap.operator_name: {e}"))?;
         let (token, show) = match supplied {
             Some(t) => (t, false),
-            None => (auth::generate_token(), true),
+            None => (tokens::generate_token(), true),
         };
         let op = Operator {
             id: OperatorId::new(),
             name: name.to_owned(),
             role: OperatorRole::PlatformAdmin,
-            token_hash: auth::hash_token(&token),
+            token_hash: tokens::hash_token(&token),
             disabled: false,
             created_at: now(),
         };

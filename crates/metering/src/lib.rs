@@ -7,9 +7,15 @@
 //! with every replica's counts — comes back. The quota is checked against
 //! `total at the last flush + this replica's requests since`, so with N replicas a tenant
 //! can overshoot by at most what the other replicas served in one flush interval. A failed
-//! flush keeps the counts for the next one; the last flush runs at shutdown.
+//! flush keeps the counts for the next one; the last flush runs at shutdown
+//! ([`flush_loop`]).
+//!
+//! Per-tenant costs grow here: the meter is where a request's resource use is attributed to
+//! its tenant.
 
-use std::{collections::HashMap, sync::Mutex};
+#![forbid(unsafe_code)]
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tenantplane_catalog::Catalog;
 use tenantplane_core::TenantId;
@@ -123,6 +129,29 @@ impl RequestMeter {
         let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         g.retain(|(m, _), c| *m >= now || c.pending > 0);
         Ok(flushed)
+    }
+}
+
+/// Flushes `meter` into `catalog` every `every` until `cancel`, then once more.
+pub async fn flush_loop(
+    meter: std::sync::Arc<RequestMeter>,
+    catalog: Catalog,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Err(e) = meter.flush(&catalog).await {
+            tracing::warn!(error = %e, "request counts not flushed; kept for the next try");
+        }
+        if last {
+            break;
+        }
     }
 }
 

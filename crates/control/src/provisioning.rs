@@ -1,12 +1,28 @@
 //! Tenant creation and the provisioning pipeline: validation, the recorded steps, the
 //! first administrator, failure, retry and resumption after a crash.
 
-use super::*;
+use tenantplane_catalog::TenantQuery;
+use tenantplane_core::{
+    DomainName, Profile, ProvisionStep, Slug, Tenant, TenantSeed, TenantStatus, ValidationErrors,
+    api::CreateTenant,
+    identity::AdminCredentials,
+    lifecycle::TenantAction,
+    tenant::{validate_display_name, validate_settings},
+};
+use tenantplane_tenant_data::{DataError, directory};
 
-impl Service {
+use crate::{
+    Control, ControlError, ControlResult, now,
+    tenants::{apply_action, require_provisioning, validate_departments},
+};
+
+impl Control {
     /// Creates a tenant: validates everything, records it as `provisioning`, runs the
     /// provisioning steps, and activates it.
-    pub async fn create(&self, req: CreateTenant) -> ApiResult<(Tenant, Option<AdminCredentials>)> {
+    pub async fn create(
+        &self,
+        req: CreateTenant,
+    ) -> ControlResult<(Tenant, Option<AdminCredentials>)> {
         let mut errs = ValidationErrors::new();
         let admin_email = req
             .admin_email
@@ -17,7 +33,7 @@ impl Service {
         let plan_name = req
             .plan
             .clone()
-            .unwrap_or_else(|| self.config.tenants.default_plan.clone());
+            .unwrap_or_else(|| self.settings.default_plan.clone());
         let plan = self.require_plan("/plan", &plan_name, &mut errs).await?;
         let mut domains: Vec<DomainName> = Vec::new();
         for (i, raw) in req.custom_domains.iter().enumerate() {
@@ -42,17 +58,20 @@ impl Service {
             .isolation
             .or(plan.as_ref().map(|p| p.default_isolation))
             .unwrap_or(tenantplane_core::IsolationMode::Sqlite);
-        let placement =
-            match crate::data::place(&self.config, &self.index.placement_counts(), isolation) {
-                Ok(p) => p,
-                Err(msg) => {
-                    errs.push("/isolation", msg);
-                    None
-                }
-            };
+        let placement = match crate::placement::place(
+            &self.settings.servers,
+            &self.index.placement_counts(),
+            isolation,
+        ) {
+            Ok(p) => p,
+            Err(msg) => {
+                errs.push("/isolation", msg);
+                None
+            }
+        };
         errs.clone().into_result()?;
         let (Some(slug), Some(plan)) = (slug, plan) else {
-            return Err(ApiError::validation(errs));
+            return Err(ControlError::Invalid(errs));
         };
         let ts = now();
         let tenant = Tenant {
@@ -85,7 +104,7 @@ impl Service {
     /// Every step is recorded in the catalog and idempotent, so a tenant left in
     /// `provisioning` (a crash, a restart) is finished by running this again. A failing step
     /// moves the tenant to `failed` with the reason and answers 503 `provisioning-failed`.
-    pub async fn provision(&self, t: Tenant) -> ApiResult<Tenant> {
+    pub async fn provision(&self, t: Tenant) -> ControlResult<Tenant> {
         self.provision_with_admin(t, &mut None).await
     }
 
@@ -159,7 +178,7 @@ impl Service {
         &self,
         t: Tenant,
         admin: &mut Option<AdminCredentials>,
-    ) -> ApiResult<Tenant> {
+    ) -> ControlResult<Tenant> {
         let started = std::time::Instant::now();
         let id = t.id.to_string();
         let need = self.data.schema_version();
@@ -229,8 +248,12 @@ impl Service {
     /// replica resuming interrupted provisioning at start); every step is idempotent, and
     /// whichever finishes second finds the tenant no longer `provisioning`. If the other
     /// run activated it, that is success; anything else is the original error.
-    pub(crate) async fn settled_elsewhere(&self, id: &str, e: ApiError) -> ApiResult<Tenant> {
-        if e.code == "not-provisioning"
+    pub(crate) async fn settled_elsewhere(
+        &self,
+        id: &str,
+        e: ControlError,
+    ) -> ControlResult<Tenant> {
+        if matches!(e, ControlError::NotProvisioning(_))
             && let Ok(t) = self.get(id).await
             && t.status == TenantStatus::Active
         {
@@ -241,7 +264,12 @@ impl Service {
 
     /// Marks a tenant `failed` with the reason of a failed provisioning step; returns the
     /// problem to answer.
-    pub(crate) async fn fail_provisioning(&self, id: &str, step: &str, e: DataError) -> ApiError {
+    pub(crate) async fn fail_provisioning(
+        &self,
+        id: &str,
+        step: &str,
+        e: DataError,
+    ) -> ControlError {
         let reason = format!("provisioning step '{step}' failed: {e}");
         tracing::warn!(tenant_id = %id, step, error = %e, "provisioning failed");
         metrics::counter!("tenantplane_provision_failures_total").increment(1);
@@ -255,23 +283,16 @@ impl Service {
             })
             .await
         {
-            tracing::warn!(tenant_id = %id, code = err.code, "could not record the failure");
+            tracing::warn!(tenant_id = %id, code = err.label(), "could not record the failure");
         }
-        let mut p = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provisioning-failed",
-            "Provisioning failed",
-        )
-        .detail(format!(
-            "the tenant was recorded in status 'failed' ({reason}); fix the cause, then POST \
-             /api/v1/tenants/{id}/retry"
-        ));
-        p.retry_after = Some(30);
-        p
+        ControlError::ProvisioningFailed {
+            id: id.to_owned(),
+            reason,
+        }
     }
 
     /// Records that the tenant's store is at schema version `v` (fleet migrations).
-    pub async fn set_schema_version(&self, t: &Tenant, v: u32) -> ApiResult<Tenant> {
+    pub async fn set_schema_version(&self, t: &Tenant, v: u32) -> ControlResult<Tenant> {
         self.modify(&t.id.to_string(), None, |x| {
             if x.schema_version < v {
                 x.schema_version = v;
@@ -284,7 +305,7 @@ impl Service {
     }
 
     /// Retries a `failed` tenant's provisioning: failed → provisioning → pipeline.
-    pub async fn retry(&self, r: &str, if_match: Option<u64>) -> ApiResult<Tenant> {
+    pub async fn retry(&self, r: &str, if_match: Option<u64>) -> ControlResult<Tenant> {
         let t = self
             .transition(r, TenantAction::Retry, None, if_match)
             .await?;
@@ -293,7 +314,7 @@ impl Service {
 
     /// Finishes (or fails) every tenant left in `provisioning`, e.g. by a crash. Returns how
     /// many were found.
-    pub async fn resume_provisioning(&self) -> ApiResult<usize> {
+    pub async fn resume_provisioning(&self) -> ControlResult<usize> {
         let mut after = None;
         let mut n = 0;
         loop {
@@ -317,7 +338,7 @@ impl Service {
                 match self.provision(t.clone()).await {
                     Ok(_) => tracing::info!(tenant_id = %t.id, "interrupted provisioning finished"),
                     Err(e) => {
-                        tracing::warn!(tenant_id = %t.id, code = e.code, "interrupted provisioning did not finish")
+                        tracing::warn!(tenant_id = %t.id, code = e.label(), "interrupted provisioning did not finish")
                     }
                 }
             }
