@@ -66,7 +66,7 @@ pub struct Control {
     audit: Arc<AuditLog>,
     meter: Arc<RequestMeter>,
     /// Quotas of every plan, refreshed with the tenant index.
-    plans: arc_swap::ArcSwap<std::collections::HashMap<String, Quotas>>,
+    plans: Arc<PlanQuotas>,
     /// When this process started serving (tenants provisioning since then are its own).
     started_at: OffsetDateTime,
     /// Striped per-tenant write locks.
@@ -76,6 +76,26 @@ pub struct Control {
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+/// Every plan's quotas, in memory (reloaded with the tenant index).
+#[derive(Debug, Default)]
+pub struct PlanQuotas(arc_swap::ArcSwap<std::collections::HashMap<String, Quotas>>);
+
+impl PlanQuotas {
+    /// A plan's quotas.
+    pub fn get(&self, plan: &PlanName) -> Option<Quotas> {
+        self.0.load().get(plan.as_str()).copied()
+    }
+
+    fn replace(&self, plans: Vec<tenantplane_core::Plan>) {
+        self.0.store(Arc::new(
+            plans
+                .into_iter()
+                .map(|p| (p.name.to_string(), p.quotas))
+                .collect(),
+        ));
     }
 }
 
@@ -114,7 +134,7 @@ impl Control {
             identity: parts.identity,
             audit: parts.audit,
             meter: parts.meter,
-            plans: arc_swap::ArcSwap::from_pointee(Default::default()),
+            plans: Arc::new(PlanQuotas::default()),
             started_at: now(),
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
@@ -176,18 +196,18 @@ impl Control {
     /// Reloads the plans' quotas from the catalog.
     pub async fn refresh_plans(&self) -> ControlResult<()> {
         let plans = self.catalog.list_plans().await?;
-        self.plans.store(Arc::new(
-            plans
-                .into_iter()
-                .map(|p| (p.name.to_string(), p.quotas))
-                .collect(),
-        ));
+        self.plans.replace(plans);
         Ok(())
     }
 
     /// A plan's quotas (from memory).
     pub fn quotas(&self, plan: &PlanName) -> Option<Quotas> {
-        self.plans.load().get(plan.as_str()).copied()
+        self.plans.get(plan)
+    }
+
+    /// The plans' quotas, as a handle that stays current (for the edge).
+    pub fn plan_quotas(&self) -> &Arc<PlanQuotas> {
+        &self.plans
     }
 
     /// Reads the catalog change feed into the index until it is drained; returns how many

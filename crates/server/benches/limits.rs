@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     else {
         return;
     };
-    let Ok(shared) = rt.block_on(tenantplane_server::shared_limits::RedisGcra::connect(
+    let Ok(shared) = rt.block_on(tenantplane_server::limits::redis::RedisGcra::connect(
         &redis.url(),
         "bench:",
         std::time::Duration::from_millis(500),

@@ -1,18 +1,13 @@
 //! Tenant identity over HTTP, on the tenant's host: `/auth/*` (login, refresh, logout,
 //! password change), `/.well-known/jwks.json`, and user management under
 //! `/api/tenant/users` for holders of `users:manage`.
-//!
-//! [`UserCtx`] is the authenticated tenant user of a request: built from a [`TenantCtx`]
-//! (so never without a resolved tenant) and an access token verified with that tenant's keys.
-//! A token of another tenant is a 401 like any bad token, and is recorded as a cross-tenant
-//! attempt.
 
-use std::{collections::BTreeSet, net::SocketAddr};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json,
-    extract::{ConnectInfo, FromRequestParts, Path, State},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    extract::{ConnectInfo, Path, State},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
@@ -24,168 +19,19 @@ use tenantplane_core::{
     },
 };
 use tenantplane_identity::{
-    LoginOutcome, PasswordChange, RefreshOutcome, Tokens,
-    tokens::{AccessClaims, TokenError},
-    user_admin, users,
+    LoginOutcome, PasswordChange, RefreshOutcome, Tokens, user_admin, users,
 };
 use tenantplane_tenant_data::directory;
 
 use crate::{
-    app::AppState,
+    context::{PendingUserCtx, UserCtx},
     extract::{ApiJson, ApiQuery, IfMatch, etag},
+    gate::TenantCtx,
+    limits::Limits,
     problem::{ApiError, ApiResult},
-    tenant_api::TenantCtx,
+    state::TenantSide,
 };
 use tenantplane_audit::{EventKind, SecurityEvent};
-
-/// An authenticated tenant user.
-#[derive(Debug, Clone)]
-pub struct UserCtx {
-    /// The tenant.
-    pub tenant: TenantCtx,
-    /// The verified claims (roles are the user's current ones).
-    pub claims: AccessClaims,
-    /// What the user's roles allow.
-    pub permissions: BTreeSet<Permission>,
-    /// The client address.
-    pub peer: Option<std::net::IpAddr>,
-    /// The request id.
-    pub request_id: Option<String>,
-}
-
-impl UserCtx {
-    /// The answer for an id not found in this tenant: 404 like any unknown id; if another
-    /// tenant minted it, a `foreign-resource` cross-tenant attempt is recorded (with that
-    /// tenant, for the operator only).
-    pub fn not_found(&self, s: &AppState, id: &uuid::Uuid, what: &str) -> ApiError {
-        let tenant = self.tenant.tenant().id;
-        if let Some(owner) = s.control.index().foreign_owner(tenant, id) {
-            let mut ev = SecurityEvent::new(EventKind::ForeignResource);
-            ev.tenant_id = Some(tenant);
-            ev.claimed_tenant = Some(owner.to_string());
-            ev.user_id = Some(self.claims.sub);
-            ev.peer = self.peer;
-            ev.request_id = self.request_id.clone();
-            s.control.audit().security(ev);
-        }
-        ApiError::not_found(what)
-    }
-
-    /// Refuses unless the user holds `p`.
-    pub fn require(&self, p: Permission) -> ApiResult<()> {
-        if self.permissions.contains(&p) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(&format!(
-                "this needs the permission {p}"
-            )))
-        }
-    }
-}
-
-/// A user who may still have to change a one-time password (only `POST /auth/password`).
-#[derive(Debug, Clone)]
-pub struct PendingUserCtx(pub UserCtx);
-
-fn bearer(parts: &Parts) -> ApiResult<&str> {
-    if !parts.headers.contains_key(header::AUTHORIZATION) {
-        return Err(ApiError::unauthorized(
-            "send an access token as 'Authorization: Bearer <token>'",
-        ));
-    }
-    crate::auth::bearer_token(
-        &parts.headers,
-        tenantplane_identity::tokens::MAX_TOKEN_BYTES,
-    )
-    .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))
-}
-
-fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-}
-
-fn request_id(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-async fn authenticate(parts: &mut Parts, s: &AppState) -> ApiResult<UserCtx> {
-    let ctx = TenantCtx::from_request_parts(parts, s).await?;
-    let token = bearer(parts)?;
-    if token.starts_with(tenantplane_control::tokens::TOKEN_PREFIX) {
-        metrics::counter!("tenantplane_token_rejections_total", "reason" => "operator-token")
-            .increment(1);
-        return Err(ApiError::unauthorized(
-            "operator tokens are not valid on tenant APIs; log in as a tenant user",
-        ));
-    }
-    let tenant = ctx.tenant().id;
-    let db = ctx.db(s.control.data())?;
-    let claims = match s.control.identity().authenticate(tenant, db, token).await? {
-        Ok(c) => c,
-        Err(e) => {
-            metrics::counter!("tenantplane_token_rejections_total", "reason" => e.label())
-                .increment(1);
-            if let TokenError::ForeignTenant(other) = &e {
-                let mut ev = SecurityEvent::new(EventKind::ForeignToken);
-                ev.tenant_id = Some(tenant);
-                ev.claimed_tenant = Some(other.to_string());
-                ev.peer = peer(parts);
-                ev.request_id = request_id(parts);
-                s.control.audit().security(ev);
-            }
-            let detail = match e {
-                TokenError::Expired => "the access token has expired; refresh it",
-                _ => "invalid access token",
-            };
-            return Err(ApiError::unauthorized(detail));
-        }
-    };
-    let roles = s
-        .control
-        .identity()
-        .roles(tenant, ctx.db(s.control.data())?)
-        .await?;
-    let permissions = tenantplane_identity::roles::permissions(&roles, &claims.roles);
-    Ok(UserCtx {
-        tenant: ctx,
-        claims,
-        permissions,
-        peer: peer(parts),
-        request_id: request_id(parts),
-    })
-}
-
-impl FromRequestParts<AppState> for PendingUserCtx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Self> {
-        authenticate(parts, s).await.map(PendingUserCtx)
-    }
-}
-
-impl FromRequestParts<AppState> for UserCtx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> ApiResult<Self> {
-        let u = authenticate(parts, s).await?;
-        if u.claims.pwd_change {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "password-change-required",
-                "Password change required",
-            )
-            .detail("log in with the one-time password was done; set a new one with POST /auth/password"));
-        }
-        Ok(u)
-    }
-}
 
 pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
@@ -229,7 +75,8 @@ fn peer_ip(c: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
         (status = 429, description = "Too many attempts (see Retry-After)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
+    State(limits): State<Arc<Limits>>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -244,8 +91,7 @@ pub async fn login(
         ));
     }
     let ip = peer_ip(&conn);
-    if let Some(p) = s
-        .limits
+    if let Some(p) = limits
         .admit_login_ip(ip)
         .await
         .problem("too many login attempts from this address")
@@ -254,32 +100,31 @@ pub async fn login(
     }
     let tenant = ctx.tenant();
     let account = req.email.trim().to_ascii_lowercase();
-    if let Some(wait) = s.limits.locked(tenant.id, &account) {
+    if let Some(wait) = limits.locked(tenant.id, &account) {
         return Err(ApiError::rate_limited(
             "too many failed logins for this account; wait before trying again",
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    let db = ctx.db(s.control.data())?;
+    let db = ctx.db(&s.data)?;
     match s
-        .control
-        .identity()
+        .identity
         .login(tenant, db, &req.email, req.password)
         .await?
     {
         LoginOutcome::Ok(t) => {
-            s.limits.login_succeeded(tenant.id, &account);
+            limits.login_succeeded(tenant.id, &account);
             metrics::counter!("tenantplane_logins_total", "outcome" => "ok").increment(1);
             tracing::info!(user_id = %t.user.id, "tenant user logged in");
             Ok(token_response(&t))
         }
         LoginOutcome::Failed => {
             metrics::counter!("tenantplane_logins_total", "outcome" => "failed").increment(1);
-            if let Some(d) = s.limits.login_failed(tenant.id, &account) {
+            if let Some(d) = limits.login_failed(tenant.id, &account) {
                 let mut ev = SecurityEvent::new(EventKind::LoginLockout);
                 ev.tenant_id = Some(tenant.id);
                 ev.peer = Some(ip);
-                s.control.audit().security(ev);
+                s.audit.security(ev);
                 tracing::warn!(
                     lockout_secs = d.as_secs(),
                     "account locked out after failed logins"
@@ -297,14 +142,14 @@ pub async fn login(
         (status = 401, description = "Unknown, expired, revoked or replayed refresh token", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Response> {
     let ip = peer_ip(&conn);
     let tenant = ctx.tenant();
-    let db = ctx.db(s.control.data())?;
+    let db = ctx.db(&s.data)?;
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -313,19 +158,14 @@ pub async fn refresh(
         )
         .detail("the refresh token is unknown, expired, revoked or already used; log in again")
     };
-    match s
-        .control
-        .identity()
-        .refresh(tenant, db, &req.refresh_token)
-        .await?
-    {
+    match s.identity.refresh(tenant, db, &req.refresh_token).await? {
         RefreshOutcome::Ok(t) => Ok(token_response(&t)),
         RefreshOutcome::Replayed(user) => {
             let mut ev = SecurityEvent::new(EventKind::RefreshReplay);
             ev.tenant_id = Some(tenant.id);
             ev.user_id = Some(user);
             ev.peer = Some(ip);
-            s.control.audit().security(ev);
+            s.audit.security(ev);
             Err(bad())
         }
         RefreshOutcome::Invalid => Err(bad()),
@@ -336,13 +176,12 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "Session ended")))]
 pub async fn logout(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
-    s.control
-        .identity()
-        .logout(ctx.db(s.control.data())?, &req.refresh_token)
+    s.identity
+        .logout(ctx.db(&s.data)?, &req.refresh_token)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -356,7 +195,8 @@ pub async fn logout(
         (status = 401, description = "No or bad token", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_password(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
+    State(limits): State<Arc<Limits>>,
     PendingUserCtx(u): PendingUserCtx,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<Response> {
@@ -365,16 +205,15 @@ pub async fn change_password(
     }
     let tenant = u.tenant.tenant();
     let account = format!("user:{}", u.claims.sub);
-    if let Some(wait) = s.limits.locked(tenant.id, &account) {
+    if let Some(wait) = limits.locked(tenant.id, &account) {
         return Err(ApiError::rate_limited(
             "too many wrong passwords; wait before trying again",
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    let db = u.tenant.db(s.control.data())?;
+    let db = u.tenant.db(&s.data)?;
     match s
-        .control
-        .identity()
+        .identity
         .change_password(
             tenant,
             db,
@@ -385,11 +224,11 @@ pub async fn change_password(
         .await?
     {
         PasswordChange::Changed(t) => {
-            s.limits.login_succeeded(tenant.id, &account);
+            limits.login_succeeded(tenant.id, &account);
             Ok(token_response(&t))
         }
         PasswordChange::WrongPassword => {
-            s.limits.login_failed(tenant.id, &account);
+            limits.login_failed(tenant.id, &account);
             Err(ApiError::field("/current_password", "does not match"))
         }
         PasswordChange::Policy(m) => Err(ApiError::field("/new_password", m)),
@@ -399,12 +238,8 @@ pub async fn change_password(
 /// `GET /.well-known/jwks.json`: the tenant's public signing keys.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JWK set (Ed25519, active and retiring keys)")))]
-pub async fn jwks(State(s): State<AppState>, ctx: TenantCtx) -> ApiResult<Response> {
-    let keys = s
-        .control
-        .identity()
-        .keys(ctx.tenant().id, ctx.db(s.control.data())?)
-        .await?;
+pub async fn jwks(State(s): State<TenantSide>, ctx: TenantCtx) -> ApiResult<Response> {
+    let keys = s.identity.keys(ctx.tenant().id, ctx.db(&s.data)?).await?;
     let mut r = Json(keys.jwks.clone()).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -419,15 +254,14 @@ pub async fn jwks(State(s): State<AppState>, ctx: TenantCtx) -> ApiResult<Respon
     security(("user_token" = [])),
     responses((status = 200, description = "The new key id")))]
 pub async fn rotate_keys(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
 ) -> ApiResult<Json<serde_json::Value>> {
     u.require(Permission::IdentityManage)?;
     let kid = s
-        .control
-        .identity()
+        .identity
         .keyring()
-        .rotate(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
+        .rotate(u.tenant.tenant().id, u.tenant.db(&s.data)?)
         .await?;
     tracing::info!(kid = %kid, user_id = %u.claims.sub, "signing key rotated");
     Ok(Json(serde_json::json!({ "kid": kid })))
@@ -442,9 +276,9 @@ fn user_response(status: StatusCode, u: &users::UserRecord) -> Response {
 /// `GET /api/tenant/me`.
 #[utoipa::path(get, path = "/api/tenant/me", tag = "users", security(("user_token" = [])),
     responses((status = 200, description = "The calling user", body = UserView)))]
-pub async fn me(State(s): State<AppState>, u: PendingUserCtx) -> ApiResult<Response> {
+pub async fn me(State(s): State<TenantSide>, u: PendingUserCtx) -> ApiResult<Response> {
     let u = u.0;
-    let (rec, _) = users::get(u.tenant.db(s.control.data())?, u.claims.sub)
+    let (rec, _) = users::get(u.tenant.db(&s.data)?, u.claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
     Ok(user_response(StatusCode::OK, &rec))
@@ -453,12 +287,11 @@ pub async fn me(State(s): State<AppState>, u: PendingUserCtx) -> ApiResult<Respo
 /// `GET /api/tenant/roles`.
 #[utoipa::path(get, path = "/api/tenant/roles", tag = "users", security(("user_token" = [])),
     responses((status = 200, description = "Roles and their permissions", body = RoleList)))]
-pub async fn roles(State(s): State<AppState>, u: UserCtx) -> ApiResult<Json<RoleList>> {
+pub async fn roles(State(s): State<TenantSide>, u: UserCtx) -> ApiResult<Json<RoleList>> {
     u.require(Permission::UsersRead)?;
     let r = s
-        .control
-        .identity()
-        .roles(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
+        .identity
+        .roles(u.tenant.tenant().id, u.tenant.db(&s.data)?)
         .await?;
     Ok(Json(RoleList {
         items: r.as_ref().clone(),
@@ -497,7 +330,7 @@ fn decode_cursor(c: &str) -> Option<String> {
     security(("user_token" = [])),
     responses((status = 200, description = "Users by e-mail", body = UserList)))]
 pub async fn list_users(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     ApiQuery(p): ApiQuery<UserListParams>,
 ) -> ApiResult<Json<UserList>> {
@@ -512,7 +345,7 @@ pub async fn list_users(
         }
         None => None,
     };
-    let mut items = users::list(u.tenant.db(s.control.data())?, after, limit + 1).await?;
+    let mut items = users::list(u.tenant.db(&s.data)?, after, limit + 1).await?;
     let more = items.len() > limit;
     items.truncate(limit);
     let next_cursor = more
@@ -525,7 +358,7 @@ pub async fn list_users(
 }
 
 async fn validate_roles_and_departments(
-    s: &AppState,
+    s: &TenantSide,
     u: &UserCtx,
     roles: Option<&[String]>,
     departments: Option<&[uuid::Uuid]>,
@@ -534,19 +367,15 @@ async fn validate_roles_and_departments(
     let mut out = Vec::new();
     if let Some(roles) = roles {
         let known = s
-            .control
-            .identity()
-            .roles(u.tenant.tenant().id, u.tenant.db(s.control.data())?)
+            .identity
+            .roles(u.tenant.tenant().id, u.tenant.db(&s.data)?)
             .await?;
         out = user_admin::resolve_roles(&known, roles, errs);
     }
     if let Some(ds) = departments {
         user_admin::check_department_count(ds, errs);
         for (i, d) in ds.iter().enumerate().take(user_admin::MAX_DEPARTMENTS) {
-            if directory::get(u.tenant.db(s.control.data())?, *d)
-                .await?
-                .is_none()
-            {
+            if directory::get(u.tenant.db(&s.data)?, *d).await?.is_none() {
                 // Recorded if another tenant minted it; the answer is the same.
                 let _ = u.not_found(s, d, "department");
                 errs.push(
@@ -569,7 +398,7 @@ async fn validate_roles_and_departments(
         (status = 409, description = "E-mail taken", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_user(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<Response> {
@@ -590,23 +419,15 @@ pub async fn create_user(
     };
     let tenant = u.tenant.tenant();
     let max = s
-        .control
-        .quotas(&tenant.plan)
+        .plans
+        .get(&tenant.plan)
         .map(|q| q.max_users)
         .unwrap_or(u64::MAX);
     let mut departments = req.departments.clone();
     departments.dedup();
     let (rec, otp) = s
-        .control
-        .identity()
-        .create_user(
-            u.tenant.db(s.control.data())?,
-            email,
-            name,
-            roles,
-            departments,
-            max,
-        )
+        .identity
+        .create_user(u.tenant.db(&s.data)?, email, name, roles, departments, max)
         .await?;
     let mut r = no_store(
         (
@@ -629,9 +450,9 @@ fn parse_user_id(raw: &str) -> ApiResult<UserId> {
     raw.parse().map_err(|_| ApiError::not_found("user"))
 }
 
-async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::UserRecord> {
+async fn load_user(s: &TenantSide, u: &UserCtx, id: &str) -> ApiResult<users::UserRecord> {
     let id = parse_user_id(id)?;
-    users::get(u.tenant.db(s.control.data())?, id)
+    users::get(u.tenant.db(&s.data)?, id)
         .await?
         .map(|x| x.0)
         .ok_or_else(|| u.not_found(s, id.as_uuid(), "user"))
@@ -643,7 +464,7 @@ async fn load_user(s: &AppState, u: &UserCtx, id: &str) -> ApiResult<users::User
     responses((status = 200, description = "The user", body = UserView, headers(("ETag" = String))),
               (status = 404, description = "No such user in this tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
 pub async fn get_user(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -659,7 +480,7 @@ pub async fn get_user(
     responses((status = 200, description = "Updated", body = UserView),
               (status = 412, description = "If-Match does not match", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
 pub async fn update_user(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
@@ -690,9 +511,8 @@ pub async fn update_user(
     let disabling = user_admin::apply_change(&mut rec, u.claims.sub, change, &mut errs);
     errs.into_result()?;
     let tenant = u.tenant.tenant().id;
-    s.control
-        .identity()
-        .save_user(tenant, u.tenant.db(s.control.data())?, &rec, disabling)
+    s.identity
+        .save_user(tenant, u.tenant.db(&s.data)?, &rec, disabling)
         .await?;
     if disabling {
         tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
@@ -706,15 +526,14 @@ pub async fn update_user(
     security(("user_token" = [])),
     responses((status = 204, description = "Every refresh token revoked; access tokens refused")))]
 pub async fn revoke_sessions(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     u.require(Permission::UsersManage)?;
     let id = parse_user_id(&id)?;
-    s.control
-        .identity()
-        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(s.control.data())?, id)
+    s.identity
+        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.data)?, id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -725,21 +544,15 @@ pub async fn revoke_sessions(
     security(("user_token" = [])),
     responses((status = 200, description = "New one-time password; sessions revoked", body = UserCredentials)))]
 pub async fn reset_password(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     u.require(Permission::UsersManage)?;
     let rec = load_user(&s, &u, &id).await?;
     let (rec, otp) = s
-        .control
-        .identity()
-        .reset_password(
-            u.tenant.tenant().id,
-            u.tenant.db(s.control.data())?,
-            rec,
-            &[],
-        )
+        .identity
+        .reset_password(u.tenant.tenant().id, u.tenant.db(&s.data)?, rec, &[])
         .await?;
     Ok(no_store(
         Json(UserCredentials {

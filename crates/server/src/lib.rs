@@ -1,26 +1,42 @@
-//! The Tenantplane HTTP edge: configuration, tenant resolution, the control-plane API with
-//! problem+json errors and its OpenAPI document, and the server composition.
+//! The Tenantplane HTTP edge: HTTP and nothing else. The control plane, audit and metering
+//! live in their own crates; this crate turns requests into their calls and their errors into
+//! problem+json (or FHIR OperationOutcomes under `/fhir`).
 //!
-//! Request path: request id → trace span → timeout → body limit → router. Platform routes
-//! (`/healthz`, `/readyz`, `/metrics`, `/api/v1/…`) are matched first; everything else is a
-//! tenant route and goes through [`tenant_api::resolve_tenant`], which is the only producer
-//! of a [`tenant_api::TenantCtx`].
+//! Layers, each using only those above it:
+//! - [`config`], [`problem`] (the one mapping of every domain error to HTTP), [`extract`]
+//!   (JSON, query and `If-Match` extractors), [`limits`] (per-address, per-tenant and login
+//!   limits; Redis-shared in [`limits::redis`]), [`data`] (opening the tenant stores);
+//! - [`state`]: the narrow per-surface views of the server's state;
+//! - [`gate`]: tenant resolution — the only producer of a [`gate::TenantCtx`] — the tenant's
+//!   rate limit and monthly quota;
+//! - [`context`]: who is calling ([`context::OperatorCtx`], [`context::UserCtx`], one bearer
+//!   parser);
+//! - the surfaces: [`api`] (operator API `/api/v1` and the OpenAPI document),
+//!   [`tenant_api`], [`identity_api`] (auth and users), [`sso_api`], [`fhir_api`],
+//!   [`platform_routes`] (health, readiness, metrics); [`surface`] keeps platform routes off
+//!   tenant addresses;
+//! - [`app`]: the composition — the only module that knows every surface.
+//!
+//! Request path: request id → trace span → `Host` check → FHIR error form → timeout → body
+//! limit → per-address limit → dispatch (platform routes on platform hosts; everything else
+//! through the gate to the tenant routes).
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod config;
+pub mod context;
 pub mod data;
 pub mod extract;
 pub mod fhir_api;
+pub mod gate;
 pub mod identity_api;
 pub mod limits;
 pub mod platform_routes;
 pub mod problem;
-pub mod shared_limits;
 pub mod sso_api;
+pub mod state;
 pub mod surface;
 pub mod tenant_api;
 
-pub use app::{AppState, Server};
+pub use app::Server;
 pub use config::Config;

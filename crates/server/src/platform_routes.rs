@@ -1,7 +1,7 @@
 //! The platform's own routes besides `/api/v1`: health, readiness, Prometheus metrics
 //! (token-protected unless on their own listener) and the platform's 404/405 answers.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::{
     Json,
@@ -12,7 +12,9 @@ use axum::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tenantplane_core::api::Health;
 
-use crate::{app::AppState, problem::ApiError};
+use tenantplane_control::Control;
+
+use crate::{config::Config, problem::ApiError};
 
 pub(crate) fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -33,12 +35,12 @@ pub(crate) async fn healthz() -> Json<Health> {
     })
 }
 
-pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
-    let ok = s.control.catalog().ping().await.is_ok();
+pub(crate) async fn readyz(State(control): State<Arc<Control>>) -> Response {
+    let ok = control.catalog().ping().await.is_ok();
     let body = Health {
         status: if ok { "ok" } else { "unavailable" }.into(),
-        catalog: Some(s.control.catalog().backend().into()),
-        tenants_indexed: Some(s.control.index().len() as u64),
+        catalog: Some(control.catalog().backend().into()),
+        tenants_indexed: Some(control.index().len() as u64),
     };
     let status = if ok {
         StatusCode::OK
@@ -51,20 +53,21 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
 /// `/metrics`: on its own listener as is; elsewhere with `Authorization: Bearer` holding
 /// `server.metrics_token` or an operator token (its series name tenants under attack).
 pub(crate) async fn metrics_route(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
+    State(config): State<Arc<Config>>,
     headers: HeaderMap,
     open: bool,
 ) -> Response {
     if !open {
         let Some(token) =
-            crate::auth::bearer_token(&headers, tenantplane_control::tokens::MAX_TOKEN_LEN)
+            crate::context::bearer_token(&headers, tenantplane_control::tokens::MAX_TOKEN_LEN)
         else {
             return ApiError::unauthorized(
                 "send the metrics token or an operator token as 'Authorization: Bearer <token>'",
             )
             .into_response();
         };
-        let by_metrics_token = s.config.server.metrics_token.as_deref().is_some_and(|m| {
+        let by_metrics_token = config.server.metrics_token.as_deref().is_some_and(|m| {
             use sha2::Digest as _;
             // Compare digests in constant time (equal length whatever was sent).
             let a = sha2::Sha256::digest(m.as_bytes());
@@ -73,10 +76,9 @@ pub(crate) async fn metrics_route(
         });
         if !by_metrics_token {
             let hash = tenantplane_control::tokens::hash_token(token);
-            match s
-                .control
+            match control
                 .operator_cache()
-                .lookup(s.control.catalog(), &hash)
+                .lookup(control.catalog(), &hash)
                 .await
             {
                 Ok(Some(op)) if !op.disabled => {}

@@ -25,12 +25,16 @@ use tenantplane_core::{
 };
 use tenantplane_identity::{IdentityError, sso};
 
+use std::sync::Arc;
+
 use crate::{
-    app::AppState,
+    context::UserCtx,
     extract::{ApiJson, ApiQuery, IfMatch, etag},
-    identity_api::{UserCtx, no_store, token_response},
+    gate::TenantCtx,
+    identity_api::{no_store, token_response},
+    limits::Limits,
     problem::{ApiError, ApiResult},
-    tenant_api::TenantCtx,
+    state::TenantSide,
 };
 use tenantplane_audit::{EventKind, SecurityEvent};
 
@@ -46,12 +50,11 @@ fn settings_response(v: &SsoSettingsView) -> Response {
         (status = 200, description = "The settings", body = SsoSettingsView),
         (status = 404, description = "Not configured (sso-not-configured)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_settings(State(s): State<AppState>, u: UserCtx) -> ApiResult<Response> {
+pub async fn get_settings(State(s): State<TenantSide>, u: UserCtx) -> ApiResult<Response> {
     u.require(Permission::IdentityManage)?;
     let v = s
-        .control
-        .identity()
-        .sso_settings(u.tenant.db(s.control.data())?)
+        .identity
+        .sso_settings(u.tenant.db(&s.data)?)
         .await?
         .ok_or(IdentityError::Sso(sso::SsoError::NotConfigured))?;
     Ok(settings_response(&v))
@@ -66,16 +69,16 @@ pub async fn get_settings(State(s): State<AppState>, u: UserCtx) -> ApiResult<Re
         (status = 412, description = "Changed since read", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_settings(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     u: UserCtx,
     IfMatch(if_match): IfMatch,
     ApiJson(req): ApiJson<SsoSettingsInput>,
 ) -> ApiResult<Response> {
     u.require(Permission::IdentityManage)?;
-    let settings = req.validate(s.control.identity().config().sso_allow_http);
+    let settings = req.validate(s.identity.config().sso_allow_http);
     let tenant = u.tenant.tenant().id;
-    let db = u.tenant.db(s.control.data())?;
-    let known = s.control.identity().roles(tenant, db).await?;
+    let db = u.tenant.db(&s.data)?;
+    let known = s.identity.roles(tenant, db).await?;
     let mut errs = match &settings {
         Ok(_) => tenantplane_core::ValidationErrors::new(),
         Err(e) => e.clone(),
@@ -98,8 +101,7 @@ pub async fn put_settings(
         return Err(ApiError::internal(&"validated settings missing"));
     };
     let v = s
-        .control
-        .identity()
+        .identity
         .put_sso(tenant, db, settings, req.client_secret, if_match)
         .await?;
     Ok(settings_response(&v))
@@ -108,12 +110,9 @@ pub async fn put_settings(
 /// `DELETE /api/tenant/sso`: removes the provider and the links to its accounts.
 #[utoipa::path(delete, path = "/api/tenant/sso", tag = "sso", security(("user_token" = [])),
     responses((status = 204, description = "Removed (or was not configured)")))]
-pub async fn delete_settings(State(s): State<AppState>, u: UserCtx) -> ApiResult<StatusCode> {
+pub async fn delete_settings(State(s): State<TenantSide>, u: UserCtx) -> ApiResult<StatusCode> {
     u.require(Permission::IdentityManage)?;
-    s.control
-        .identity()
-        .delete_sso(u.tenant.db(s.control.data())?)
-        .await?;
+    s.identity.delete_sso(u.tenant.db(&s.data)?).await?;
     tracing::info!(user_id = %u.claims.sub, "tenant single sign-on removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,13 +151,13 @@ fn read_cookie(headers: &HeaderMap) -> Option<String> {
         (status = 502, description = "The provider is unreachable (sso-provider-error)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn start(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
+    State(limits): State<Arc<Limits>>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    if let Some(p) = s
-        .limits
+    if let Some(p) = limits
         .admit_login_ip(conn.0.ip())
         .await
         .problem("too many sign-in attempts from this address")
@@ -166,11 +165,7 @@ pub async fn start(
         return Err(p);
     }
     let tenant = ctx.tenant().id;
-    let started = s
-        .control
-        .identity()
-        .sso_start(tenant, ctx.db(s.control.data())?)
-        .await?;
+    let started = s.identity.sso_start(tenant, ctx.db(&s.data)?).await?;
     let mut r = StatusCode::FOUND.into_response();
     let location = HeaderValue::from_str(&started.location)
         .map_err(|_| ApiError::internal(&"authorization URL is not a header value"))?;
@@ -206,7 +201,8 @@ pub struct Callback {
         (status = 502, description = "The provider failed (sso-provider-error)", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn callback(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
+    State(limits): State<Arc<Limits>>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
@@ -214,8 +210,7 @@ pub async fn callback(
     ApiQuery(q): ApiQuery<Callback>,
 ) -> ApiResult<Response> {
     let ip = conn.0.ip();
-    if let Some(p) = s
-        .limits
+    if let Some(p) = limits
         .admit_login_ip(ip)
         .await
         .problem("too many sign-in attempts from this address")
@@ -230,17 +225,16 @@ pub async fn callback(
         return Err(sso::SsoError::InvalidState.into());
     };
     let max_users = s
-        .control
-        .quotas(&tenant.plan)
+        .plans
+        .get(&tenant.plan)
         .map(|q| q.max_users)
         .unwrap_or(u64::MAX);
     let cookie = read_cookie(&headers);
     let out = s
-        .control
-        .identity()
+        .identity
         .sso_finish(
             tenant,
-            ctx.db(s.control.data())?,
+            ctx.db(&s.data)?,
             cookie.as_deref(),
             state,
             code,
@@ -267,7 +261,7 @@ pub async fn callback(
                 let mut ev = SecurityEvent::new(EventKind::ForeignIdToken);
                 ev.tenant_id = Some(tenant.id);
                 ev.peer = Some(ip);
-                s.control.audit().security(ev);
+                s.audit.security(ev);
             }
             Err(e.into())
         }

@@ -11,7 +11,9 @@ use axum::{
 };
 use tower_http::request_id::RequestId;
 
-use crate::{app::AppState, platform_routes::api_not_found, problem::ApiError, tenant_api};
+use tenantplane_control::TenantIndex;
+
+use crate::{gate, platform_routes::api_not_found, problem::ApiError};
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub enum Surface {
 /// names: a tenant (custom domain, `{slug}.{base_domain}`, trusted `X-Tenant-Id`,
 /// `/t/{slug}/`) never reaches a platform route.
 pub(crate) struct Dispatch {
-    pub(crate) state: AppState,
+    pub(crate) index: Arc<TenantIndex>,
     pub(crate) platform: Option<Router>,
     pub(crate) tenant: bool,
     pub(crate) platform_hosts: Vec<String>,
@@ -46,16 +48,11 @@ impl Dispatch {
             >,
     {
         use tower::ServiceExt as _;
-        let (res, untrusted) = self
-            .state
-            .control
-            .index()
-            .resolve(tenant_api::request_facts(&req));
+        let (res, untrusted) = self.index.resolve(gate::request_facts(&req));
         let names_tenant = !matches!(res, tenantplane_control::index::Resolution::NoTenant);
         let host = request_host(&req);
         let mut req = req;
-        req.extensions_mut()
-            .insert(tenant_api::Resolved(res, untrusted));
+        req.extensions_mut().insert(gate::Resolved(res, untrusted));
         let platform_host = self.platform_hosts.is_empty()
             || host.as_deref().is_some_and(|h| {
                 let bare = strip_port(h);

@@ -7,6 +7,11 @@ pub mod placement;
 pub mod plans;
 pub mod tenants;
 
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use tenantplane_control::Control;
+
 use axum::{
     Json, Router,
     http::{HeaderValue, StatusCode, header},
@@ -19,7 +24,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{app::AppState, extract::etag};
+use crate::extract::etag;
 
 /// The OpenAPI document of the control-plane API.
 #[derive(OpenApi)]
@@ -91,7 +96,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Routes of `/api/v1`.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Control>: FromRef<S>,
+    Arc<crate::config::Config>: FromRef<S>,
+{
     Router::new()
         .route("/api/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
@@ -152,8 +162,8 @@ async fn openapi_json() -> Response {
 }
 
 /// A tenant as a JSON response with its `ETag`.
-pub fn tenant_response(state: &AppState, status: StatusCode, t: &Tenant) -> Response {
-    let view = TenantView::from_tenant(t, state.control.base_domain());
+pub fn tenant_response(control: &Control, status: StatusCode, t: &Tenant) -> Response {
+    let view = TenantView::from_tenant(t, control.base_domain());
     let mut r = (status, Json(view)).into_response();
     r.headers_mut().insert(header::ETAG, etag(t.version));
     r

@@ -1,5 +1,9 @@
 //! `/api/v1/operators`: platform operator accounts and their tokens.
 
+use std::sync::Arc;
+
+use tenantplane_control::Control;
+
 use axum::{
     Json,
     extract::{Path, State},
@@ -9,16 +13,18 @@ use tenantplane_core::api::{
     CreateOperator, OperatorCredentials, OperatorList, OperatorView, Problem,
 };
 
-use crate::{app::AppState, auth::OperatorCtx, extract::ApiJson, problem::ApiResult};
+use crate::{context::OperatorCtx, extract::ApiJson, problem::ApiResult};
 
 /// List operators.
 #[utoipa::path(get, path = "/api/v1/operators", tag = "operators", security(("operator_token" = [])),
     responses((status = 200, description = "Every operator", body = OperatorList)))]
-pub async fn list(State(s): State<AppState>, op: OperatorCtx) -> ApiResult<Json<OperatorList>> {
+pub async fn list(
+    State(control): State<Arc<Control>>,
+    op: OperatorCtx,
+) -> ApiResult<Json<OperatorList>> {
     op.require_write()?;
     Ok(Json(OperatorList {
-        items: s
-            .control
+        items: control
             .operators()
             .await?
             .iter()
@@ -44,12 +50,12 @@ pub async fn me(op: OperatorCtx) -> Json<OperatorView> {
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     ApiJson(req): ApiJson<CreateOperator>,
 ) -> ApiResult<(StatusCode, Json<OperatorCredentials>)> {
     op.require_write()?;
-    let (o, token) = s.control.create_operator(req).await?;
+    let (o, token) = control.create_operator(req).await?;
     Ok((
         StatusCode::CREATED,
         Json(OperatorCredentials {
@@ -68,12 +74,12 @@ pub async fn create(
         (status = 404, description = "No such operator", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reset_token(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OperatorCredentials>> {
     op.require_write()?;
-    let (o, token) = s.control.reset_operator(&id).await?;
+    let (o, token) = control.reset_operator(&id).await?;
     Ok(Json(OperatorCredentials {
         operator: OperatorView::from(&o),
         token,
@@ -90,11 +96,11 @@ pub async fn reset_token(
         (status = 409, description = "Cannot disable yourself", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn disable(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OperatorView>> {
     op.require_write()?;
-    let o = s.control.disable_operator(&id, &op.operator).await?;
+    let o = control.disable_operator(&id, &op.operator).await?;
     Ok(Json(OperatorView::from(&o)))
 }

@@ -1,6 +1,10 @@
 //! `/api/v1/placement` and `/api/v1/migrations`: where tenants live and how up to date their
 //! stores are.
 
+use std::sync::Arc;
+
+use tenantplane_control::Control;
+
 use axum::{Json, extract::State};
 use tenantplane_core::{
     IsolationMode,
@@ -9,20 +13,24 @@ use tenantplane_core::{
 
 use tenantplane_control::fleet;
 
-use crate::{app::AppState, auth::OperatorCtx, problem::ApiResult};
+use crate::{config::Config, context::OperatorCtx, problem::ApiResult};
 
 /// Servers with their tenant counts (from the catalog) and connection use (live, this
 /// replica).
 #[utoipa::path(get, path = "/api/v1/placement", tag = "placement", security(("operator_token" = [])),
     responses((status = 200, description = "The embedded store and every database server", body = PlacementList)))]
-pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json<PlacementList>> {
+pub async fn list(
+    State(control): State<Arc<Control>>,
+    State(config): State<Arc<Config>>,
+    _op: OperatorCtx,
+) -> ApiResult<Json<PlacementList>> {
     let mut counts: std::collections::HashMap<Option<String>, u64> = Default::default();
-    for c in s.control.catalog().tenant_counts().await? {
+    for c in control.catalog().tenant_counts().await? {
         if c.status != tenantplane_core::TenantStatus::Deleted {
             *counts.entry(c.placement).or_default() += c.count;
         }
     }
-    let sqlite = s.control.data().sqlite();
+    let sqlite = control.data().sqlite();
     let mut servers = vec![PlacementServer {
         name: "embedded".into(),
         modes: vec![IsolationMode::Sqlite],
@@ -31,9 +39,8 @@ pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json
         connections_idle: 0,
         budget: sqlite.max_open() as u64,
     }];
-    for (name, cfg) in &s.config.data.servers {
-        let usage = s
-            .control
+    for (name, cfg) in &config.data.servers {
+        let usage = control
             .data()
             .server(name)
             .map(|p| p.usage())
@@ -54,8 +61,8 @@ pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json
 #[utoipa::path(get, path = "/api/v1/migrations", tag = "placement", security(("operator_token" = [])),
     responses((status = 200, description = "Versions × tenant counts", body = Object)))]
 pub async fn status(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     _op: OperatorCtx,
 ) -> ApiResult<Json<fleet::FleetStatus>> {
-    Ok(Json(fleet::status(&s.control).await?))
+    Ok(Json(fleet::status(&control).await?))
 }

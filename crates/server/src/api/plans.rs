@@ -1,5 +1,9 @@
 //! `/api/v1/plans`: plans and their quotas (data, editable by operators).
 
+use std::sync::Arc;
+
+use tenantplane_control::Control;
+
 use axum::{
     Json,
     extract::{Path, State},
@@ -12,8 +16,7 @@ use tenantplane_core::{
 };
 
 use crate::{
-    app::AppState,
-    auth::OperatorCtx,
+    context::OperatorCtx,
     extract::{ApiJson, IfMatch, etag},
     problem::ApiResult,
 };
@@ -21,9 +24,12 @@ use crate::{
 /// List plans.
 #[utoipa::path(get, path = "/api/v1/plans", tag = "plans", security(("operator_token" = [])),
     responses((status = 200, description = "Every plan", body = PlanList)))]
-pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json<PlanList>> {
+pub async fn list(
+    State(control): State<Arc<Control>>,
+    _op: OperatorCtx,
+) -> ApiResult<Json<PlanList>> {
     Ok(Json(PlanList {
-        items: s.control.plans().await?,
+        items: control.plans().await?,
     }))
 }
 
@@ -39,14 +45,14 @@ pub async fn list(State(s): State<AppState>, _op: OperatorCtx) -> ApiResult<Json
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(name): Path<String>,
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdatePlan>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let p = s.control.update_plan(&name, req, v).await?;
+    let p = control.update_plan(&name, req, v).await?;
     let version = p.version;
     let mut r = Json(p).into_response();
     r.headers_mut().insert(header::ETAG, etag(version));

@@ -1,5 +1,9 @@
 //! `/api/v1/tenants`: create, list, read, update, lifecycle and domains.
 
+use std::sync::Arc;
+
+use tenantplane_control::Control;
+
 use axum::{
     Json,
     extract::{Path, State},
@@ -15,8 +19,7 @@ use tenantplane_core::{
 
 use super::tenant_response;
 use crate::{
-    app::AppState,
-    auth::OperatorCtx,
+    context::OperatorCtx,
     extract::{ApiJson, ApiQuery, IfMatch, OptionalJson},
     problem::{ApiError, ApiResult},
 };
@@ -34,13 +37,13 @@ use crate::{
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let (t, admin) = s.control.create(req).await?;
-    let mut view = TenantView::from_tenant(&t, s.control.base_domain());
+    let (t, admin) = control.create(req).await?;
+    let mut view = TenantView::from_tenant(&t, control.base_domain());
     view.initial_admin = admin;
     let mut r = (StatusCode::CREATED, Json(view)).into_response();
     r.headers_mut()
@@ -99,12 +102,12 @@ impl From<ListParams> for tenantplane_control::ListRequest {
         (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     _op: OperatorCtx,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TenantList>> {
-    let (items, next_cursor) = s.control.list(p.into()).await?;
-    let bd = s.control.base_domain();
+    let (items, next_cursor) = control.list(p.into()).await?;
+    let bd = control.base_domain();
     Ok(Json(TenantList {
         items: items
             .iter()
@@ -123,12 +126,12 @@ pub async fn list(
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     _op: OperatorCtx,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
-    let t = s.control.get(&t).await?;
-    Ok(tenant_response(&s, StatusCode::OK, &t))
+    let t = control.get(&t).await?;
+    Ok(tenant_response(&control, StatusCode::OK, &t))
 }
 
 /// Import a FHIR `batch` or `transaction` Bundle into a tenant's records (bulk loads by
@@ -143,14 +146,14 @@ pub async fn get(
         (status = 409, description = "Tenant not active, or records off", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn fhir_import(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(t): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     op.require_write()?;
     let started = std::time::Instant::now();
-    let (tenant, kind, results) = s.control.fhir_import(&t, &op.operator.name, &body).await?;
+    let (tenant, kind, results) = control.fhir_import(&t, &op.operator.name, &body).await?;
     tracing::info!(operator = %op.operator.name, tenant_id = %tenant, entries = results.len(), "FHIR bundle imported");
     Ok(crate::fhir_api::bundle_response(
         kind,
@@ -171,11 +174,11 @@ pub async fn fhir_import(
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn usage(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     _op: OperatorCtx,
     Path(t): Path<String>,
 ) -> ApiResult<Json<tenantplane_core::api::TenantUsage>> {
-    Ok(Json(s.control.usage(&t).await?))
+    Ok(Json(control.usage(&t).await?))
 }
 
 /// Update a tenant's display name, profile, plan, branding or settings.
@@ -190,15 +193,15 @@ pub async fn usage(
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(t): Path<String>,
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateTenant>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.control.update(&t, req, v).await?;
-    Ok(tenant_response(&s, StatusCode::OK, &t))
+    let t = control.update(&t, req, v).await?;
+    Ok(tenant_response(&control, StatusCode::OK, &t))
 }
 
 /// Create or reset a tenant administrator: a one-time password, shown once.
@@ -214,13 +217,13 @@ pub async fn update(
         (status = 409, description = "Tenant not active or suspended", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn admin_reset(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(t): Path<String>,
     OptionalJson(req): OptionalJson<tenantplane_core::identity::AdminReset>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let creds = s.control.admin_reset(&t, req.email).await?;
+    let creds = control.admin_reset(&t, req.email).await?;
     tracing::info!(operator = %op.operator.name, tenant_id = %creds.tenant, "tenant admin reset");
     let mut r = Json(creds).into_response();
     r.headers_mut()
@@ -254,7 +257,7 @@ impl From<LifecycleAction> for TenantAction {
 }
 
 async fn act(
-    s: &AppState,
+    control: &Control,
     op: &OperatorCtx,
     t: &str,
     v: Option<u64>,
@@ -264,11 +267,11 @@ async fn act(
 ) -> ApiResult<Response> {
     op.require_write()?;
     let t = if action == TenantAction::Retry {
-        s.control.retry(t, v).await?
+        control.retry(t, v).await?
     } else {
-        s.control.transition(t, action, req.reason, v).await?
+        control.transition(t, action, req.reason, v).await?
     };
-    Ok(tenant_response(s, status, &t))
+    Ok(tenant_response(control, status, &t))
 }
 
 /// Suspend, resume, restore or retry (provisioning of a failed tenant). Illegal moves answer
@@ -286,7 +289,7 @@ async fn act(
         (status = 503, description = "Provisioning failed again (retry)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lifecycle(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path((t, action)): Path<(String, String)>,
     IfMatch(v): IfMatch,
@@ -294,7 +297,7 @@ pub async fn lifecycle(
 ) -> ApiResult<Response> {
     let action: LifecycleAction = serde_json::from_value(serde_json::Value::String(action))
         .map_err(|_| ApiError::not_found("tenant action"))?;
-    act(&s, &op, &t, v, req, action.into(), StatusCode::OK).await
+    act(&control, &op, &t, v, req, action.into(), StatusCode::OK).await
 }
 
 /// Delete a tenant: it enters `deleting` for the grace period (restorable), then `deleted`.
@@ -308,14 +311,14 @@ pub async fn lifecycle(
         (status = 409, description = "Illegal transition", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(t): Path<String>,
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<TransitionRequest>,
 ) -> ApiResult<Response> {
     act(
-        &s,
+        &control,
         &op,
         &t,
         v,
@@ -336,15 +339,15 @@ pub async fn delete(
         (status = 409, description = "Domain taken", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_domain(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path(t): Path<String>,
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.control.add_domain(&t, &req.domain, v).await?;
-    Ok(tenant_response(&s, StatusCode::CREATED, &t))
+    let t = control.add_domain(&t, &req.domain, v).await?;
+    Ok(tenant_response(&control, StatusCode::CREATED, &t))
 }
 
 /// Remove a custom domain.
@@ -357,12 +360,12 @@ pub async fn add_domain(
         (status = 404, description = "No such tenant or domain", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_domain(
-    State(s): State<AppState>,
+    State(control): State<Arc<Control>>,
     op: OperatorCtx,
     Path((t, d)): Path<(String, String)>,
     IfMatch(v): IfMatch,
 ) -> ApiResult<Response> {
     op.require_write()?;
-    let t = s.control.remove_domain(&t, &d, v).await?;
-    Ok(tenant_response(&s, StatusCode::OK, &t))
+    let t = control.remove_domain(&t, &d, v).await?;
+    Ok(tenant_response(&control, StatusCode::OK, &t))
 }

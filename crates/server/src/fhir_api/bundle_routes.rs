@@ -15,7 +15,7 @@ pub(crate) fn status_text(s: u16) -> String {
 
 /// `POST /fhir`: a `batch` or `transaction` Bundle.
 pub async fn bundle(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     headers: HeaderMap,
     body: Bytes,
@@ -28,7 +28,7 @@ pub async fn bundle(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("return=representation"));
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let started = std::time::Instant::now();
     let (kind, results) =
         match tenantplane_records::bundle::process(db, &body, limits(&s, tenant)).await {
@@ -53,7 +53,7 @@ pub async fn bundle(
             .push(access(&u, action, v.rtype, &v.id, status));
     };
     let response = bundle_response(kind, &results, &base, representation, started, &record);
-    s.control.audit().accesses(accesses.into_inner());
+    s.audit.accesses(accesses.into_inner());
     Ok(response)
 }
 

@@ -10,7 +10,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequestParts, Path, State},
+    extract::{FromRef, FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
@@ -24,7 +24,7 @@ use tenantplane_records::{
 };
 use time::OffsetDateTime;
 
-use crate::{app::AppState, identity_api::UserCtx, problem::ApiError, tenant_api::TenantCtx};
+use crate::{context::UserCtx, gate::TenantCtx, problem::ApiError, state::TenantSide};
 use tenantplane_audit::{ClinicalAccess, ClinicalAction};
 
 mod bundle_routes;
@@ -40,10 +40,10 @@ pub use tenantplane_control::tenant_ops::records_enabled;
 /// The tenant, with records switched on.
 pub struct FhirTenant(pub TenantCtx);
 
-impl FromRequestParts<AppState> for FhirTenant {
+impl<S: Send + Sync> FromRequestParts<S> for FhirTenant {
     type Rejection = FhirError;
 
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> FhirResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> FhirResult<Self> {
         let ctx = TenantCtx::from_request_parts(parts, s).await?;
         if !records_enabled(ctx.tenant()) {
             return Err(FhirError::new(
@@ -59,10 +59,13 @@ impl FromRequestParts<AppState> for FhirTenant {
 /// An authenticated user of a tenant with records on.
 pub struct FhirUser(pub UserCtx);
 
-impl FromRequestParts<AppState> for FhirUser {
+impl<S: Send + Sync> FromRequestParts<S> for FhirUser
+where
+    TenantSide: FromRef<S>,
+{
     type Rejection = FhirError;
 
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> FhirResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> FhirResult<Self> {
         FhirTenant::from_request_parts(parts, s).await?;
         let u = UserCtx::from_request_parts(parts, s).await?;
         Ok(Self(u))
@@ -96,7 +99,7 @@ fn check_id(id: &str) -> FhirResult<()> {
 
 /// Not found here: the same answer whether or not another tenant minted the id (recorded
 /// as a cross-tenant attempt when it did).
-fn not_here(u: &UserCtx, s: &AppState, id: &str) -> FhirError {
+fn not_here(u: &UserCtx, s: &TenantSide, id: &str) -> FhirError {
     if let Ok(uuid) = id.parse::<uuid::Uuid>() {
         let _ = u.not_found(s, &uuid, "resource");
     }
@@ -188,9 +191,9 @@ fn parse_if_match(h: &HeaderMap) -> FhirResult<Option<u64>> {
         })
 }
 
-fn limits(s: &AppState, t: &Tenant) -> Limits {
-    s.control
-        .quotas(&t.plan)
+fn limits(s: &TenantSide, t: &Tenant) -> Limits {
+    s.plans
+        .get(&t.plan)
         .map(|q| Limits {
             max_patients: q.max_patients,
             storage_bytes: q.storage_bytes,
@@ -199,16 +202,14 @@ fn limits(s: &AppState, t: &Tenant) -> Limits {
 }
 
 fn audit(
-    s: &AppState,
+    s: &TenantSide,
     u: &UserCtx,
     action: ClinicalAction,
     rtype: ResourceType,
     id: &str,
     status: StatusCode,
 ) {
-    s.control
-        .audit()
-        .access(access(u, action, rtype, id, status));
+    s.audit.access(access(u, action, rtype, id, status));
 }
 
 fn access(
@@ -252,7 +253,7 @@ fn resource_response(
 }
 
 /// `GET /fhir/metadata`: what this server supports (no token needed).
-pub async fn metadata(State(_s): State<AppState>, FhirTenant(ctx): FhirTenant) -> Response {
+pub async fn metadata(State(_s): State<TenantSide>, FhirTenant(ctx): FhirTenant) -> Response {
     let interactions = json!([
         {"code": "read"}, {"code": "vread"}, {"code": "update"},
         {"code": "delete"}, {"code": "history-instance"}, {"code": "create"},
@@ -323,7 +324,7 @@ pub async fn metadata(State(_s): State<AppState>, FhirTenant(ctx): FhirTenant) -
 
 /// `POST /fhir/{type}`: create.
 pub async fn create(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path(t): Path<String>,
     headers: HeaderMap,
@@ -335,7 +336,7 @@ pub async fn create(
     let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
     tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let out = store::create(db, incoming, limits(&s, tenant)).await;
     match out {
         Ok(v) => {
@@ -361,14 +362,14 @@ pub async fn create(
 
 /// `GET /fhir/{type}/{id}`: read (410 once deleted).
 pub async fn read(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path((t, id)): Path<(String, String)>,
 ) -> FhirResult<Response> {
     require(&u, Permission::RecordsRead)?;
     let rt = rtype(&t)?;
     check_id(&id)?;
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     match store::read(db, rt, &id).await? {
         None => Err(not_here(&u, &s, &id)),
         Some(v) if v.deleted => {
@@ -394,7 +395,7 @@ pub async fn read(
 
 /// `GET /fhir/{type}/{id}/_history/{vid}`: one version.
 pub async fn vread(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path((t, id, vid)): Path<(String, String, String)>,
 ) -> FhirResult<Response> {
@@ -404,7 +405,7 @@ pub async fn vread(
     let Ok(n) = vid.parse::<u64>() else {
         return Err(FhirError::not_found("the version"));
     };
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     match store::vread(db, rt, &id, n).await? {
         None => {
             if store::read(db, rt, &id).await?.is_none() {
@@ -436,7 +437,7 @@ pub async fn vread(
 /// `PUT /fhir/{type}/{id}`: a new version (`If-Match` → 412 on mismatch). Ids are
 /// server-assigned: updating an unknown id is refused (405).
 pub async fn update(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path((t, id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -464,7 +465,7 @@ pub async fn update(
     }
     tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {
         Ok(v) => {
             audit(&s, &u, ClinicalAction::Update, rt, &id, StatusCode::OK);
@@ -490,14 +491,14 @@ pub async fn update(
 
 /// `DELETE /fhir/{type}/{id}`.
 pub async fn delete(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path((t, id)): Path<(String, String)>,
 ) -> FhirResult<Response> {
     require(&u, Permission::RecordsWrite)?;
     let rt = rtype(&t)?;
     check_id(&id)?;
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     match store::delete(db, rt, &id).await {
         Ok(v) => {
             audit(
@@ -523,7 +524,7 @@ pub async fn delete(
 
 /// `GET /fhir/{type}/{id}/_history`: every version, newest first (`_count`, default 100).
 pub async fn history(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path((t, id)): Path<(String, String)>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
@@ -536,7 +537,7 @@ pub async fn history(
         .and_then(|c| c.parse::<u64>().ok())
         .unwrap_or(100)
         .clamp(1, 1000);
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let versions = store::history(db, rt, &id, count).await?;
     if versions.is_empty() {
         return Err(not_here(&u, &s, &id));

@@ -133,7 +133,7 @@ pub(crate) fn parse_form(raw: &str, strict_chars: bool) -> FhirResult<Vec<(Strin
 }
 
 pub(crate) async fn run_search(
-    s: &AppState,
+    s: &TenantSide,
     u: &UserCtx,
     t: &str,
     params: Vec<(String, String)>,
@@ -170,9 +170,9 @@ pub(crate) async fn run_search(
             )
         })?);
     }
-    let db = u.tenant.db(s.control.data()).map_err(FhirError::from)?;
+    let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let page = search::search(db, &q).await?;
-    s.control.audit().accesses(
+    s.audit.accesses(
         page.matches
             .iter()
             .chain(page.included.iter())
@@ -232,7 +232,7 @@ pub(crate) async fn run_search(
 
 /// `GET /fhir/{type}?…`: search.
 pub async fn search_get(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path(t): Path<String>,
     here: axum::http::Uri,
@@ -244,7 +244,7 @@ pub async fn search_get(
 
 /// `POST /fhir/{type}/_search` (form body): search.
 pub async fn search_post(
-    State(s): State<AppState>,
+    State(s): State<TenantSide>,
     FhirUser(u): FhirUser,
     Path(t): Path<String>,
     here: axum::http::Uri,

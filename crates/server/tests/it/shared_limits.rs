@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use tenantplane_server::{config::LimitsConfig, limits::Decision, shared_limits::RedisGcra};
+use tenantplane_server::{
+    config::LimitsConfig,
+    limits::{Decision, redis::RedisGcra},
+};
 use tenantplane_testkit::{TestServer, TestServerOptions, redis::RedisServer};
 
 use crate::new_tenant;

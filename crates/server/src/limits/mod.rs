@@ -9,12 +9,14 @@
 //!   `limits.login_failures_before_lockout` consecutive failures.
 //!
 //! With `limits.redis_url`, the three request limits are shared by every replica through
-//! Redis ([`crate::shared_limits`]); the in-process limiters are the fallback when Redis
+//! Redis ([`redis`]); the in-process limiters are the fallback when Redis
 //! fails. Lockouts stay per replica.
 //!
 //! Over a limit → 429 problem `rate-limited` with `Retry-After`, `RateLimit-Policy` and
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers); answered responses carry `RateLimit`
 //! too.
+
+pub mod redis;
 
 use std::{
     collections::HashMap,
@@ -140,7 +142,7 @@ pub struct Limits {
     login_ip: Keyed<IpAddr>,
     tenants: RwLock<HashMap<u32, std::sync::Arc<Keyed<TenantId>>>>,
     lockouts: Mutex<HashMap<(TenantId, String), Lockout>>,
-    shared: std::sync::OnceLock<crate::shared_limits::RedisGcra>,
+    shared: std::sync::OnceLock<redis::RedisGcra>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -170,7 +172,7 @@ impl Limits {
 
     /// Shares the request limits (per IP, per tenant, logins per IP) with other replicas
     /// through Redis from now on. The in-process limiters stay as the fallback.
-    pub fn share(&self, redis: crate::shared_limits::RedisGcra) {
+    pub fn share(&self, redis: redis::RedisGcra) {
         let _ = self.shared.set(redis);
     }
 

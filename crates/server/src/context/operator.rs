@@ -1,28 +1,18 @@
-//! Request credentials: the one bearer-token parser, and operator authentication
-//! ([`OperatorCtx`]) against the control plane's token cache.
+//! The authenticated operator of a platform request.
+
+use std::sync::Arc;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRef, FromRequestParts},
     http::{header, request::Parts},
 };
-use tenantplane_control::tokens::{MAX_TOKEN_LEN, hash_token};
+use tenantplane_control::{
+    Control,
+    tokens::{MAX_TOKEN_LEN, hash_token},
+};
 use tenantplane_core::{Operator, OperatorRole};
 
-use crate::{app::AppState, problem::ApiError};
-
-/// The token of an `Authorization: Bearer <token>` header: `None` when the header is
-/// missing, of another scheme, empty or longer than `max_len` bytes.
-pub fn bearer_token(headers: &axum::http::HeaderMap, max_len: usize) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .filter(|t| !t.is_empty() && t.len() <= max_len)
-}
+use crate::problem::ApiError;
 
 /// An authenticated operator (extractor for `/api/v1`).
 #[derive(Debug, Clone)]
@@ -46,22 +36,26 @@ impl OperatorCtx {
     }
 }
 
-impl FromRequestParts<AppState> for OperatorCtx {
+impl<S> FromRequestParts<S> for OperatorCtx
+where
+    S: Send + Sync,
+    Arc<Control>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let control = Arc::<Control>::from_ref(state);
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(ApiError::unauthorized(
                 "send an operator token as 'Authorization: Bearer <token>'",
             ));
         }
-        let token = bearer_token(&parts.headers, MAX_TOKEN_LEN)
+        let token = super::bearer_token(&parts.headers, MAX_TOKEN_LEN)
             .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
         let hash = hash_token(token);
-        let op = state
-            .control
+        let op = control
             .operator_cache()
-            .lookup(state.control.catalog(), &hash)
+            .lookup(control.catalog(), &hash)
             .await
             .map_err(ApiError::from)?;
         match op {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use redis::{Script, aio::ConnectionManager};
 
-use crate::limits::Decision;
+use super::Decision;
 
 const GCRA: &str = r#"
 local t = redis.call('TIME')

@@ -1,0 +1,319 @@
+//! The composition of the HTTP server — the only module that knows every surface: the
+//! whole state and its narrow per-surface views (`FromRef`), building the server from its
+//! configuration, the routers ([`routes`]), the background tasks ([`tasks`]) and graceful
+//! shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::extract::FromRef;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use tenantplane_control::Control;
+
+use crate::{
+    config::Config,
+    limits::Limits,
+    state::{BaseDomain, GateState, Links, TenantSide},
+};
+pub use crate::{
+    platform_routes::install_metrics,
+    surface::{Surface, request_host},
+};
+
+mod keys;
+mod routes;
+mod tasks;
+
+pub use keys::load_platform_key;
+
+/// Everything the server holds. Handlers never see it whole: each takes the narrow view
+/// of its surface (see [`crate::state`]), built here.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    control: Arc<Control>,
+    limits: Arc<Limits>,
+    config: Arc<Config>,
+    links: Links,
+}
+
+impl FromRef<AppState> for Arc<Control> {
+    fn from_ref(s: &AppState) -> Self {
+        s.control.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(s: &AppState) -> Self {
+        s.config.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Limits> {
+    fn from_ref(s: &AppState) -> Self {
+        s.limits.clone()
+    }
+}
+
+impl FromRef<AppState> for BaseDomain {
+    fn from_ref(s: &AppState) -> Self {
+        BaseDomain(s.control.base_domain().into())
+    }
+}
+
+impl FromRef<AppState> for TenantSide {
+    fn from_ref(s: &AppState) -> Self {
+        TenantSide {
+            data: s.control.data().clone(),
+            identity: s.control.identity().clone(),
+            audit: s.control.audit().clone(),
+            index: s.control.index().clone(),
+            plans: s.control.plan_quotas().clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for GateState {
+    fn from_ref(s: &AppState) -> Self {
+        GateState {
+            index: s.control.index().clone(),
+            plans: s.control.plan_quotas().clone(),
+            limits: s.limits.clone(),
+            meter: s.control.meter().clone(),
+            audit: s.control.audit().clone(),
+            links: s.links.clone(),
+            base_domain: BaseDomain::from_ref(s),
+        }
+    }
+}
+
+/// A configured server, its catalog open and migrated and its tenant index loaded.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    config: Arc<Config>,
+}
+
+impl Server {
+    /// Opens the catalog, migrates it and loads every tenant into memory; tenant stores
+    /// carry the migrations of this binary's components.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(
+            config,
+            tenantplane_control::placement::migrations()
+                .context("the binary's migration set is inconsistent")?,
+        )
+        .await
+    }
+
+    /// Like [`build`](Self::build), with the tenant-store migrations of the components this
+    /// server hosts given explicitly (embedders adding components; tests of fleet
+    /// migrations).
+    pub async fn build_with(
+        config: Config,
+        migrations: tenantplane_tenant_data::migrate::MigrationSet,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let location = config.catalog_location();
+        let catalog = tenantplane_catalog::open(&location, config.catalog.pool_size)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the catalog at {}",
+                    crate::config::redact_url(&location)
+                )
+            })?;
+        catalog.migrate().await.context("migrating the catalog")?;
+        let index = Arc::new(tenantplane_control::TenantIndex::new(
+            &config.server.base_domain,
+            config.server.trusted_proxies.clone(),
+        ));
+        let data = Arc::new(
+            crate::data::open(&config, migrations)
+                .await
+                .context("opening tenant data stores")?,
+        );
+        let identity = Arc::new(keys::identity_from(&config)?);
+        // Resource ids name their tenant under a key only this deployment holds. (The
+        // first server of a process installs it; tests run several with their own keys
+        // and still agree with themselves.)
+        tenantplane_core::id_tags::install_key(identity.derived_key("resource-id-tags"));
+        let control = Arc::new(Control::new(
+            tenantplane_control::Parts {
+                catalog,
+                index,
+                data,
+                identity,
+                audit: Arc::new(tenantplane_audit::AuditLog::default()),
+                meter: Arc::new(tenantplane_metering::RequestMeter::new()),
+            },
+            config.control_settings(),
+        ));
+        let limits = Arc::new(Limits::new(config.limits.clone()));
+        if let Some(url) = &config.limits.redis_url {
+            let shared = crate::limits::redis::RedisGcra::connect(
+                url,
+                &config.limits.redis_prefix,
+                Duration::from_millis(config.limits.redis_timeout_ms.max(1)),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "limits.redis_url is set but {} does not answer",
+                    crate::config::redact_url(url)
+                )
+            })?;
+            limits.share(shared);
+            tracing::info!("rate limits shared through Redis");
+        }
+        control
+            .refresh_plans()
+            .await
+            .map_err(|e| anyhow::anyhow!("loading plans: {e}"))?;
+        let default_plan: tenantplane_core::PlanName = config
+            .tenants
+            .default_plan
+            .parse()
+            .map_err(|e| anyhow::anyhow!("tenants.default_plan: {e}"))?;
+        if control.catalog().get_plan(&default_plan).await?.is_none() {
+            anyhow::bail!("tenants.default_plan: no plan named '{default_plan}' in the catalog");
+        }
+        let loaded = control.sync_index().await?;
+        tracing::info!(
+            tenants = loaded,
+            catalog = control.catalog().backend(),
+            "tenant index loaded"
+        );
+        Ok(Self {
+            state: AppState {
+                links: Links(Arc::new(arc_swap::ArcSwap::from_pointee(
+                    config.server.public(),
+                ))),
+                control,
+                limits,
+                config: config.clone(),
+            },
+            config,
+        })
+    }
+
+    /// The control plane (for in-process use: CLI commands, tests).
+    pub fn control(&self) -> Arc<Control> {
+        self.state.control.clone()
+    }
+
+    /// The rate limits (for tests).
+    pub fn limits(&self) -> Arc<Limits> {
+        self.state.limits.clone()
+    }
+
+    /// Creates the first operator if there is none; returns a generated token to show once.
+    pub async fn bootstrap(&self) -> anyhow::Result<Option<String>> {
+        self.state
+            .control
+            .bootstrap(
+                self.config.bootstrap.token_file.as_deref(),
+                &self.config.bootstrap.operator_name,
+            )
+            .await
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
+    /// (up to `server.shutdown_timeout_secs`).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let mut extra = Vec::new();
+        let srv = &self.config.server;
+        for (addr, surface, what) in [
+            (
+                srv.platform_listen,
+                Surface::Platform,
+                "server.platform_listen",
+            ),
+            (
+                srv.metrics_listen,
+                Surface::Metrics,
+                "server.metrics_listen",
+            ),
+        ] {
+            if let Some(addr) = addr {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{what}: cannot listen on {addr}"))?;
+                tracing::info!(address = %l.local_addr()?, surface = ?surface, "listening");
+                extra.push((l, surface));
+            }
+        }
+        self.serve_on(listener, extra, shutdown).await
+    }
+
+    /// Serves the main `listener` and the `extra` listeners (each with its surface) until
+    /// `shutdown` completes.
+    pub async fn serve_on(
+        self,
+        listener: TcpListener,
+        extra: Vec<(TcpListener, Surface)>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if self.config.server.public_url.is_none()
+            && let Ok(addr) = listener.local_addr()
+        {
+            let mut p = self.config.server.public();
+            p.port = Some(addr.port());
+            self.state.links.0.store(Arc::new(p));
+        }
+        let main_surface = if extra.iter().any(|(_, s)| *s == Surface::Platform) {
+            Surface::Tenants
+        } else {
+            Surface::All
+        };
+        let cancel = CancellationToken::new();
+        let tasks = self.spawn_background(cancel.clone());
+        let grace = Duration::from_secs(self.config.server.shutdown_timeout_secs);
+        let stop = cancel.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            stop.cancel();
+        };
+        let mut servers = Vec::new();
+        for (l, surface) in std::iter::once((listener, main_surface)).chain(extra) {
+            let app = self.router_for(surface);
+            let c = cancel.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { c.cancelled().await })
+                    .await
+            }));
+        }
+        let all = async {
+            for s in servers {
+                match s.await {
+                    Ok(r) => r.context("serving")?,
+                    Err(e) => anyhow::bail!("a listener task failed: {e}"),
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        let forced = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::spawn(graceful);
+        tokio::select! {
+            r = all => r?,
+            () = forced => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
+        }
+        cancel.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}

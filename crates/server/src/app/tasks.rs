@@ -1,0 +1,132 @@
+//! The server's background tasks: the tenant index and plan refresh, the purge of deleted
+//! tenants and the release of idle memory, interrupted provisioning and fleet migrations at
+//! start, rate-limit housekeeping, and the metering flush.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Server;
+
+impl Server {
+    pub(super) fn spawn_background(
+        &self,
+        cancel: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let svc = self.state.control.clone();
+        let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
+        let c1 = cancel.clone();
+        let c3 = cancel.clone();
+        let c4 = cancel.clone();
+        let poller = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = c1.cancelled() => break,
+                    _ = tick.tick() => {
+                        match svc.sync_index().await {
+                            Ok(n) if n > 0 => tracing::debug!(changed = n, "tenant index refreshed"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "tenant index refresh failed"),
+                        }
+                        metrics::gauge!("tenantplane_tenants_indexed").set(svc.index().len() as f64);
+                        if let Err(e) = svc.refresh_plans().await {
+                            tracing::warn!(error = %e, "plan refresh failed");
+                        }
+                    }
+                }
+            }
+        });
+        let svc = self.state.control.clone();
+        let every = Duration::from_secs(self.config.tenants.purge_interval_secs.max(1));
+        let idle_every =
+            Duration::from_secs((self.config.data.sqlite_idle_close_secs / 2).clamp(1, 30));
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            let mut idle_tick = tokio::time::interval(idle_every);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = svc.purge_due().await {
+                            tracing::warn!(error = %e, "purge run failed");
+                        }
+                    }
+                    _ = idle_tick.tick() => {
+                        let freed = svc.identity().hasher().trim(Duration::from_secs(30));
+                        if freed > 0 {
+                            tracing::debug!(bytes = freed, "freed idle Argon2 memory");
+                        }
+                        match svc.data().sqlite().close_idle().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(closed = n, "closed idle tenant databases"),
+                            Err(e) => tracing::warn!(error = %e, "closing idle tenant databases failed"),
+                        }
+                    }
+                }
+            }
+        });
+        // At start: finish tenants left mid-provisioning, then (if configured) bring every
+        // tenant store to this binary's schema version. Tenants are served as soon as their
+        // own store is at the version (the handle checks), not after the whole fleet.
+        let svc = self.state.control.clone();
+        let migrate = self.config.data.migrate_on_start;
+        let concurrency = self.config.data.migrate_concurrency;
+        // Compile the FHIR schema validators of the common types off the request path.
+        tokio::task::spawn_blocking(|| {
+            tenantplane_records::validate::warm_up(tenantplane_records::validate::COMMON_TYPES)
+        });
+        let startup = tokio::spawn(async move {
+            match svc.resume_provisioning().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tenants = n, "resumed interrupted provisioning"),
+                Err(e) => tracing::warn!(error = %e, "resuming provisioning failed"),
+            }
+            if migrate {
+                let opts = tenantplane_control::fleet::RunOptions {
+                    canary: 0,
+                    tenants: None,
+                    concurrency,
+                };
+                let log: tenantplane_control::fleet::ProgressFn = Arc::new(|p| {
+                    if let tenantplane_control::fleet::Progress::Done {
+                        migrated,
+                        failed,
+                        ms,
+                        ..
+                    } = p
+                        && (*migrated > 0 || *failed > 0)
+                    {
+                        tracing::info!(migrated, failed, ms, "tenant stores migrated at start");
+                    }
+                });
+                if let Err(e) = tenantplane_control::fleet::run(&svc, opts, log).await {
+                    tracing::warn!(error = %e, "migrating tenant stores at start failed");
+                }
+            }
+        });
+        let limits = self.state.limits.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = c3.cancelled() => break,
+                    _ = tick.tick() => {
+                        limits.housekeeping();
+                        metrics::gauge!("tenantplane_rate_limit_tracked_ips").set(limits.tracked_ips() as f64);
+                    }
+                }
+            }
+        });
+        let svc = self.state.control.clone();
+        let every = Duration::from_secs(self.config.metering.flush_interval_secs.max(1));
+        let metering = tokio::spawn(tenantplane_metering::flush_loop(
+            svc.meter().clone(),
+            svc.catalog().clone(),
+            every,
+            c4,
+        ));
+        vec![poller, purger, startup, housekeeping, metering]
+    }
+}
