@@ -1,15 +1,36 @@
 //! `tenantplane demo`: the seed documents' organisations as tenants, in one command.
 
-use std::path::Path;
-use tenantplane_catalog::{CatalogError, Conflict};
-use tenantplane_control::ControlError;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::Args;
+use tenantplane_catalog::{CatalogError, Conflict};
 use tenantplane_client::{Client, ClientError};
+use tenantplane_control::ControlError;
 use tenantplane_core::{Branding, IsolationMode, Profile, Settings, api::CreateTenant};
 use tenantplane_server::Server;
 
-use crate::cli::DemoArgs;
+use crate::flags::ServerFlags;
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Create the tenants on this running server instead of starting one.
+    #[arg(long, env = "TENANTPLANE_SERVER", hide_env_values = true)]
+    pub server: Option<String>,
+    /// File holding the operator token (with --server; default $TENANTPLANE_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Create the tenants and exit instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// FHIR bundles to load into each demo hospital (default: the 20-patient Synthea
+    /// sample shipped in the binary).
+    #[arg(long)]
+    pub records_data: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: ServerFlags,
+}
 
 fn settings(v: serde_json::Value) -> Option<Settings> {
     serde_json::from_value(v).ok()

@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod fhir;
+mod flags;
 mod migrate;
 mod output;
 mod serve;

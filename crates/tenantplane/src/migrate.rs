@@ -8,13 +8,62 @@ use std::{
 };
 
 use anyhow::anyhow;
+use clap::{Subcommand, ValueEnum};
 use tenantplane_control::fleet::{self, Progress, ProgressFn, RunOptions};
 use tenantplane_server::Server;
 
 use crate::{
-    cli::{MigrateCmd, MigrateFailed, ProgressArg},
+    flags::ServerFlags,
     output::{Output, table},
 };
+
+/// `migrate …`.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCmd {
+    /// Tenants per isolation mode and schema version, from the catalog alone.
+    Status {
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+    /// Bring tenant stores to this binary's schema version (resumable; one tenant's failure
+    /// never stops the others; exit code 8 when some failed, 9 when the canary wave halted).
+    Run {
+        /// Migrate this many tenants first and stop if any of them fails.
+        #[arg(long, default_value_t = 0)]
+        canary: usize,
+        /// Only these tenants (slugs or ids, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tenants: Option<Vec<String>>,
+        /// Tenants migrated at once (default: data.migrate_concurrency); each server is also
+        /// limited to half its connection budget.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Progress display: a bar on a terminal, JSON lines otherwise (auto).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressArg,
+        #[command(flatten)]
+        flags: ServerFlags,
+    },
+}
+
+/// Progress display of `migrate run`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, JSON lines otherwise.
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+/// A migration run with failures (exit code 8) or a halted canary wave (9).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MigrateFailed(pub String, pub u8);
 
 fn api_err(e: tenantplane_control::ControlError) -> anyhow::Error {
     anyhow!("{}", crate::output::describe(e))

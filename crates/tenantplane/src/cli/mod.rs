@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use figment::{Figment, providers::Serialized};
 use serde::{Deserialize, Serialize};
 use tenantplane_client::{Client, ClientError, ListQuery};
 use tenantplane_core::{
     Branding, IsolationMode, OperatorRole, Profile, Quotas,
     api::{CreateOperator, CreateTenant, OperatorView, UpdatePlan, UpdateTenant},
 };
-use tenantplane_server::{Config, Server};
+use tenantplane_server::Server;
 
 mod remote;
 mod tenant;
@@ -21,6 +20,11 @@ pub use remote::*;
 pub use tenant::*;
 
 use crate::output::{Output, print_plans, print_tenant, print_tenants};
+pub use crate::{
+    demo::DemoArgs,
+    flags::ServerFlags,
+    migrate::{MigrateCmd, MigrateFailed},
+};
 
 /// Tenantplane: one deployment, many organisations.
 #[derive(Debug, Parser)]
@@ -96,49 +100,6 @@ pub enum FhirCmd {
     },
 }
 
-/// `migrate …`.
-#[derive(Debug, Subcommand)]
-pub enum MigrateCmd {
-    /// Tenants per isolation mode and schema version, from the catalog alone.
-    Status {
-        /// Output format.
-        #[arg(long, short = 'o', value_enum, default_value = "table")]
-        output: Output,
-        #[command(flatten)]
-        flags: ServerFlags,
-    },
-    /// Bring tenant stores to this binary's schema version (resumable; one tenant's failure
-    /// never stops the others; exit code 8 when some failed, 9 when the canary wave halted).
-    Run {
-        /// Migrate this many tenants first and stop if any of them fails.
-        #[arg(long, default_value_t = 0)]
-        canary: usize,
-        /// Only these tenants (slugs or ids, comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        tenants: Option<Vec<String>>,
-        /// Tenants migrated at once (default: data.migrate_concurrency); each server is also
-        /// limited to half its connection budget.
-        #[arg(long)]
-        concurrency: Option<usize>,
-        /// Progress display: a bar on a terminal, JSON lines otherwise (auto).
-        #[arg(long, value_enum, default_value = "auto")]
-        progress: ProgressArg,
-        #[command(flatten)]
-        flags: ServerFlags,
-    },
-}
-
-/// Progress display of `migrate run`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ProgressArg {
-    /// A bar on a terminal, JSON lines otherwise.
-    Auto,
-    /// A progress bar on stderr.
-    Bar,
-    /// One JSON object per line on stdout.
-    Json,
-}
-
 /// `placement …`.
 #[derive(Debug, Subcommand)]
 pub enum PlacementCmd {
@@ -147,58 +108,6 @@ pub enum PlacementCmd {
         #[command(flatten)]
         remote: Remote,
     },
-}
-
-/// A migration run with failures (exit code 8) or a halted canary wave (9).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MigrateFailed(pub String, pub u8);
-
-/// Flags that override configuration for server-side commands.
-#[derive(Debug, Args, Clone, Default)]
-pub struct ServerFlags {
-    /// Data directory (embedded catalog, later tenant files).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Catalog database URL (postgres://…); default: embedded SQLite in the data directory.
-    #[arg(long)]
-    pub catalog: Option<String>,
-    /// File holding the first operator's token (instead of generating one).
-    #[arg(long)]
-    pub bootstrap_token_file: Option<PathBuf>,
-    /// Base domain for tenant subdomains.
-    #[arg(long)]
-    pub base_domain: Option<String>,
-}
-
-impl ServerFlags {
-    fn figment(&self) -> Figment {
-        let mut f = Figment::new();
-        if let Some(d) = &self.data_dir {
-            f = f.merge(Serialized::default("storage.data_dir", d));
-        }
-        if let Some(l) = &self.listen {
-            f = f.merge(Serialized::default("server.listen", l));
-        }
-        if let Some(c) = &self.catalog {
-            f = f.merge(Serialized::default("catalog.url", c));
-        }
-        if let Some(t) = &self.bootstrap_token_file {
-            f = f.merge(Serialized::default("bootstrap.token_file", t));
-        }
-        if let Some(b) = &self.base_domain {
-            f = f.merge(Serialized::default("server.base_domain", b));
-        }
-        f
-    }
-
-    /// Loads the configuration with these overrides.
-    pub fn load(&self, file: Option<&Path>) -> anyhow::Result<Config> {
-        Ok(Config::load(file, self.figment())?)
-    }
 }
 
 /// `config …`.
@@ -246,26 +155,6 @@ impl From<RoleArg> for OperatorRole {
             RoleArg::BillingViewer => OperatorRole::BillingViewer,
         }
     }
-}
-
-/// `demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Create the tenants on this running server instead of starting one.
-    #[arg(long, env = "TENANTPLANE_SERVER", hide_env_values = true)]
-    pub server: Option<String>,
-    /// File holding the operator token (with --server; default $TENANTPLANE_TOKEN).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Create the tenants and exit instead of serving.
-    #[arg(long)]
-    pub no_serve: bool,
-    /// FHIR bundles to load into each demo hospital (default: the 20-patient Synthea
-    /// sample shipped in the binary).
-    #[arg(long)]
-    pub records_data: Option<PathBuf>,
-    #[command(flatten)]
-    pub flags: ServerFlags,
 }
 
 /// `domain …`.
