@@ -43,13 +43,7 @@ impl Control {
             return Err(ControlError::RecordsDisabled);
         }
         let db = self.data.handle(&t)?;
-        let limits = self
-            .quotas(&t.plan)
-            .map(|q| tenantplane_records::store::Limits {
-                max_patients: q.max_patients,
-                storage_bytes: q.storage_bytes,
-            })
-            .unwrap_or(tenantplane_records::store::Limits::NONE);
+        let limits = tenantplane_records::store::Limits::of(self.quotas(&t.plan));
         use tenantplane_records::bundle::{BundleError, process};
         let (kind, results) = match process(db, body, limits).await {
             Ok(x) => x,

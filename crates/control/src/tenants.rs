@@ -2,12 +2,12 @@
 //! with compare-and-swap), the lifecycle state machine, custom domains and the purge of
 //! tenants whose deletion grace period ended.
 
-use base64::Engine as _;
 use tenantplane_catalog::{CatalogError, TenantQuery};
 use tenantplane_core::{
     DomainName, Plan, PlanName, Profile, ProvisionStep, Tenant, TenantId, TenantRef, TenantStatus,
     ValidationErrors,
     api::UpdateTenant,
+    cursor,
     lifecycle::{TenantAction, target_status},
     tenant::{validate_display_name, validate_settings},
 };
@@ -40,15 +40,11 @@ pub struct ListRequest {
 }
 
 fn encode_cursor(id: TenantId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("t1:{id}"))
+    cursor::seal(cursor::Scope::Platform, "tenants", &id)
 }
 
 fn decode_cursor(c: &str) -> Option<TenantId> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    s.strip_prefix("t1:")?.parse().ok()
+    cursor::open(cursor::Scope::Platform, "tenants", c)
 }
 
 impl Control {

@@ -92,6 +92,20 @@ pub fn seal_mac(tenant: TenantId, data: &[u8]) -> [u8; 16] {
     out
 }
 
+/// A 128-bit MAC of `data` under the deployment's key for the platform itself (things no
+/// tenant owns, such as a page of the tenant listing).
+pub fn platform_mac(data: &[u8]) -> [u8; 16] {
+    let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(key()) else {
+        return [0; 16];
+    };
+    m.update(b"tenantplane/platform-seal/");
+    m.update(data);
+    let d = m.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

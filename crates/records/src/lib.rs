@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod index;
 pub mod resource;
+pub mod response_bundle;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -50,6 +51,9 @@ pub enum RecordsError {
         /// Usage now.
         current: u64,
     },
+    /// The resource does not conform to the R4 schema of its type.
+    #[error("the resource does not conform to its R4 schema")]
+    Invalid(Vec<resource::Issue>),
     /// A bug or corrupted data.
     #[error("records internal error: {0}")]
     Internal(String),

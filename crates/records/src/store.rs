@@ -30,6 +30,14 @@ impl Limits {
         max_patients: u64::MAX,
         storage_bytes: u64::MAX,
     };
+
+    /// The limits of a plan's quotas; none when the plan is unknown.
+    pub fn of(quotas: Option<tenantplane_core::Quotas>) -> Self {
+        quotas.map_or(Self::NONE, |q| Self {
+            max_patients: q.max_patients,
+            storage_bytes: q.storage_bytes,
+        })
+    }
 }
 
 /// What a tenant uses.
@@ -660,6 +668,7 @@ pub async fn apply(
 
 /// Creates a resource with a new server-assigned id (the body's id is ignored).
 pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Version> {
+    crate::validate::check(r.rtype, &r.value).map_err(RecordsError::Invalid)?;
     let id = db.mint_id().to_string();
     one(db, Prepared::create(id, r, limits))
         .await?
@@ -675,6 +684,7 @@ pub async fn update(
     if_match: Option<u64>,
     limits: Limits,
 ) -> Result<Version> {
+    crate::validate::check(r.rtype, &r.value).map_err(RecordsError::Invalid)?;
     one(db, Prepared::update(id.to_owned(), r, if_match, limits))
         .await?
         .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))

@@ -137,19 +137,51 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(v) = parts.headers.get(header::IF_MATCH) else {
-            return Ok(IfMatch(None));
-        };
-        let s = v.to_str().unwrap_or("").trim();
-        if s == "*" {
-            return Ok(IfMatch(None));
-        }
-        let version = s
-            .strip_prefix('"')
-            .and_then(|r| r.strip_suffix('"'))
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|n| *n != Self::NEVER);
-        Ok(IfMatch(Some(version.unwrap_or(Self::NEVER))))
+        Ok(IfMatch(match if_match(&parts.headers) {
+            IfMatchHeader::Absent | IfMatchHeader::Any => None,
+            IfMatchHeader::Strong(n) if n != Self::NEVER => Some(n),
+            _ => Some(Self::NEVER),
+        }))
+    }
+}
+
+/// An `If-Match` header as sent: the one parser of every surface (the API wants strong
+/// validators, FHIR weak ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatchHeader {
+    /// No header.
+    Absent,
+    /// `*`.
+    Any,
+    /// `"3"`.
+    Strong(u64),
+    /// `W/"3"`.
+    Weak(u64),
+    /// Anything else (a list, an ETag that is no version of ours, bytes that are no text).
+    Other,
+}
+
+/// Parses the `If-Match` header of a request.
+pub fn if_match(headers: &HeaderMap) -> IfMatchHeader {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return IfMatchHeader::Absent;
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return IfMatchHeader::Any;
+    }
+    let (weak, tag) = match s.strip_prefix("W/") {
+        Some(t) => (true, t),
+        None => (false, s),
+    };
+    match tag
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) if weak => IfMatchHeader::Weak(n),
+        Some(n) => IfMatchHeader::Strong(n),
+        None => IfMatchHeader::Other,
     }
 }
 

@@ -10,9 +10,8 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::Engine as _;
 use tenantplane_core::{
-    Email, Permission, RoleName, UserId,
+    Email, Permission, RoleName, TenantId, UserId, cursor,
     identity::{
         ChangePassword, CreateUser, LoginRequest, MAX_PASSWORD_BYTES, RefreshRequest, RoleList,
         TokenResponse, UpdateUser, UserCredentials, UserList, UserView,
@@ -311,18 +310,12 @@ pub struct UserListParams {
     pub cursor: Option<String>,
 }
 
-fn cursor_of(email: &Email) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("u1:{email}"))
+fn cursor_of(tenant: TenantId, email: &Email) -> String {
+    cursor::seal(cursor::Scope::Tenant(tenant), "users", &email.as_str())
 }
 
-fn decode_cursor(c: &str) -> Option<String> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    String::from_utf8(raw)
-        .ok()?
-        .strip_prefix("u1:")
-        .map(str::to_owned)
+fn decode_cursor(tenant: TenantId, c: &str) -> Option<String> {
+    cursor::open(cursor::Scope::Tenant(tenant), "users", c)
 }
 
 /// `GET /api/tenant/users`.
@@ -339,17 +332,18 @@ pub async fn list_users(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::field("/limit", "must be between 1 and 200"));
     }
+    let tenant = u.tenant.tenant().id;
     let after = match p.cursor.as_deref() {
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| ApiError::field("/cursor", "invalid cursor"))?)
-        }
+        Some(c) => Some(
+            decode_cursor(tenant, c).ok_or_else(|| ApiError::field("/cursor", "invalid cursor"))?,
+        ),
         None => None,
     };
     let mut items = users::list(u.tenant.db(&s.data)?, after, limit + 1).await?;
     let more = items.len() > limit;
     items.truncate(limit);
     let next_cursor = more
-        .then(|| items.last().map(|l| cursor_of(&l.email)))
+        .then(|| items.last().map(|l| cursor_of(tenant, &l.email)))
         .flatten();
     Ok(Json(UserList {
         items: items.iter().map(|r| r.view()).collect(),

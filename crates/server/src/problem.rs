@@ -410,6 +410,15 @@ impl From<tenantplane_records::RecordsError> for ApiError {
                 limit,
                 current,
             } => Self::quota_exceeded(quota, limit, current),
+            R::Invalid(issues) => Self::validation(tenantplane_core::ValidationErrors(
+                issues
+                    .into_iter()
+                    .map(|i| tenantplane_core::error::FieldError {
+                        pointer: i.location,
+                        detail: i.diagnostics,
+                    })
+                    .collect(),
+            )),
             R::Internal(m) => Self::internal(&m),
         }
     }

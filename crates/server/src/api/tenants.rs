@@ -162,7 +162,7 @@ pub async fn fhir_import(
         false,
         started,
         &|_, _, _| {},
-    ))
+    )?)
 }
 
 /// What a tenant uses of its plan's quotas (requests this month, users).

@@ -1,17 +1,11 @@
 //! `batch` and `transaction` Bundles at the FHIR base and their response Bundle.
 
+use tenantplane_records::response_bundle;
+
 use super::*;
 
 /// Largest Bundle accepted at the base (`POST /fhir`).
 pub const MAX_BUNDLE_BYTES: usize = 32 << 20;
-
-pub(crate) fn status_text(s: u16) -> String {
-    let reason = StatusCode::from_u16(s)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-        .unwrap_or("");
-    format!("{s} {reason}").trim_end().to_owned()
-}
 
 /// `POST /fhir`: a `batch` or `transaction` Bundle.
 pub async fn bundle(
@@ -54,7 +48,7 @@ pub async fn bundle(
     };
     let response = bundle_response(kind, &results, &base, representation, started, &record);
     s.audit.accesses(accesses.into_inner());
-    Ok(response)
+    Ok(response?)
 }
 
 /// The response Bundle of a processed batch or transaction; `record` is called for every
@@ -66,52 +60,22 @@ pub fn bundle_response(
     representation: bool,
     started: std::time::Instant,
     record: &dyn Fn(ClinicalAction, &Version, StatusCode),
-) -> Response {
-    let kind_name = match kind {
-        tenantplane_records::bundle::Kind::Batch => "batch-response",
-        tenantplane_records::bundle::Kind::Transaction => "transaction-response",
-    };
+) -> Result<Response, RecordsError> {
+    let kind_name = response_bundle::kind_name(kind);
     metrics::histogram!("tenantplane_fhir_bundle_seconds", "type" => kind_name)
         .record(started.elapsed().as_secs_f64());
-    let mut out = format!("{{\"resourceType\":\"Bundle\",\"type\":\"{kind_name}\",\"entry\":[");
-    for (i, r) in results.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('{');
+    for r in results {
         if let Some(v) = &r.version {
-            let action = ClinicalAction::of_entry(r.wrote, r.status);
             record(
-                action,
+                ClinicalAction::of_entry(r.wrote, r.status),
                 v,
                 StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
             );
-            out.push_str("\"fullUrl\":");
-            out.push_str(
-                &serde_json::Value::from(format!("{full_base}/{}/{}", v.rtype, v.id)).to_string(),
-            );
-            out.push(',');
-            if representation && let Some(d) = &v.doc {
-                out.push_str("\"resource\":");
-                out.push_str(d);
-                out.push(',');
-            }
         }
-        let mut resp = serde_json::json!({"status": status_text(r.status)});
-        if let Some(l) = &r.location {
-            resp["location"] = serde_json::Value::from(l.clone());
-        }
-        if let Some(v) = &r.version {
-            resp["etag"] = serde_json::Value::from(format!("W/\"{}\"", v.version));
-            resp["lastModified"] = serde_json::Value::from(resource::instant(v.last_updated));
-        }
-        if let Some((code, msg)) = &r.error {
-            resp["outcome"] = outcome(code, "error", &[(msg.clone(), None)]);
-        }
-        out.push_str("\"response\":");
-        out.push_str(&resp.to_string());
-        out.push('}');
     }
-    out.push_str("]}");
-    fhir_body(StatusCode::OK, out)
+    let body =
+        response_bundle::batch_response(kind, results, full_base, representation, &|code, msg| {
+            outcome(code, "error", &[(msg.to_owned(), None)])
+        })?;
+    Ok(fhir_body(StatusCode::OK, body))
 }

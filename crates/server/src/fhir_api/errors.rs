@@ -235,6 +235,7 @@ impl From<RecordsError> for FhirError {
             | RecordsError::QuotaExceeded { .. }
             | RecordsError::Internal(_) => ApiError::from(e).into(),
             RecordsError::NotFound => Self::not_found("the resource"),
+            RecordsError::Invalid(issues) => Self::schema(issues),
             RecordsError::VersionConflict { current } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "conflict",

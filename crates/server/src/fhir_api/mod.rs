@@ -172,33 +172,20 @@ fn check_content_type(h: &HeaderMap) -> FhirResult<()> {
 }
 
 fn parse_if_match(h: &HeaderMap) -> FhirResult<Option<u64>> {
-    let Some(v) = h.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let s = v.to_str().unwrap_or("").trim();
-    let inner = s.strip_prefix("W/").unwrap_or(s);
-    inner
-        .strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .and_then(|n| n.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            FhirError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "If-Match must be an ETag such as W/\"3\"",
-            )
-        })
+    use crate::extract::{IfMatchHeader, if_match};
+    match if_match(h) {
+        IfMatchHeader::Absent => Ok(None),
+        IfMatchHeader::Strong(n) | IfMatchHeader::Weak(n) => Ok(Some(n)),
+        IfMatchHeader::Any | IfMatchHeader::Other => Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "If-Match must be an ETag such as W/\"3\"",
+        )),
+    }
 }
 
 fn limits(s: &TenantSide, t: &Tenant) -> Limits {
-    s.plans
-        .get(&t.plan)
-        .map(|q| Limits {
-            max_patients: q.max_patients,
-            storage_bytes: q.storage_bytes,
-        })
-        .unwrap_or(Limits::NONE)
+    Limits::of(s.plans.get(&t.plan))
 }
 
 fn audit(
@@ -334,7 +321,6 @@ pub async fn create(
     let rt = rtype(&t)?;
     check_content_type(&headers)?;
     let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
-    tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let out = store::create(db, incoming, limits(&s, tenant)).await;
@@ -463,7 +449,6 @@ pub async fn update(
             }]));
         }
     }
-    tenantplane_records::validate::check(rt, &incoming.value).map_err(FhirError::schema)?;
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {
@@ -544,42 +529,7 @@ pub async fn history(
     }
     audit(&s, &u, ClinicalAction::History, rt, &id, StatusCode::OK);
     let base = u.tenant.url("/fhir");
-    let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":");
-    out.push_str(&versions.len().to_string());
-    out.push_str(",\"link\":[{\"relation\":\"self\",\"url\":");
-    out.push_str(
-        &serde_json::Value::from(format!("{base}/{rt}/{id}/_history?_count={count}")).to_string(),
-    );
-    out.push_str("}],\"entry\":[");
-    for (i, v) in versions.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let full = format!("{base}/{rt}/{}", v.id);
-        out.push_str("{\"fullUrl\":");
-        out.push_str(&serde_json::Value::from(full).to_string());
-        if let Some(d) = &v.doc {
-            out.push_str(",\"resource\":");
-            out.push_str(d);
-        }
-        let (method, status) = match (v.deleted, v.version) {
-            (true, _) => ("DELETE", "204"),
-            (false, 1) => ("POST", "201"),
-            (false, _) => ("PUT", "200"),
-        };
-        let url = if method == "POST" {
-            rt.to_string()
-        } else {
-            format!("{rt}/{}", v.id)
-        };
-        out.push_str(&format!(
-            ",\"request\":{{\"method\":\"{method}\",\"url\":{}}},\"response\":{{\"status\":\"{status}\",\"etag\":\"W/\\\"{}\\\"\",\"lastModified\":\"{}\"}}}}",
-            serde_json::Value::from(url),
-            v.version,
-            resource::instant(v.last_updated)
-        ));
-    }
-    out.push_str("]}");
+    let out = tenantplane_records::response_bundle::history(&base, rt, &id, count, &versions)?;
     Ok(fhir_body(StatusCode::OK, out))
 }
 

@@ -1,45 +1,42 @@
 //! FHIR search over HTTP: query strings and `_search` forms read strictly, tenant-bound
 //! page cursors, and the searchset Bundle.
 
+use tenantplane_core::cursor;
+
 use super::*;
 
+/// What a search cursor holds: the sort it pages and the last key seen.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SearchCursor {
+    s: String,
+    lu: i64,
+    id: String,
+}
+
+/// A search page's cursor, bound to the tenant, the resource type and the sort.
 pub(crate) fn cursor_encode(
     tenant: tenantplane_core::TenantId,
+    rt: ResourceType,
     sort: &str,
     k: &search::Key,
 ) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let body = serde_json::json!({"s": sort, "lu": k.lu, "id": k.id}).to_string();
-    let mac = tenantplane_core::id_tags::seal_mac(tenant, body.as_bytes());
-    format!("{}.{}", b64.encode(body), b64.encode(mac))
+    let c = SearchCursor {
+        s: sort.to_owned(),
+        lu: k.lu,
+        id: k.id.clone(),
+    };
+    cursor::seal(cursor::Scope::Tenant(tenant), &format!("search:{rt}"), &c)
 }
 
+/// The key a cursor continues from, if this tenant issued it for this type and sort.
 pub(crate) fn cursor_decode(
     tenant: tenantplane_core::TenantId,
+    rt: ResourceType,
     sort: &str,
     c: &str,
 ) -> Option<search::Key> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (body, mac) = c.split_once('.')?;
-    let body = b64.decode(body).ok()?;
-    let mac = b64.decode(mac).ok()?;
-    let want = tenantplane_core::id_tags::seal_mac(tenant, &body);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        mac.as_slice(),
-        want.as_slice(),
-    )) {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    if v["s"].as_str()? != sort {
-        return None;
-    }
-    Some(search::Key {
-        lu: v["lu"].as_i64()?,
-        id: v["id"].as_str()?.to_owned(),
-    })
+    let c: SearchCursor = cursor::open(cursor::Scope::Tenant(tenant), &format!("search:{rt}"), c)?;
+    (c.s == sort).then_some(search::Key { lu: c.lu, id: c.id })
 }
 
 /// `application/x-www-form-urlencoded` of `params` (for links).
@@ -162,7 +159,7 @@ pub(crate) async fn run_search(
         .map(|(_, v)| v.as_str())
         .unwrap_or("_id");
     if let Some((_, c)) = params.iter().find(|(k, _)| k == "_cursor") {
-        q.after = Some(cursor_decode(tenant, sort, c).ok_or_else(|| {
+        q.after = Some(cursor_decode(tenant, rt, sort, c).ok_or_else(|| {
             FhirError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid",
@@ -185,45 +182,22 @@ pub(crate) async fn run_search(
         .cloned()
         .collect();
     let self_url = format!("{base}/{rt}?{}", query_string(&kept));
-    let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
-    if let Some(n) = page.total {
-        out.push_str(&format!(",\"total\":{n}"));
-    }
-    out.push_str(",\"link\":[{\"relation\":\"self\",\"url\":");
-    out.push_str(&serde_json::Value::from(self_url.clone()).to_string());
-    out.push('}');
-    if let Some(k) = &page.next {
+    let next_url = page.next.as_ref().map(|k| {
         let mut next = kept.clone();
-        next.push(("_cursor".into(), cursor_encode(tenant, sort, k)));
-        let url = format!("{base}/{rt}?{}", query_string(&next));
-        out.push_str(",{\"relation\":\"next\",\"url\":");
-        out.push_str(&serde_json::Value::from(url).to_string());
-        out.push('}');
-    }
-    out.push_str("],\"entry\":[");
-    let mut first = true;
-    for (mode, v) in page
-        .matches
-        .iter()
-        .map(|v| ("match", v))
-        .chain(page.included.iter().map(|v| ("include", v)))
-    {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str("{\"fullUrl\":");
-        out.push_str(&serde_json::Value::from(format!("{base}/{}/{}", v.rtype, v.id)).to_string());
-        out.push_str(",\"resource\":");
-        let doc = v.doc.as_deref().unwrap_or("{}");
-        if q.elements.is_empty() || mode == "include" {
-            out.push_str(doc);
-        } else {
-            out.push_str(&resource::subset(doc, &q.elements));
-        }
-        out.push_str(&format!(",\"search\":{{\"mode\":\"{mode}\"}}}}"));
-    }
-    out.push_str("]}");
+        next.push(("_cursor".into(), cursor_encode(tenant, rt, sort, k)));
+        format!("{base}/{rt}?{}", query_string(&next))
+    });
+    let out = tenantplane_records::response_bundle::searchset(
+        &tenantplane_records::response_bundle::SearchPage {
+            base,
+            self_url,
+            next_url,
+            total: page.total,
+            matches: &page.matches,
+            included: &page.included,
+            elements: &q.elements,
+        },
+    )?;
     if !ignored.is_empty() {
         tracing::debug!(ignored = ?ignored, "search parameters ignored");
     }
