@@ -15,6 +15,10 @@ use crate::{
     resource::{Incoming, ResourceType},
 };
 
+mod reads;
+
+pub use reads::{history, read, usage, vread};
+
 /// The plan's limits a write must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -84,7 +88,7 @@ fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn at_ms(ms: i64) -> OffsetDateTime {
+pub(super) fn at_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -702,174 +706,4 @@ async fn one(db: TenantDb<'_>, p: Prepared) -> Result<Option<Version>> {
     finish(rtype, id, write(db, p.0).await?)
 }
 
-type Row = (i64, i64, bool, Option<String>);
-
-fn to_version(rtype: ResourceType, id: &str, (v, ms, deleted, doc): Row) -> Version {
-    Version {
-        rtype,
-        id: id.to_owned(),
-        version: v.max(0) as u64,
-        last_updated: at_ms(ms),
-        deleted,
-        doc,
-    }
-}
-
-/// The current version (a deleted resource comes back with `deleted` and no body).
-pub async fn read(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<Option<Version>> {
-    rows(
-        db,
-        rtype,
-        id,
-        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = ?1 AND id = ?2",
-        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = $1 AND id = $2",
-        None,
-    )
-    .await
-    .map(|mut v| v.pop())
-}
-
-/// One version.
-pub async fn vread(
-    db: TenantDb<'_>,
-    rtype: ResourceType,
-    id: &str,
-    version: u64,
-) -> Result<Option<Version>> {
-    rows(
-        db,
-        rtype,
-        id,
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 AND version = ?3",
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 AND version = $3",
-        Some(i64::try_from(version).unwrap_or(i64::MAX)),
-    )
-    .await
-    .map(|mut v| v.pop())
-}
-
-/// Every version, newest first, at most `limit`.
-pub async fn history(
-    db: TenantDb<'_>,
-    rtype: ResourceType,
-    id: &str,
-    limit: u64,
-) -> Result<Vec<Version>> {
-    rows(
-        db,
-        rtype,
-        id,
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 \
-         ORDER BY version DESC LIMIT ?3",
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 \
-         ORDER BY version DESC LIMIT $3",
-        Some(i64::try_from(limit).unwrap_or(i64::MAX)),
-    )
-    .await
-}
-
-async fn rows(
-    db: TenantDb<'_>,
-    rtype: ResourceType,
-    id: &str,
-    sqlite: &'static str,
-    pg: &'static str,
-    arg: Option<i64>,
-) -> Result<Vec<Version>> {
-    let t = rtype.as_str();
-    let idc = id.to_owned();
-    let rows: Vec<Row> = match db {
-        TenantDb::Sqlite(s) => {
-            s.run(move |c| {
-                let mut st = c.prepare_cached(sqlite)?;
-                let map = |r: &rusqlite::Row<'_>| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)? != 0,
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                };
-                let out = match arg {
-                    Some(a) => st
-                        .query_map((t, &idc, a), map)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?,
-                    None => st
-                        .query_map((t, &idc), map)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?,
-                };
-                Ok(out)
-            })
-            .await?
-        }
-        TenantDb::Pg(p) => {
-            p.transaction(move |tx| {
-                Box::pin(async move {
-                    // Typed: one round trip, no separate prepare.
-                    let rs = match arg {
-                        Some(a) => {
-                            tx.query_typed(
-                                pg,
-                                &[(&t, Type::TEXT), (&idc, Type::TEXT), (&a, Type::INT8)],
-                            )
-                            .await?
-                        }
-                        None => {
-                            tx.query_typed(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
-                                .await?
-                        }
-                    };
-                    Ok(rs
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.get::<_, i64>(0),
-                                r.get::<_, i64>(1),
-                                r.get::<_, bool>(2),
-                                r.get::<_, Option<String>>(3),
-                            )
-                        })
-                        .collect())
-                })
-            })
-            .await?
-        }
-    };
-    Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())
-}
-
-/// What the tenant uses.
-pub async fn usage(db: TenantDb<'_>) -> Result<Usage> {
-    let pairs: Vec<(String, i64)> = match db {
-        TenantDb::Sqlite(s) => {
-            s.run(|c| {
-                let mut st = c.prepare_cached("SELECT key, value FROM fhir_usage")?;
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?
-        }
-        TenantDb::Pg(p) => {
-            p.transaction(|tx| {
-                Box::pin(async move {
-                    Ok(tx
-                        .query("SELECT key, value FROM fhir_usage", &[])
-                        .await?
-                        .iter()
-                        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-                        .collect())
-                })
-            })
-            .await?
-        }
-    };
-    let mut u = Usage::default();
-    for (k, v) in pairs {
-        match k.as_str() {
-            "patients" => u.patients = v.max(0) as u64,
-            "bytes" => u.bytes = v.max(0) as u64,
-            _ => {}
-        }
-    }
-    Ok(u)
-}
+pub(super) type Row = (i64, i64, bool, Option<String>);
