@@ -265,6 +265,17 @@ pub(crate) async fn search_flow(s: &TestServer, mode: IsolationMode) {
                 )
                 .await;
                 assert_outcome(&other_sort, 400, "invalid");
+                let other_type = send(
+                    Method::GET,
+                    &a.url(&format!(
+                        "/fhir/Observation?_count=2&_sort=_lastUpdated&_cursor={cursor}"
+                    )),
+                    Some(clin),
+                    None,
+                    &[],
+                )
+                .await;
+                assert_outcome(&other_type, 400, "invalid");
                 url = path;
             }
             None => break,

@@ -393,3 +393,50 @@ async fn identity_survives_a_restart_with_the_same_platform_key() {
     let (st, _) = login(&a2, "admin@restart-id.example", "a long and new passphrase").await;
     assert_eq!(st, 200);
 }
+
+/// A page cursor of the user list opens only in the tenant that issued it: another
+/// tenant's (or an altered one) is refused like a random string, and pages nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_list_cursors_are_the_issuing_tenants_only() {
+    let s = TestServer::start().await.unwrap();
+    let mut tokens = Vec::new();
+    let mut tenants = Vec::new();
+    for slug in ["cursor-a", "cursor-b"] {
+        let (t, otp) = tenant_with_admin(&s, slug, IsolationMode::Sqlite).await;
+        let email = format!("admin@{slug}.example");
+        let v = first_login(&t, &email, &otp, "a long new passphrase 1").await;
+        let admin = v["access_token"].as_str().unwrap().to_owned();
+        for n in 0..2 {
+            let (st, _, v) = post(
+                &t.url("/api/tenant/users"),
+                Some(&admin),
+                json!({"email": format!("u{n}@{slug}.example"), "roles": ["clinician"]}),
+            )
+            .await;
+            assert_eq!(st, 201, "{v}");
+        }
+        tokens.push(admin);
+        tenants.push(t);
+    }
+    let (st, _, page) = get(&tenants[0].url("/api/tenant/users?limit=1"), &tokens[0]).await;
+    assert_eq!(st, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (st, _, next) = get(
+        &tenants[0].url(&format!("/api/tenant/users?limit=1&cursor={cursor}")),
+        &tokens[0],
+    )
+    .await;
+    assert_eq!(st, 200, "{next}");
+    assert_ne!(next["items"][0]["id"], page["items"][0]["id"]);
+    let mut altered = cursor.clone();
+    altered.pop();
+    for (c, why) in [(&cursor, "another tenant's"), (&altered, "altered")] {
+        let (st, p, v) = get(
+            &tenants[1].url(&format!("/api/tenant/users?limit=1&cursor={c}")),
+            &tokens[1],
+        )
+        .await;
+        assert_eq!(st, 400, "{why}: {v}");
+        assert_eq!(p.unwrap().errors[0].pointer, "/cursor", "{why}");
+    }
+}
