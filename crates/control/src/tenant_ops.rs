@@ -48,13 +48,9 @@ impl Control {
         let (kind, results) = match process(db, body, limits).await {
             Ok(x) => x,
             Err(BundleError::Invalid(issues)) => {
-                return Err(ControlError::InvalidBundle(
-                    issues
-                        .iter()
-                        .map(|i| format!("{}: {}", i.location, i.diagnostics))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ));
+                return Err(ControlError::InvalidBundle(BundleError::issues_detail(
+                    &issues,
+                )));
             }
             Err(BundleError::Entry(i, status, _code, msg)) => {
                 return Err(ControlError::BundleEntryFailed {

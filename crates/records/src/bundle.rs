@@ -111,6 +111,22 @@ pub enum BundleError {
     Store(RecordsError),
 }
 
+impl BundleError {
+    /// What a client is told of a failed entry (of a transaction, which wrote nothing).
+    pub fn entry_detail(index: usize, message: &str) -> String {
+        format!("entry {index}: {message}; nothing was written")
+    }
+
+    /// What a client is told of a malformed bundle: each issue as `location: diagnostics`.
+    pub fn issues_detail(issues: &[Issue]) -> String {
+        issues
+            .iter()
+            .map(|i| format!("{}: {}", i.location, i.diagnostics))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 impl From<RecordsError> for BundleError {
     fn from(e: RecordsError) -> Self {
         BundleError::Store(e)

@@ -90,21 +90,16 @@ pub async fn login(
         ));
     }
     let ip = peer_ip(&conn);
-    if let Some(p) = limits
-        .admit_login_ip(ip)
-        .await
-        .problem("too many login attempts from this address")
-    {
-        return Err(p);
-    }
+    limits
+        .admit_sign_in(ip, "too many login attempts from this address")
+        .await?;
     let tenant = ctx.tenant();
     let account = req.email.trim().to_ascii_lowercase();
-    if let Some(wait) = limits.locked(tenant.id, &account) {
-        return Err(ApiError::rate_limited(
-            "too many failed logins for this account; wait before trying again",
-            wait.as_secs_f64().ceil() as u64,
-        ));
-    }
+    limits.refuse_if_locked(
+        tenant.id,
+        &account,
+        "too many failed logins for this account; wait before trying again",
+    )?;
     let db = ctx.db(&s.data)?;
     match s
         .identity
@@ -204,12 +199,11 @@ pub async fn change_password(
     }
     let tenant = u.tenant.tenant();
     let account = format!("user:{}", u.claims.sub);
-    if let Some(wait) = limits.locked(tenant.id, &account) {
-        return Err(ApiError::rate_limited(
-            "too many wrong passwords; wait before trying again",
-            wait.as_secs_f64().ceil() as u64,
-        ));
-    }
+    limits.refuse_if_locked(
+        tenant.id,
+        &account,
+        "too many wrong passwords; wait before trying again",
+    )?;
     let db = u.tenant.db(&s.data)?;
     match s
         .identity

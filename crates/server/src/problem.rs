@@ -563,7 +563,9 @@ impl From<tenantplane_control::ControlError> for ApiError {
                 "bundle-entry-failed",
                 "Bundle entry failed",
             )
-            .detail(format!("entry {index}: {message}; nothing was written")),
+            .detail(tenantplane_records::bundle::BundleError::entry_detail(
+                index, &message,
+            )),
             C::SelfDisable => Self::new(
                 StatusCode::CONFLICT,
                 "self-disable",

@@ -157,13 +157,9 @@ pub async fn start(
     conn: ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult<Response> {
-    if let Some(p) = limits
-        .admit_login_ip(conn.0.ip())
-        .await
-        .problem("too many sign-in attempts from this address")
-    {
-        return Err(p);
-    }
+    limits
+        .admit_sign_in(conn.0.ip(), "too many sign-in attempts from this address")
+        .await?;
     let tenant = ctx.tenant().id;
     let started = s.identity.sso_start(tenant, ctx.db(&s.data)?).await?;
     let mut r = StatusCode::FOUND.into_response();
@@ -210,13 +206,9 @@ pub async fn callback(
     ApiQuery(q): ApiQuery<Callback>,
 ) -> ApiResult<Response> {
     let ip = conn.0.ip();
-    if let Some(p) = limits
-        .admit_login_ip(ip)
-        .await
-        .problem("too many sign-in attempts from this address")
-    {
-        return Err(p);
-    }
+    limits
+        .admit_sign_in(ip, "too many sign-in attempts from this address")
+        .await?;
     let tenant = ctx.tenant();
     if q.error.is_some() {
         return Err(sso::SsoError::Denied.into());

@@ -7,9 +7,11 @@
 //! (last updated, id). A page's key is handed to the caller, which seals it into a cursor
 //! bound to the tenant; resources written between pages never shift the next page.
 
+mod cursor;
 mod parse;
 mod sql;
 
+pub use cursor::{open_cursor, seal_cursor};
 pub use parse::*;
 use sql::*;
 

@@ -34,7 +34,7 @@ pub async fn bundle(
                 return Err(FhirError::new(
                     StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
                     code,
-                    format!("entry {i}: {msg}; nothing was written"),
+                    tenantplane_records::bundle::BundleError::entry_detail(i, &msg),
                 ));
             }
             Err(tenantplane_records::bundle::BundleError::Store(e)) => return Err(e.into()),

@@ -1,43 +1,7 @@
 //! FHIR search over HTTP: query strings and `_search` forms read strictly, tenant-bound
 //! page cursors, and the searchset Bundle.
 
-use tenantplane_core::cursor;
-
 use super::*;
-
-/// What a search cursor holds: the sort it pages and the last key seen.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SearchCursor {
-    s: String,
-    lu: i64,
-    id: String,
-}
-
-/// A search page's cursor, bound to the tenant, the resource type and the sort.
-pub(crate) fn cursor_encode(
-    tenant: tenantplane_core::TenantId,
-    rt: ResourceType,
-    sort: &str,
-    k: &search::Key,
-) -> String {
-    let c = SearchCursor {
-        s: sort.to_owned(),
-        lu: k.lu,
-        id: k.id.clone(),
-    };
-    cursor::seal(cursor::Scope::Tenant(tenant), &format!("search:{rt}"), &c)
-}
-
-/// The key a cursor continues from, if this tenant issued it for this type and sort.
-pub(crate) fn cursor_decode(
-    tenant: tenantplane_core::TenantId,
-    rt: ResourceType,
-    sort: &str,
-    c: &str,
-) -> Option<search::Key> {
-    let c: SearchCursor = cursor::open(cursor::Scope::Tenant(tenant), &format!("search:{rt}"), c)?;
-    (c.s == sort).then_some(search::Key { lu: c.lu, id: c.id })
-}
 
 /// `application/x-www-form-urlencoded` of `params` (for links).
 pub(crate) fn query_string(params: &[(String, String)]) -> String {
@@ -159,7 +123,7 @@ pub(crate) async fn run_search(
         .map(|(_, v)| v.as_str())
         .unwrap_or("_id");
     if let Some((_, c)) = params.iter().find(|(k, _)| k == "_cursor") {
-        q.after = Some(cursor_decode(tenant, rt, sort, c).ok_or_else(|| {
+        q.after = Some(search::open_cursor(tenant, rt, sort, c).ok_or_else(|| {
             FhirError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid",
@@ -184,7 +148,7 @@ pub(crate) async fn run_search(
     let self_url = format!("{base}/{rt}?{}", query_string(&kept));
     let next_url = page.next.as_ref().map(|k| {
         let mut next = kept.clone();
-        next.push(("_cursor".into(), cursor_encode(tenant, rt, sort, k)));
+        next.push(("_cursor".into(), search::seal_cursor(tenant, rt, sort, k)));
         format!("{base}/{rt}?{}", query_string(&next))
     });
     let out = tenantplane_records::response_bundle::searchset(

@@ -241,6 +241,32 @@ impl Limits {
     }
 
     /// Admits a login attempt from `ip` (shared when configured).
+    /// Admits a sign-in attempt (password login or SSO flow) from `ip`, or answers 429 with
+    /// `detail`: the one per-address sign-in limit of every sign-in route.
+    pub async fn admit_sign_in(&self, ip: IpAddr, detail: &str) -> Result<(), ApiError> {
+        match self.admit_login_ip(ip).await.problem(detail) {
+            Some(p) => Err(p),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses (429 with `detail` and the wait) while `account` of `tenant` is locked out
+    /// after failed attempts.
+    pub fn refuse_if_locked(
+        &self,
+        tenant: TenantId,
+        account: &str,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        match self.locked(tenant, account) {
+            Some(wait) => Err(ApiError::rate_limited(
+                detail,
+                wait.as_secs_f64().ceil() as u64,
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub async fn admit_login_ip(&self, ip: IpAddr) -> Decision {
         let limit = self.cfg.login_per_ip_per_minute;
         self.shared_or("login", &ip.to_string(), limit, || self.check_login_ip(ip))
