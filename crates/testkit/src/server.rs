@@ -49,6 +49,8 @@ pub struct TestServerOptions {
     pub platform_listen: Option<SocketAddr>,
     /// `server.metrics_listen`: `/metrics` on its own listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// Audit sinks added at boot.
+    pub audit_sinks: Vec<std::sync::Arc<dyn tenantplane_audit::AuditSink>>,
 }
 
 /// A running in-process server.
@@ -170,7 +172,12 @@ impl TestServer {
         }
         let mut all = tenantplane_control::placement::component_migrations();
         all.extend(opts.extra_migrations.iter().copied());
-        let server = Server::build_with(config.clone(), MigrationSet::new(all)?).await?;
+        let server = Server::build_with_sinks(
+            config.clone(),
+            MigrationSet::new(all)?,
+            opts.audit_sinks.clone(),
+        )
+        .await?;
         server.bootstrap().await?;
         let control = server.control();
         let limits = server.limits();

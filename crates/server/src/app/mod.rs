@@ -114,6 +114,17 @@ impl Server {
         config: Config,
         migrations: tenantplane_tenant_data::migrate::MigrationSet,
     ) -> anyhow::Result<Self> {
+        Self::build_with_sinks(config, migrations, Vec::new()).await
+    }
+
+    /// Like [`build_with`](Self::build_with), with audit sinks that receive every security
+    /// event and clinical access besides the built-in telemetry (a persistent audit log, a
+    /// SIEM forwarder): plugged in here, at boot, without touching a handler.
+    pub async fn build_with_sinks(
+        config: Config,
+        migrations: tenantplane_tenant_data::migrate::MigrationSet,
+        audit_sinks: Vec<Arc<dyn tenantplane_audit::AuditSink>>,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         let config = Arc::new(config);
         let location = config.catalog_location();
@@ -146,7 +157,13 @@ impl Server {
                 index,
                 data,
                 identity,
-                audit: Arc::new(tenantplane_audit::AuditLog::default()),
+                audit: Arc::new(
+                    audit_sinks
+                        .into_iter()
+                        .fold(tenantplane_audit::AuditLog::default(), |log, sink| {
+                            log.with_sink(sink)
+                        }),
+                ),
                 meter: Arc::new(tenantplane_metering::RequestMeter::new()),
             },
             config.control_settings(),

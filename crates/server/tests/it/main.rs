@@ -1,6 +1,7 @@
 //! Integration tests of the server over real HTTP on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod bad_input;
 mod contract;
 mod edge;
