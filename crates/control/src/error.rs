@@ -103,7 +103,8 @@ impl ControlError {
         Self::Invalid(ValidationErrors::single(pointer, detail))
     }
 
-    /// A stable label for logs (the problem type's name).
+    /// A stable label for logs and reports: the name of the problem type the edge answers
+    /// with (never for deciding anything — match the variant).
     pub fn label(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "validation-failed",
@@ -120,12 +121,51 @@ impl ControlError {
             Self::InvalidBundle(_) => "invalid-bundle",
             Self::BundleEntryFailed { .. } => "bundle-entry-failed",
             Self::SelfDisable => "self-disable",
-            Self::Catalog(_) => "catalog",
-            Self::Data(_) => "tenant-store",
-            Self::Identity(_) => "identity",
-            Self::Records(_) => "records",
+            Self::Catalog(e) => catalog_label(e),
+            Self::Data(e) => data_label(e),
+            Self::Identity(e) => match e {
+                IdentityError::Data(d) => data_label(d),
+                IdentityError::EmailTaken => "email-taken",
+                IdentityError::NotFound => "not-found",
+                IdentityError::VersionMismatch { .. } => "version-mismatch",
+                IdentityError::QuotaExceeded { .. } => "quota-exceeded",
+                IdentityError::Sso(_) => "sso",
+                IdentityError::Internal(_) => "internal",
+            },
+            Self::Records(e) => match e {
+                RecordsError::Data(d) => data_label(d),
+                RecordsError::NotFound => "not-found",
+                RecordsError::VersionConflict { .. } => "version-mismatch",
+                RecordsError::QuotaExceeded { .. } => "quota-exceeded",
+                RecordsError::Invalid(_) => "validation-failed",
+                RecordsError::Internal(_) => "internal",
+            },
             Self::Internal(_) => "internal",
         }
+    }
+}
+
+fn catalog_label(e: &CatalogError) -> &'static str {
+    use tenantplane_catalog::Conflict;
+    match e {
+        CatalogError::NotFound => "not-found",
+        CatalogError::Conflict(Conflict::Slug(_)) => "slug-taken",
+        CatalogError::Conflict(Conflict::Domain(_)) => "domain-taken",
+        CatalogError::Conflict(Conflict::OperatorName(_)) => "operator-name-taken",
+        CatalogError::Conflict(Conflict::Id) => "conflict",
+        CatalogError::VersionMismatch { .. } => "version-mismatch",
+        CatalogError::Unavailable(_) => "unavailable",
+        CatalogError::Internal(_) => "internal",
+    }
+}
+
+fn data_label(e: &DataError) -> &'static str {
+    match e {
+        DataError::Busy => "tenant-store-busy",
+        DataError::Outdated { .. } => "tenant-store-upgrading",
+        DataError::Unavailable(_) => "tenant-store-unavailable",
+        DataError::Conflict(_) => "conflict",
+        _ => "internal",
     }
 }
 

@@ -237,8 +237,9 @@ pub fn history(
     })
 }
 
-/// The `batch-response` or `transaction-response` Bundle of processed entries. With
-/// `representation` (`Prefer: return=representation`) written resources are included;
+/// The `batch-response` or `transaction-response` Bundle of processed entries (its writes
+/// have committed: this never fails on a stored document). With `representation`
+/// (`Prefer: return=representation`) written resources are included;
 /// `outcome` renders an entry's error (FHIR issue code, diagnostics) as an OperationOutcome.
 pub fn batch_response(
     kind: Kind,
@@ -252,8 +253,15 @@ pub fn batch_response(
         let mut e = Entry::default();
         if let Some(v) = &r.version {
             e.full_url = Some(format!("{full_base}/{}/{}", v.rtype, v.id));
+            // What was just written: a document that is not JSON (it cannot be: this server
+            // wrote it) is left out rather than failing an answer whose writes committed.
             if representation && let Some(d) = &v.doc {
-                e.resource = Some(Resource::Stored(stored(d)?));
+                match stored(d) {
+                    Ok(raw) => e.resource = Some(Resource::Stored(raw)),
+                    Err(err) => {
+                        tracing::error!(error = %err, id = %v.id, "written resource left out of the response")
+                    }
+                }
             }
         }
         e.response = Some(Response {

@@ -240,7 +240,6 @@ impl Limits {
         Some(d)
     }
 
-    /// Admits a login attempt from `ip` (shared when configured).
     /// Admits a sign-in attempt (password login or SSO flow) from `ip`, or answers 429 with
     /// `detail`: the one per-address sign-in limit of every sign-in route.
     pub async fn admit_sign_in(&self, ip: IpAddr, detail: &str) -> Result<(), ApiError> {
@@ -267,6 +266,7 @@ impl Limits {
         }
     }
 
+    /// Admits a login attempt from `ip` (shared when configured).
     pub async fn admit_login_ip(&self, ip: IpAddr) -> Decision {
         let limit = self.cfg.login_per_ip_per_minute;
         self.shared_or("login", &ip.to_string(), limit, || self.check_login_ip(ip))
