@@ -270,7 +270,7 @@ impl Control {
         step: &str,
         e: DataError,
     ) -> ControlError {
-        let reason = format!("provisioning step '{step}' failed: {e}");
+        let reason = format!("provisioning step '{step}' failed: {}", what_failed(&e));
         tracing::warn!(tenant_id = %id, step, error = %e, "provisioning failed");
         metrics::counter!("tenantplane_provision_failures_total").increment(1);
         let r = reason.clone();
@@ -347,5 +347,55 @@ impl Control {
                 return Ok(n);
             }
         }
+    }
+}
+
+/// What an operator is told of a failed step: the kind of failure in our words, never the
+/// driver's text (that is logged with the tenant id).
+fn what_failed(e: &DataError) -> String {
+    match e {
+        DataError::Unavailable(_) => "the tenant's store cannot be reached".into(),
+        DataError::Busy => "the tenant's store is busy".into(),
+        DataError::Migration {
+            component, version, ..
+        } => format!("migration {component}/{version} failed"),
+        DataError::ChecksumMismatch { .. } | DataError::Outdated { .. } => e.to_string(),
+        DataError::Foreign(_) => {
+            "the store exists and holds data Tenantplane did not create".into()
+        }
+        DataError::Conflict(_) => "a conflict in the tenant's data".into(),
+        DataError::Db(_) => "a database error (see the server log)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_are_told_the_kind_never_the_driver_text() {
+        let secret = "password authentication failed for user \"tp\" at 10.0.0.7";
+        for e in [
+            DataError::Unavailable(secret.into()),
+            DataError::Db(secret.into()),
+            DataError::Foreign(secret.into()),
+            DataError::Conflict(secret.into()),
+            DataError::Migration {
+                component: "records".into(),
+                version: 3,
+                message: secret.into(),
+            },
+        ] {
+            let told = what_failed(&e);
+            assert!(!told.contains("10.0.0.7"), "{told}");
+        }
+        assert_eq!(
+            what_failed(&DataError::Migration {
+                component: "records".into(),
+                version: 3,
+                message: String::new()
+            }),
+            "migration records/3 failed"
+        );
     }
 }
