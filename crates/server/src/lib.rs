@@ -11,10 +11,10 @@
 //!   rate limit and monthly quota;
 //! - [`context`]: who is calling ([`context::OperatorCtx`], [`context::UserCtx`], one bearer
 //!   parser);
-//! - the surfaces: [`api`] (operator API `/api/v1` and the OpenAPI document),
+//! - the surfaces: [`api`] (operator API `/api/v1`),
 //!   [`tenant_api`], [`identity_api`] (auth and users), [`sso_api`], [`fhir_api`],
 //!   [`platform_routes`] (health, readiness, metrics); [`surface`] keeps platform routes off
-//!   tenant addresses;
+//!   tenant addresses; [`openapi`]: the document of every surface;
 //! - [`app`]: the composition — the only module that knows every surface.
 //!
 //! Request path: request id → trace span → `Host` check → FHIR error form → timeout → body
@@ -31,6 +31,7 @@ pub mod fhir_api;
 pub mod gate;
 pub mod identity_api;
 pub mod limits;
+pub mod openapi;
 pub mod platform_routes;
 pub mod problem;
 pub mod sso_api;

@@ -1,7 +1,6 @@
-//! The control-plane API under `/api/v1` (operator bearer tokens) and its OpenAPI document.
+//! The control-plane API under `/api/v1`: operator routes (operator bearer tokens). Its
+//! OpenAPI document, with every other surface's, is in [`crate::openapi`].
 
-pub mod contract;
-pub mod docs;
 pub mod operators;
 pub mod placement;
 pub mod plans;
@@ -14,86 +13,13 @@ use tenantplane_control::Control;
 
 use axum::{
     Json, Router,
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use tenantplane_core::{Tenant, api::TenantView};
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
 
 use crate::extract::etag;
-
-/// The OpenAPI document of the control-plane API.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Tenantplane control-plane API",
-        description = "Operate tenants, domains, plans and operators. Every error is an RFC 9457 \
-                       problem+json document with a stable `type` (`urn:tenantplane:problem:<code>`).",
-        license(name = "Apache-2.0")
-    ),
-    paths(
-        tenants::create, tenants::list, tenants::get, tenants::update, tenants::lifecycle,
-        tenants::delete, tenants::add_domain,
-        tenants::remove_domain, plans::list, plans::update, operators::list, operators::create,
-        operators::me, operators::reset_token, operators::disable, placement::list,
-        placement::status, tenants::admin_reset, tenants::usage, tenants::fhir_import, crate::tenant_api::profile,
-        crate::tenant_api::departments,
-        crate::identity_api::login, crate::identity_api::refresh, crate::identity_api::logout,
-        crate::identity_api::change_password, crate::identity_api::jwks,
-        crate::identity_api::rotate_keys, crate::identity_api::me, crate::identity_api::roles,
-        crate::identity_api::list_users, crate::identity_api::create_user,
-        crate::identity_api::get_user, crate::identity_api::update_user,
-        crate::identity_api::revoke_sessions, crate::identity_api::reset_password,
-        crate::sso_api::get_settings, crate::sso_api::put_settings,
-        crate::sso_api::delete_settings, crate::sso_api::start, crate::sso_api::callback
-    ),
-    components(schemas(tenantplane_core::api::Problem, tenants::LifecycleAction)),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "tenants", description = "Tenant lifecycle, domains and branding"),
-        (name = "plans", description = "Plans and quotas"),
-        (name = "operators", description = "Platform operator accounts"),
-        (name = "placement", description = "Where tenant data lives and its schema versions"),
-        (name = "tenant", description = "Served on a tenant's own host"),
-        (name = "auth", description = "Tenant user authentication, on the tenant's host"),
-        (name = "users", description = "Tenant users and roles, on the tenant's host"),
-        (name = "sso", description = "Per-tenant single sign-on with the tenant's OpenID Connect provider")
-    )
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "operator_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        components.add_security_scheme(
-            "user_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The generated OpenAPI document (3.1), completed by [`contract::complete`] with the
-/// servers of tenant-host operations and the error answers every operation can give.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    contract::complete(&mut doc);
-    doc
-}
 
 /// Routes of `/api/v1`.
 pub fn router<S>() -> Router<S>
@@ -147,18 +73,6 @@ where
             "/api/v1/operators/{operator}/disable",
             post(operators::disable),
         )
-        .route("/api/v1/openapi.json", get(openapi_json))
-        .route("/api/v1/docs", get(docs::page))
-}
-
-async fn openapi_json() -> Response {
-    let body = openapi().to_pretty_json().unwrap_or_default();
-    let mut r = body.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 /// A tenant as a JSON response with its `ETag`.

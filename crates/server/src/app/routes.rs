@@ -23,6 +23,7 @@ use crate::{
     config::Config,
     fhir_api, gate, identity_api,
     limits::Limits,
+    openapi,
     platform_routes::{api_not_found, healthz, method_not_allowed, metrics_route, readyz},
     problem::ApiError,
     sso_api,
@@ -53,6 +54,7 @@ impl Server {
                 .route("/healthz", get(healthz))
                 .route("/readyz", get(readyz))
                 .merge(api::router())
+                .merge(openapi::router())
                 .route("/api/v1/{*rest}", axum::routing::any(api_not_found));
         } else {
             platform = platform.route("/healthz", get(healthz));
