@@ -80,6 +80,19 @@ impl PgTenant<'_> {
         self.server.transaction(self.tenant, f).await
     }
 
+    /// One statement in a transaction with the tenant's context, in one round trip (see
+    /// [`PgServer::query_once`]).
+    pub async fn query_once(
+        &self,
+        sql: &str,
+        params: &[(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.server.query_once(self.tenant, sql, params).await
+    }
+
     /// A transaction whose closure decides whether to commit (`(value, commit)`).
     pub async fn transaction_deciding<T, F>(&self, f: F) -> Result<T>
     where

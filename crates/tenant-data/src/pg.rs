@@ -134,6 +134,11 @@ pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// The statement that sets a transaction's context: the schema for name resolution, the
+/// tenant id for the RLS policies, both for this transaction only.
+const CONTEXT_SQL: &str =
+    "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)";
+
 /// Sets the transaction's context in one round trip (typed parameters, no separate
 /// prepare): the schema for name resolution, the tenant id for the RLS policies.
 async fn set_context(
@@ -143,12 +148,9 @@ async fn set_context(
 ) -> Result<()> {
     use tokio_postgres::types::Type;
     let (path, id) = (quote_ident(schema), tenant.id.to_string());
-    tx.execute_typed(
-        "SELECT set_config('search_path', $1, true), set_config('app.tenant_id', $2, true)",
-        &[(&path, Type::TEXT), (&id, Type::TEXT)],
-    )
-    .await
-    .map_err(db)?;
+    tx.execute_typed(CONTEXT_SQL, &[(&path, Type::TEXT), (&id, Type::TEXT)])
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -664,6 +666,43 @@ impl PgServer {
         let out = f(&tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(out)
+    }
+
+    /// Runs one statement in a transaction of the tenant in one round trip: `BEGIN`, the
+    /// context, the statement and `COMMIT` are written together (pipelined, each with its own
+    /// `Sync`) and their answers read in order. The context stays transaction-local, so a
+    /// PgBouncer in transaction mode keeps one server connection for all four and hands over
+    /// a clean one. A failing statement aborts the transaction, whose `COMMIT` then rolls it
+    /// back; the connection goes back to the pool idle. For reads (and single-statement
+    /// writes) on the hot path.
+    pub async fn query_once(
+        &self,
+        tenant: &Tenant,
+        sql: &str,
+        params: &[(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        use tokio_postgres::types::Type;
+        let (dbname, schema) = self.route(tenant)?;
+        let c = self.app.get(&dbname).await?;
+        let (path, id) = (quote_ident(&schema), tenant.id.to_string());
+        let context: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&path, Type::TEXT), (&id, Type::TEXT)];
+        // `join!` polls in order: each future writes its messages on its first poll, before
+        // any answer is awaited, so all four go out together.
+        let (begin, context, rows, commit) = tokio::join!(
+            c.query_typed("BEGIN", &[]),
+            c.query_typed(CONTEXT_SQL, &context),
+            c.query_typed(sql, params),
+            c.query_typed("COMMIT", &[]),
+        );
+        begin.map_err(db)?;
+        context.map_err(db)?;
+        let rows = rows.map_err(db)?;
+        commit.map_err(db)?;
+        Ok(rows)
     }
 
     /// Like [`transaction`](Self::transaction), but `f` decides: it returns the value and

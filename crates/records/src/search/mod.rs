@@ -174,28 +174,24 @@ async fn run(db: TenantDb<'_>, sql: String, args: Vec<Arg>) -> Result<Vec<RawRow
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?),
-        TenantDb::Pg(p) => Ok(p
-            .transaction(move |tx| {
-                Box::pin(async move {
-                    use tokio_postgres::types::{ToSql, Type};
-                    // Typed parameters: one round trip, no separate prepare.
-                    let params: Vec<(&(dyn ToSql + Sync), Type)> = args
-                        .iter()
-                        .map(|a| -> (&(dyn ToSql + Sync), Type) {
-                            match a {
-                                Arg::Text(t) => (t, Type::TEXT),
-                                Arg::Int(i) => (i, Type::INT8),
-                            }
-                        })
-                        .collect();
-                    let rows = tx.query_typed(&sql, &params).await?;
-                    Ok(rows
-                        .iter()
-                        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-                        .collect())
+        TenantDb::Pg(p) => {
+            use tokio_postgres::types::{ToSql, Type};
+            // Typed parameters, and BEGIN, context, the query and COMMIT in one round trip.
+            let params: Vec<(&(dyn ToSql + Sync), Type)> = args
+                .iter()
+                .map(|a| -> (&(dyn ToSql + Sync), Type) {
+                    match a {
+                        Arg::Text(t) => (t, Type::TEXT),
+                        Arg::Int(i) => (i, Type::INT8),
+                    }
                 })
-            })
-            .await?),
+                .collect();
+            let rows = p.query_once(&sql, &params).await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect())
+        }
     }
 }
 

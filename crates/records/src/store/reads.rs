@@ -105,36 +105,30 @@ async fn rows(
             .await?
         }
         TenantDb::Pg(p) => {
-            p.transaction(move |tx| {
-                Box::pin(async move {
-                    // Typed: one round trip, no separate prepare.
-                    let rs = match arg {
-                        Some(a) => {
-                            tx.query_typed(
-                                pg,
-                                &[(&t, Type::TEXT), (&idc, Type::TEXT), (&a, Type::INT8)],
-                            )
-                            .await?
-                        }
-                        None => {
-                            tx.query_typed(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
-                                .await?
-                        }
-                    };
-                    Ok(rs
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.get::<_, i64>(0),
-                                r.get::<_, i64>(1),
-                                r.get::<_, bool>(2),
-                                r.get::<_, Option<String>>(3),
-                            )
-                        })
-                        .collect())
+            // BEGIN, context, the query and COMMIT in one round trip.
+            let rs = match arg {
+                Some(a) => {
+                    p.query_once(
+                        pg,
+                        &[(&t, Type::TEXT), (&idc, Type::TEXT), (&a, Type::INT8)],
+                    )
+                    .await?
+                }
+                None => {
+                    p.query_once(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
+                        .await?
+                }
+            };
+            rs.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        r.get::<_, i64>(1),
+                        r.get::<_, bool>(2),
+                        r.get::<_, Option<String>>(3),
+                    )
                 })
-            })
-            .await?
+                .collect()
         }
     };
     Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())

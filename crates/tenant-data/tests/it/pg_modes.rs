@@ -197,6 +197,66 @@ async fn one_connection_interleaved_tenants_never_leak_context() {
     assert_eq!((count(&s, &a).await, count(&s, &b).await), (10, 10));
 }
 
+/// `query_once` (BEGIN, context, statement, COMMIT pipelined in one round trip) on one
+/// pooled connection: each call sees its own tenant's context and rows, a failing statement
+/// leaves the connection clean and writes nothing, a write commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_statements_keep_tenants_apart_on_one_connection() {
+    use tokio_postgres::types::Type;
+    let s = server(1, 2000).await;
+    let a = tenant("alpha-hospital", IsolationMode::PgShared);
+    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
+    s.provision(&a).await.unwrap();
+    s.provision(&b).await.unwrap();
+    insert(&s, &a, "a1").await;
+    for i in 0..10 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        let rows = s
+            .query_once(
+                t,
+                "SELECT current_setting('app.tenant_id'), (SELECT count(*) FROM notes)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (seen, n): (String, i64) = (rows[0].get(0), rows[0].get(1));
+        assert_eq!(seen, t.id.to_string());
+        assert_eq!(n, if i % 2 == 0 { 1 } else { 0 });
+    }
+    // A failing statement: an error, nothing written, the connection clean for the next.
+    let body = "b1".to_owned();
+    let e = s
+        .query_once(
+            &b,
+            "INSERT INTO notes (body) VALUES ($1), (NULL)",
+            &[(&body, Type::TEXT)],
+        )
+        .await;
+    assert!(e.is_err());
+    assert_eq!(count(&s, &b).await, 0);
+    let rows = s
+        .query_once(&a, "SELECT current_setting('app.tenant_id')", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), a.id.to_string());
+    // A write commits; outside a transaction the connection has no context.
+    s.query_once(
+        &b,
+        "INSERT INTO notes (body) VALUES ($1)",
+        &[(&body, Type::TEXT)],
+    )
+    .await
+    .unwrap();
+    assert_eq!((count(&s, &a).await, count(&s, &b).await), (1, 1));
+    let c = s.raw_app_client(None).await.unwrap();
+    let ctx: Option<String> = c
+        .query_one("SELECT current_setting('app.tenant_id', true)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ctx.unwrap_or_default().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_budget_waits_then_reports_busy() {
     let s = std::sync::Arc::new(server(1, 200).await);
@@ -299,6 +359,12 @@ async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
             let (s, t) = (s.clone(), t.clone());
             tasks.push(tokio::spawn(async move {
                 let me = t.id.to_string();
+                // The one-round-trip path through the bouncer as well.
+                let rows = s
+                    .query_once(&t, "SELECT current_setting('app.tenant_id')", &[])
+                    .await
+                    .unwrap();
+                assert_eq!(rows[0].get::<_, String>(0), me);
                 s.transaction(&t, move |tx| {
                     Box::pin(async move {
                         let seen: String = tx
