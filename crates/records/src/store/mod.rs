@@ -195,22 +195,23 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
 async fn lock_usage_pg(
     tx: &tokio_postgres::Transaction<'_>,
 ) -> std::result::Result<Usage, tokio_postgres::Error> {
-    // Typed statements (here and below): one round trip each, no separate prepare.
-    tx.execute_typed(
-        "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
-         ON CONFLICT DO NOTHING",
-        &[],
-    )
-    .await?;
-    let mut usage = Usage::default();
-    for r in tx
-        .query_typed(
+    // Typed statements (here and below), no separate prepare; the two are pipelined: one
+    // round trip.
+    let (ensured, locked) = tokio::join!(
+        tx.execute_typed(
+            "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
+             ON CONFLICT DO NOTHING",
+            &[],
+        ),
+        tx.query_typed(
             "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
              ORDER BY key FOR UPDATE",
             &[],
-        )
-        .await?
-    {
+        ),
+    );
+    ensured?;
+    let mut usage = Usage::default();
+    for r in locked? {
         let v = r.get::<_, i64>(1).max(0) as u64;
         match r.get::<_, &str>(0) {
             "patients" => usage.patients = v,
@@ -222,8 +223,8 @@ async fn lock_usage_pg(
 
 /// One write inside a PostgreSQL transaction. `usage` is the counters as locked and moved
 /// by the earlier writes of the same transaction (the caller stores them at the end).
-/// Round trips: a create is two (version rows, index rows); others add the current-row
-/// lock and the removal of old index rows.
+/// Round trips: a create is one (version rows and index rows pipelined); others add the
+/// current-row lock (the removal of old index rows is pipelined with the rest).
 async fn apply_pg(
     tx: &tokio_postgres::Transaction<'_>,
     w: &Write,
@@ -262,31 +263,36 @@ async fn apply_pg(
     u.patients = (u.patients as i64 + dp).max(0) as u64;
     u.bytes = u.bytes.saturating_add(bytes.max(0) as u64);
     *usage = Some(u);
-    tx.execute_typed(
-        "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6)) \
-         INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
-         version = excluded.version, last_updated = excluded.last_updated, \
-         deleted = excluded.deleted, doc = excluded.doc",
-        &[
-            (&w.rtype, Type::TEXT),
-            (&w.id, Type::TEXT),
-            (&next, Type::INT8),
-            (&now, Type::INT8),
-            (&deleted, Type::BOOL),
-            (&doc, Type::TEXT),
-        ],
-    )
-    .await?;
-    reindex_pg(
-        tx,
-        w.rtype,
-        &w.id,
-        if deleted { &[] } else { &w.index },
-        fresh,
-    )
-    .await?;
+    // The version rows and the index rows are independent: pipelined, one round trip (the
+    // first failure aborts the transaction and is the one reported).
+    let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 6] = [
+        (&w.rtype, Type::TEXT),
+        (&w.id, Type::TEXT),
+        (&next, Type::INT8),
+        (&now, Type::INT8),
+        (&deleted, Type::BOOL),
+        (&doc, Type::TEXT),
+    ];
+    let (written, indexed) = tokio::join!(
+        tx.execute_typed(
+            "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6)) \
+             INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
+             version = excluded.version, last_updated = excluded.last_updated, \
+             deleted = excluded.deleted, doc = excluded.doc",
+            &params,
+        ),
+        reindex_pg(
+            tx,
+            w.rtype,
+            &w.id,
+            if deleted { &[] } else { &w.index },
+            fresh,
+        ),
+    );
+    written?;
+    indexed?;
     Ok((Outcome::Written(next as u64), now, doc))
 }
 
