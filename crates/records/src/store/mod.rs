@@ -195,23 +195,23 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
 async fn lock_usage_pg(
     tx: &tokio_postgres::Transaction<'_>,
 ) -> std::result::Result<Usage, tokio_postgres::Error> {
-    // Typed statements (here and below), no separate prepare; the two are pipelined: one
-    // round trip.
-    let (ensured, locked) = tokio::join!(
+    // Typed statements (here and below), no separate prepare. The counter rows exist after a
+    // tenant's first write: only then are they created (concurrent first writes meet on the
+    // conflict and both lock the rows after).
+    const LOCK: &str = "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
+                        ORDER BY key FOR UPDATE";
+    let mut locked = tx.query_typed(LOCK, &[]).await?;
+    if locked.len() < 2 {
         tx.execute_typed(
             "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
              ON CONFLICT DO NOTHING",
             &[],
-        ),
-        tx.query_typed(
-            "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
-             ORDER BY key FOR UPDATE",
-            &[],
-        ),
-    );
-    ensured?;
+        )
+        .await?;
+        locked = tx.query_typed(LOCK, &[]).await?;
+    }
     let mut usage = Usage::default();
-    for r in locked? {
+    for r in locked {
         let v = r.get::<_, i64>(1).max(0) as u64;
         match r.get::<_, &str>(0) {
             "patients" => usage.patients = v,
