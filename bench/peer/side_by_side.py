@@ -13,7 +13,9 @@ release ``tenantplane serve`` whose catalog and tenant data live in that same cl
      budget is above the load), each with its administrator signed in, and ``--patients``
      patients loaded in one transaction Bundle per tenant;
   4. ``--rounds`` rounds of wrk GET ``/fhir/Patient?_count=20`` then POST ``/fhir/Patient``
-     (``bench/peer/tenantplane.lua``), the server's RSS sampled after each;
+     (``bench/peer/tenantplane.lua``), the server's RSS sampled after each and the CPU per
+     request of the server and of PostgreSQL (every process of the ``postgres`` user) counted
+     from /proc around each run;
   5. with ``--peer``, the peer's ``bench.sh`` after each round (HTTP part with
      ``WORKER_COUNTS=2``, one HTTP round, no extras), so rounds interleave A/B.
 
@@ -174,6 +176,32 @@ def wrk(tokens_file, mode, secs, threads, conns):
     sys.exit(f"wrk printed no summary:\n{r.stdout}\n{r.stderr}")
 
 
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid=None):
+    """CPU time (user + system, with reaped children) of `pid`, or with no pid of every
+    process of the `postgres` OS user (the cluster: exited backends count through the
+    postmaster's children times)."""
+    import pwd
+    try:
+        pg_uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        pg_uid = -1
+    pids = [pid] if pid else [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    total = 0
+    for p in pids:
+        try:
+            if pid is None and os.stat(f"/proc/{p}").st_uid != pg_uid:
+                continue
+            with open(f"/proc/{p}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in rest[11:15])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / HZ
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -228,7 +256,12 @@ def main():
         for r in range(1, a.rounds + 1):
             rnd = {"round": r}
             for mode in ("get", "post"):
+                pg0, tp0 = cpu_seconds(), cpu_seconds(server.pid)
                 rnd[mode] = wrk(tokens_file, mode, a.secs, a.threads, a.conns)
+                pg1, tp1 = cpu_seconds(), cpu_seconds(server.pid)
+                n = max(rnd[mode]["requests"], 1)
+                rnd[mode]["pg_cpu_ms_per_req"] = (pg1 - pg0) * 1000 / n
+                rnd[mode]["server_cpu_ms_per_req"] = (tp1 - tp0) * 1000 / n
                 rnd[mode]["rss_mib"] = rss_mib(server.pid)
             if a.peer:
                 rnd["peer_summary"] = peer_round(os.path.join(workdir, f"peer-{r}"))
@@ -245,12 +278,14 @@ def main():
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"| Tenantplane {a.mode}, {a.tenants} tenants x {a.patients} patients | GET req/s | GET p50 / p99 ms "
-          f"| POST req/s | POST p50 / p99 ms | RSS MiB |")
-    print("|---|---|---|---|---|---|")
+          f"| POST req/s | POST p50 / p99 ms | CPU ms per GET / POST: server, PostgreSQL | RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
     for rnd in results["rounds"]:
         g, p = rnd["get"], rnd["post"]
         print(f"| round {rnd['round']} | {g['rps']:.0f} | {g['lat_p50_ms']:.1f} / {g['lat_p99_ms']:.1f} "
-              f"| {p['rps']:.0f} | {p['lat_p50_ms']:.1f} / {p['lat_p99_ms']:.1f} | {p['rss_mib']:.0f} |")
+              f"| {p['rps']:.0f} | {p['lat_p50_ms']:.1f} / {p['lat_p99_ms']:.1f} "
+              f"| {g['server_cpu_ms_per_req']:.2f}, {g['pg_cpu_ms_per_req']:.2f} / "
+              f"{p['server_cpu_ms_per_req']:.2f}, {p['pg_cpu_ms_per_req']:.2f} | {p['rss_mib']:.0f} |")
     errs = sum(r[m][k] for r in results["rounds"] for m in ("get", "post")
                for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     print(f"\ncreate one tenant, ready to serve: median {results['create_ms_median']:.1f} ms; "
