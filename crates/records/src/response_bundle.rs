@@ -100,32 +100,6 @@ pub fn weak_etag(version: u64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// `201 Created` and the like: a status with its reason phrase (as Bundle responses carry).
-pub fn status_text(status: u16) -> String {
-    let reason = match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        412 => "Precondition Failed",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    };
-    format!("{status} {reason}").trim_end().to_owned()
-}
-
 /// A page of search results.
 #[derive(Debug)]
 pub struct SearchPage<'a> {
@@ -237,16 +211,25 @@ pub fn history(
     })
 }
 
+/// How the HTTP edge renders what records cannot know of HTTP: an entry's status with its
+/// reason phrase (`201 Created`), and an entry's error (FHIR issue code, diagnostics) as an
+/// OperationOutcome.
+pub struct EntryRendering<'a> {
+    /// The status line of an entry's `response.status`.
+    pub status_text: &'a dyn Fn(u16) -> String,
+    /// The OperationOutcome of a failed entry.
+    pub outcome: &'a dyn Fn(&str, &str) -> serde_json::Value,
+}
+
 /// The `batch-response` or `transaction-response` Bundle of processed entries (its writes
 /// have committed: this never fails on a stored document). With `representation`
-/// (`Prefer: return=representation`) written resources are included;
-/// `outcome` renders an entry's error (FHIR issue code, diagnostics) as an OperationOutcome.
+/// (`Prefer: return=representation`) written resources are included.
 pub fn batch_response(
     kind: Kind,
     results: &[EntryResult],
     full_base: &str,
     representation: bool,
-    outcome: &dyn Fn(&str, &str) -> serde_json::Value,
+    render: &EntryRendering<'_>,
 ) -> Result<String, RecordsError> {
     let mut entry = Vec::with_capacity(results.len());
     for r in results {
@@ -265,14 +248,17 @@ pub fn batch_response(
             }
         }
         e.response = Some(Response {
-            status: status_text(r.status),
+            status: (render.status_text)(r.status),
             location: r.location.clone(),
             etag: r.version.as_ref().map(|v| weak_etag(v.version)),
             last_modified: r
                 .version
                 .as_ref()
                 .map(|v| resource::instant(v.last_updated)),
-            outcome: r.error.as_ref().map(|(code, msg)| outcome(code, msg)),
+            outcome: r
+                .error
+                .as_ref()
+                .map(|(code, msg)| (render.outcome)(code, msg)),
         });
         entry.push(e);
     }
@@ -376,11 +362,5 @@ mod tests {
             elements: &[],
         });
         assert!(matches!(r, Err(RecordsError::Internal(_))));
-    }
-
-    #[test]
-    fn status_texts() {
-        assert_eq!(status_text(201), "201 Created");
-        assert_eq!(status_text(299), "299");
     }
 }

@@ -36,6 +36,7 @@ pub(crate) struct AppState {
     limits: Arc<Limits>,
     config: Arc<Config>,
     links: Links,
+    base_domain: BaseDomain,
 }
 
 impl FromRef<AppState> for Arc<Control> {
@@ -58,7 +59,7 @@ impl FromRef<AppState> for Arc<Limits> {
 
 impl FromRef<AppState> for BaseDomain {
     fn from_ref(s: &AppState) -> Self {
-        BaseDomain(s.control.base_domain().into())
+        s.base_domain.clone()
     }
 }
 
@@ -83,7 +84,7 @@ impl FromRef<AppState> for GateState {
             meter: s.control.meter().clone(),
             audit: s.control.audit().clone(),
             links: s.links.clone(),
-            base_domain: BaseDomain::from_ref(s),
+            base_domain: s.base_domain.clone(),
         }
     }
 }
@@ -205,6 +206,7 @@ impl Server {
         );
         Ok(Self {
             state: AppState {
+                base_domain: BaseDomain(control.base_domain().into()),
                 links: Links(Arc::new(arc_swap::ArcSwap::from_pointee(
                     config.server.public(),
                 ))),

@@ -73,9 +73,35 @@ pub fn bundle_response(
             );
         }
     }
-    let body =
-        response_bundle::batch_response(kind, results, full_base, representation, &|code, msg| {
-            outcome(code, "error", &[(msg.to_owned(), None)])
-        })?;
+    let body = response_bundle::batch_response(
+        kind,
+        results,
+        full_base,
+        representation,
+        &response_bundle::EntryRendering {
+            status_text: &status_text,
+            outcome: &|code, msg| outcome(code, "error", &[(msg.to_owned(), None)]),
+        },
+    )?;
     Ok(fhir_body(StatusCode::OK, body))
+}
+
+/// `201 Created` and the like: a status with its reason phrase, as Bundle responses carry.
+fn status_text(s: u16) -> String {
+    let reason = StatusCode::from_u16(s)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("");
+    format!("{s} {reason}").trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_texts() {
+        assert_eq!(status_text(201), "201 Created");
+        assert_eq!(status_text(299), "299");
+    }
 }

@@ -19,7 +19,7 @@ use tenantplane_core::{Permission, Tenant};
 use tenantplane_records::{
     RecordsError,
     resource::{self, ResourceType},
-    search,
+    response_bundle, search,
     store::{self, Limits, Version},
 };
 use time::OffsetDateTime;
@@ -125,7 +125,7 @@ fn http_date(t: OffsetDateTime) -> String {
 
 fn version_headers(r: &mut Response, v: &Version, base: &str, location: bool) {
     let h = r.headers_mut();
-    if let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+    if let Ok(x) = HeaderValue::from_str(&response_bundle::weak_etag(v.version)) {
         h.insert(header::ETAG, x);
     }
     if let Ok(x) = HeaderValue::from_str(&http_date(v.last_updated)) {
@@ -361,7 +361,7 @@ pub async fn read(
         Some(v) if v.deleted => {
             audit(&s, &u, ClinicalAction::Read, rt, &id, StatusCode::GONE);
             let mut e = FhirError::new(StatusCode::GONE, "deleted", "the resource was deleted");
-            if let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+            if let Ok(x) = HeaderValue::from_str(&response_bundle::weak_etag(v.version)) {
                 e.headers.push((header::ETAG, x));
             }
             Err(e)
@@ -496,7 +496,7 @@ pub async fn delete(
             );
             let mut r = StatusCode::NO_CONTENT.into_response();
             if let Some(v) = v
-                && let Ok(x) = HeaderValue::from_str(&format!("W/\"{}\"", v.version))
+                && let Ok(x) = HeaderValue::from_str(&response_bundle::weak_etag(v.version))
             {
                 r.headers_mut().insert(header::ETAG, x);
             }
