@@ -13,6 +13,7 @@
 mod migrations;
 mod postgres;
 mod sqlite;
+mod standby;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
+pub use standby::{StandbyState, StandbyStore};
 
 /// What a uniqueness conflict was about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +211,33 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// A tenant's request count for `month` (0 when none was recorded).
     async fn requests_in(&self, tenant: TenantId, month: &str) -> Result<u64>;
+
+    /// Records a standby store to prepare, if fewer than `max` (not retiring) exist for its
+    /// isolation mode and placement; returns whether it was recorded. Replicas adding at
+    /// once never exceed `max`.
+    async fn add_standby(&self, s: &StandbyStore, max: usize) -> Result<bool>;
+
+    /// Moves a standby store from state `from` to `to` at `schema_version`; returns whether
+    /// it was in `from` (a claimed or retired store is not).
+    async fn set_standby(
+        &self,
+        id: TenantId,
+        from: StandbyState,
+        to: StandbyState,
+        schema_version: u32,
+    ) -> Result<bool>;
+
+    /// Every standby store, oldest first.
+    async fn list_standby(&self) -> Result<Vec<StandbyStore>>;
+
+    /// Forgets a standby store (its store has been dropped).
+    async fn remove_standby(&self, id: TenantId) -> Result<()>;
+
+    /// Claims a `ready` standby store of the tenant's isolation mode, placement and schema
+    /// version, and records `tenant` under the store's id — in one transaction: the store
+    /// is handed out once, and only with its tenant recorded. `None` (nothing written) when
+    /// no store is ready; a conflict (slug, domain) leaves the store unclaimed.
+    async fn create_tenant_on_standby(&self, tenant: &Tenant) -> Result<Option<Tenant>>;
 }
 
 /// A shared catalog handle.

@@ -69,6 +69,21 @@ CREATE TABLE usage_monthly (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "standby stores",
+        sql: r#"
+CREATE TABLE standby_stores (
+    id             TEXT PRIMARY KEY,
+    isolation      TEXT NOT NULL,
+    placement      TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+) STRICT;
+CREATE INDEX standby_claim ON standby_stores (isolation, placement, state, schema_version);
+"#,
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -130,6 +145,21 @@ CREATE TABLE usage_monthly (
     requests  BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, month)
 );
+"#,
+    },
+    Migration {
+        version: 4,
+        name: "standby stores",
+        sql: r#"
+CREATE TABLE standby_stores (
+    id             UUID PRIMARY KEY,
+    isolation      TEXT NOT NULL,
+    placement      TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX standby_claim ON standby_stores (isolation, placement, state, schema_version);
 "#,
     },
 ];

@@ -16,14 +16,17 @@ use time::OffsetDateTime;
 use tokio_postgres::{NoTls, error::SqlState, types::Json};
 
 use crate::{
-    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantCounts, TenantPage,
-    TenantQuery, migrations,
+    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, StandbyState, StandbyStore,
+    TenantCounts, TenantPage, TenantQuery, migrations,
+    standby::{placement_key, placement_of},
 };
 
 /// Lock key serialising catalog writes that draw a change sequence number.
 const CHANGE_LOCK: i64 = 0x7465_6e61_6e74;
 /// Lock key serialising concurrent migrations from several replicas.
 const MIGRATE_LOCK: i64 = 0x7465_6e61_6e75;
+/// Lock key serialising replicas adding standby stores (the pool's size holds).
+const STANDBY_LOCK: i64 = 0x7465_6e61_6e76;
 
 /// PostgreSQL-backed catalog.
 #[derive(Clone)]
@@ -136,6 +139,54 @@ async fn next_seq(tx: &deadpool_postgres::Transaction<'_>) -> Result<i64> {
     Ok(row.get(0))
 }
 
+/// Inserts a tenant and its domains, drawing its change sequence number.
+async fn insert_tenant(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> Result<()> {
+    let seq = next_seq(tx).await?;
+    tx.execute(
+        "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
+         delete_after, version, change_seq, doc, schema_version, placement) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &[
+            t.id.as_uuid(),
+            &t.slug.as_str(),
+            &t.display_name,
+            &t.status.as_str(),
+            &t.profile.as_str(),
+            &t.plan.as_str(),
+            &t.isolation.as_str(),
+            &t.delete_after,
+            &to_i64(t.version),
+            &seq,
+            &Json(t),
+            &(t.schema_version as i32),
+            &t.placement,
+        ],
+    )
+    .await
+    .map_err(|e| match unique_constraint(&e) {
+        Some(c) if c.contains("slug") => CatalogError::Conflict(Conflict::Slug(t.slug.to_string())),
+        Some(_) => CatalogError::Conflict(Conflict::Id),
+        None => db_err(e),
+    })?;
+    write_domains(tx, t).await
+}
+
+fn standby_row(r: &tokio_postgres::Row) -> Result<StandbyStore> {
+    let bad = |e: tokio_postgres::Error| CatalogError::Internal(e.to_string());
+    Ok(StandbyStore {
+        id: TenantId::from_uuid(r.try_get(0).map_err(bad)?),
+        isolation: r
+            .try_get::<_, String>(1)
+            .map_err(bad)?
+            .parse()
+            .map_err(CatalogError::Internal)?,
+        placement: placement_of(r.try_get(2).map_err(bad)?),
+        schema_version: r.try_get::<_, i32>(3).map_err(bad)?.max(0) as u32,
+        state: r.try_get::<_, String>(4).map_err(bad)?.parse()?,
+        updated_at: r.try_get(5).map_err(bad)?,
+    })
+}
+
 #[async_trait]
 impl CatalogStore for PgCatalog {
     fn backend(&self) -> &'static str {
@@ -198,36 +249,7 @@ impl CatalogStore for PgCatalog {
     async fn create_tenant(&self, t: &Tenant) -> Result<Tenant> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
-        let seq = next_seq(&tx).await?;
-        tx.execute(
-            "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-             delete_after, version, change_seq, doc, schema_version, placement) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            &[
-                t.id.as_uuid(),
-                &t.slug.as_str(),
-                &t.display_name,
-                &t.status.as_str(),
-                &t.profile.as_str(),
-                &t.plan.as_str(),
-                &t.isolation.as_str(),
-                &t.delete_after,
-                &to_i64(t.version),
-                &seq,
-                &Json(t),
-                &(t.schema_version as i32),
-                &t.placement,
-            ],
-        )
-        .await
-        .map_err(|e| match unique_constraint(&e) {
-            Some(c) if c.contains("slug") => {
-                CatalogError::Conflict(Conflict::Slug(t.slug.to_string()))
-            }
-            Some(_) => CatalogError::Conflict(Conflict::Id),
-            None => db_err(e),
-        })?;
-        write_domains(&tx, t).await?;
+        insert_tenant(&tx, t).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(t.clone())
     }
@@ -535,5 +557,120 @@ impl CatalogStore for PgCatalog {
             .await
             .map_err(db_err)?;
         Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
+    }
+
+    async fn add_standby(&self, st: &StandbyStore, max: usize) -> Result<bool> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STANDBY_LOCK])
+            .await
+            .map_err(db_err)?;
+        let place = placement_key(&st.placement);
+        let have: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM standby_stores \
+                 WHERE isolation = $1 AND placement = $2 AND state <> 'retiring'",
+                &[&st.isolation.as_str(), &place],
+            )
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if have as usize >= max {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO standby_stores (id, isolation, placement, schema_version, state, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                st.id.as_uuid(),
+                &st.isolation.as_str(),
+                &place,
+                &(st.schema_version as i32),
+                &st.state.as_str(),
+                &st.updated_at,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn set_standby(
+        &self,
+        id: TenantId,
+        from: StandbyState,
+        to: StandbyState,
+        schema_version: u32,
+    ) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE standby_stores SET state = $3, schema_version = $4, updated_at = now() \
+                 WHERE id = $1 AND state = $2",
+                &[
+                    id.as_uuid(),
+                    &from.as_str(),
+                    &to.as_str(),
+                    &(schema_version as i32),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn list_standby(&self) -> Result<Vec<StandbyStore>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT id, isolation, placement, schema_version, state, updated_at \
+             FROM standby_stores ORDER BY updated_at, id",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(standby_row)
+        .collect()
+    }
+
+    async fn remove_standby(&self, id: TenantId) -> Result<()> {
+        let c = self.client().await?;
+        c.execute("DELETE FROM standby_stores WHERE id = $1", &[id.as_uuid()])
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_tenant_on_standby(&self, tenant: &Tenant) -> Result<Option<Tenant>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        // SKIP LOCKED: concurrent claims on other replicas take other stores instead of
+        // queueing behind this one; the row lock plus the delete hand each out once.
+        let row = tx
+            .query_opt(
+                "DELETE FROM standby_stores WHERE id = (SELECT id FROM standby_stores \
+                 WHERE isolation = $1 AND placement = $2 AND state = 'ready' \
+                 AND schema_version = $3 ORDER BY updated_at, id LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED) RETURNING id",
+                &[
+                    &tenant.isolation.as_str(),
+                    &placement_key(&tenant.placement),
+                    &(tenant.schema_version as i32),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut t = tenant.clone();
+        t.id = TenantId::from_uuid(
+            row.try_get(0)
+                .map_err(|e| CatalogError::Internal(e.to_string()))?,
+        );
+        insert_tenant(&tx, &t).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(t))
     }
 }

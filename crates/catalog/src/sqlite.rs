@@ -18,8 +18,9 @@ use tenantplane_core::{
 use time::OffsetDateTime;
 
 use crate::{
-    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, TenantCounts, TenantPage,
-    TenantQuery, decode, encode, migrations, rfc3339,
+    CatalogError, CatalogStore, ChangeBatch, Conflict, Result, StandbyState, StandbyStore,
+    TenantCounts, TenantPage, TenantQuery, decode, encode, migrations, rfc3339,
+    standby::{placement_key, placement_of},
 };
 
 /// SQLite-backed catalog.
@@ -157,6 +158,70 @@ fn version_of(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<Option<u64>>
         .map(|v| v.map(|v| v as u64))
 }
 
+/// Inserts a tenant and its domains, drawing its change sequence number.
+fn insert_tenant(tx: &Transaction<'_>, t: &Tenant) -> Result<()> {
+    let seq = next_seq(tx)?;
+    let res = tx.execute(
+        "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
+         delete_after, version, change_seq, doc, schema_version, placement) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            t.id.to_string(),
+            t.slug.as_str(),
+            t.display_name,
+            t.status.as_str(),
+            t.profile.as_str(),
+            t.plan.as_str(),
+            t.isolation.as_str(),
+            opt_unix(t.delete_after),
+            t.version as i64,
+            seq,
+            encode(t)?,
+            t.schema_version,
+            t.placement
+        ],
+    );
+    if let Err(e) = res {
+        return Err(match unique_violation(&e) {
+            Some(msg) if msg.contains("tenants.slug") => {
+                CatalogError::Conflict(Conflict::Slug(t.slug.to_string()))
+            }
+            Some(_) => CatalogError::Conflict(Conflict::Id),
+            None => internal(e),
+        });
+    }
+    write_domains(tx, t)
+}
+
+fn standby_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, String, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn standby_of(
+    (id, isolation, placement, version, state, at): (String, String, String, i64, String, String),
+) -> Result<StandbyStore> {
+    Ok(StandbyStore {
+        id: id
+            .parse()
+            .map_err(|_| CatalogError::Internal(format!("standby id '{id}'")))?,
+        isolation: isolation.parse().map_err(CatalogError::Internal)?,
+        placement: placement_of(placement),
+        schema_version: version.max(0) as u32,
+        state: state.parse()?,
+        updated_at: OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| CatalogError::Internal(format!("time: {e}")))?,
+    })
+}
+
 #[async_trait]
 impl CatalogStore for SqliteCatalog {
     fn backend(&self) -> &'static str {
@@ -219,37 +284,7 @@ impl CatalogStore for SqliteCatalog {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let seq = next_seq(&tx)?;
-            let res = tx.execute(
-                "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-                 delete_after, version, change_seq, doc, schema_version, placement) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    t.id.to_string(),
-                    t.slug.as_str(),
-                    t.display_name,
-                    t.status.as_str(),
-                    t.profile.as_str(),
-                    t.plan.as_str(),
-                    t.isolation.as_str(),
-                    opt_unix(t.delete_after),
-                    t.version as i64,
-                    seq,
-                    encode(&t)?,
-                    t.schema_version,
-                    t.placement
-                ],
-            );
-            if let Err(e) = res {
-                return Err(match unique_violation(&e) {
-                    Some(msg) if msg.contains("tenants.slug") => {
-                        CatalogError::Conflict(Conflict::Slug(t.slug.to_string()))
-                    }
-                    Some(_) => CatalogError::Conflict(Conflict::Id),
-                    None => internal(e),
-                });
-            }
-            write_domains(&tx, &t)?;
+            insert_tenant(&tx, &t)?;
             tx.commit().map_err(internal)?;
             Ok(t)
         })
@@ -600,6 +635,130 @@ impl CatalogStore for SqliteCatalog {
                 .optional()
                 .map_err(internal)?;
             Ok(n.unwrap_or(0).max(0) as u64)
+        })
+        .await
+    }
+
+    async fn add_standby(&self, st: &StandbyStore, max: usize) -> Result<bool> {
+        let st = st.clone();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let place = placement_key(&st.placement).to_owned();
+            let have: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM standby_stores \
+                     WHERE isolation = ?1 AND placement = ?2 AND state <> 'retiring'",
+                    params![st.isolation.as_str(), place],
+                    |r| r.get(0),
+                )
+                .map_err(internal)?;
+            if have as usize >= max {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO standby_stores (id, isolation, placement, schema_version, state, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    st.id.to_string(),
+                    st.isolation.as_str(),
+                    place,
+                    st.schema_version,
+                    st.state.as_str(),
+                    rfc3339(st.updated_at)?
+                ],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_standby(
+        &self,
+        id: TenantId,
+        from: StandbyState,
+        to: StandbyState,
+        schema_version: u32,
+    ) -> Result<bool> {
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE standby_stores SET state = ?3, schema_version = ?4, updated_at = ?5 \
+                     WHERE id = ?1 AND state = ?2",
+                    params![
+                        id.to_string(),
+                        from.as_str(),
+                        to.as_str(),
+                        schema_version,
+                        rfc3339(OffsetDateTime::now_utc())?
+                    ],
+                )
+                .map_err(internal)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn list_standby(&self) -> Result<Vec<StandbyStore>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, isolation, placement, schema_version, state, updated_at \
+                     FROM standby_stores ORDER BY updated_at, id",
+                )
+                .map_err(internal)?;
+            let rows = st
+                .query_map([], standby_row)
+                .map_err(internal)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)?;
+            rows.into_iter().map(standby_of).collect()
+        })
+        .await
+    }
+
+    async fn remove_standby(&self, id: TenantId) -> Result<()> {
+        self.with(move |c| {
+            c.execute("DELETE FROM standby_stores WHERE id = ?1", [id.to_string()])
+                .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_tenant_on_standby(&self, tenant: &Tenant) -> Result<Option<Tenant>> {
+        let mut t = tenant.clone();
+        self.with(move |c| {
+            // IMMEDIATE: claims are serialised on the write lock, so a store goes to one.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let id: Option<String> = tx
+                .query_row(
+                    "DELETE FROM standby_stores WHERE id = (SELECT id FROM standby_stores \
+                     WHERE isolation = ?1 AND placement = ?2 AND state = 'ready' \
+                     AND schema_version = ?3 ORDER BY updated_at, id LIMIT 1) RETURNING id",
+                    params![
+                        t.isolation.as_str(),
+                        placement_key(&t.placement),
+                        t.schema_version
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            t.id = id
+                .parse()
+                .map_err(|_| CatalogError::Internal(format!("standby id '{id}'")))?;
+            insert_tenant(&tx, &t)?;
+            tx.commit().map_err(internal)?;
+            Ok(Some(t))
         })
         .await
     }

@@ -7,6 +7,8 @@ use tenantplane_core::{
 };
 use time::OffsetDateTime;
 
+use crate::standby::*;
+
 pub fn tenant(slug: &str) -> Tenant {
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     Tenant {
@@ -353,7 +355,9 @@ macro_rules! catalog_conformance {
                 create_get_roundtrip, slug_and_domain_uniqueness, optimistic_concurrency,
                 concurrent_updates_never_lose_one, listing_filters_and_paging, change_feed,
                 purge_queue_and_counts, plans_seeded_and_editable, operators,
-                monthly_request_counters);
+                monthly_request_counters, standby_adds_stay_within_the_pool_size,
+                standby_claims_hand_each_store_out_once,
+                concurrent_standby_claims_never_share_a_store);
         }
     };
     (@tests $open:expr; $($name:ident),*) => {
