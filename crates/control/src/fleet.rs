@@ -127,6 +127,8 @@ pub struct RunReport {
     pub failed: Vec<(String, String)>,
     /// Halted after a failing canary wave.
     pub halted: bool,
+    /// Standby stores brought to the binary's version (whole-fleet runs that did not halt).
+    pub standby_migrated: u64,
 }
 
 /// A progress sink.
@@ -273,6 +275,18 @@ pub async fn run(
                 ),
             });
             break;
+        }
+    }
+    // The standby pool is part of the fleet: its stores are migrated like tenants (and a store
+    // not at the binary's version is never claimed meanwhile).
+    if !report.halted && opts.tenants.is_none() {
+        let (n, failed) = svc.migrate_standby_pool().await?;
+        report.standby_migrated = n as u64;
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "standby stores not migrated (retried by the refill)"
+            );
         }
     }
     progress(&Progress::Done {

@@ -30,6 +30,7 @@ pub mod index;
 pub mod operators;
 pub mod placement;
 pub mod provisioning;
+pub mod standby;
 pub mod tenant_ops;
 pub mod tenants;
 pub mod tokens;
@@ -53,6 +54,9 @@ pub struct ControlSettings {
     pub deletion_grace_hours: u64,
     /// The PostgreSQL servers and the modes each accepts (placement of new tenants).
     pub servers: BTreeMap<String, Vec<IsolationMode>>,
+    /// Standby pool size per isolation mode (per server for the PostgreSQL modes); a mode
+    /// absent or at 0 has no pool.
+    pub standby: BTreeMap<IsolationMode, usize>,
 }
 
 /// The control plane.
@@ -71,6 +75,8 @@ pub struct Control {
     started_at: OffsetDateTime,
     /// Striped per-tenant write locks.
     write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Wakes the standby refill after a claim.
+    standby_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Control {
@@ -137,6 +143,7 @@ impl Control {
             plans: Arc::new(PlanQuotas::default()),
             started_at: now(),
             write_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            standby_wake: tokio::sync::Notify::new(),
         }
     }
 

@@ -92,6 +92,19 @@ impl Control {
                 ts,
             )
         };
+        let started = std::time::Instant::now();
+        if let Some(t) = self.claim_standby(&tenant).await? {
+            self.index.apply([t.clone()], None);
+            tracing::info!(tenant_id = %t.id, slug = %t.slug, isolation = %t.isolation, placement = ?t.placement, "tenant created on a standby store");
+            if t.status == TenantStatus::Active {
+                metrics::histogram!("tenantplane_provision_seconds", "isolation" => t.isolation.as_str())
+                    .record(started.elapsed().as_secs_f64());
+                return Ok((t, None));
+            }
+            let mut admin = None;
+            let t = self.provision_with_admin(t, &mut admin).await?;
+            return Ok((t, admin));
+        }
         let stored = self.catalog.create_tenant(&tenant).await?;
         self.index.apply([stored.clone()], None);
         tracing::info!(tenant_id = %stored.id, slug = %stored.slug, isolation = %stored.isolation, placement = ?stored.placement, "tenant created");
@@ -115,10 +128,7 @@ impl Control {
         t: &Tenant,
     ) -> Result<Option<AdminCredentials>, DataError> {
         let db = self.data.handle(t)?;
-        let to_data = |e: tenantplane_identity::IdentityError| match e {
-            tenantplane_identity::IdentityError::Data(d) => d,
-            other => DataError::Db(other.to_string()),
-        };
+        let to_data = identity_to_data;
         self.identity
             .provision(t.id, t.profile, db)
             .await
@@ -347,6 +357,14 @@ impl Control {
                 return Ok(n);
             }
         }
+    }
+}
+
+/// An identity failure while provisioning, as the store failure it is.
+pub(crate) fn identity_to_data(e: tenantplane_identity::IdentityError) -> DataError {
+    match e {
+        tenantplane_identity::IdentityError::Data(d) => d,
+        other => DataError::Db(other.to_string()),
     }
 }
 

@@ -397,6 +397,39 @@ pub struct PlacementServer {
     pub connections_idle: u64,
     /// The budget (SQLite: the open-database cap).
     pub budget: u64,
+    /// Its standby pools (one per mode with a configured size, or with stores left).
+    pub standby: Vec<StandbyPool>,
+}
+
+/// A standby pool of one mode on one server: stores provisioned ahead of sign-ups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StandbyPool {
+    /// Isolation mode of its stores.
+    pub mode: IsolationMode,
+    /// Configured size.
+    pub target: u64,
+    /// Ready to claim.
+    pub ready: u64,
+    /// Being created and migrated.
+    pub preparing: u64,
+    /// Ready but at another schema version than this binary's (migrated by the refill).
+    pub outdated: u64,
+    /// Being dropped.
+    pub retiring: u64,
+}
+
+impl StandbyPool {
+    /// An empty pool of `mode` with `target` stores configured.
+    pub fn new(mode: IsolationMode, target: u64) -> Self {
+        Self {
+            mode,
+            target,
+            ready: 0,
+            preparing: 0,
+            outdated: 0,
+            retiring: 0,
+        }
+    }
 }
 
 /// `GET /api/v1/placement`.

@@ -50,7 +50,19 @@ impl fmt::Display for Profile {
 }
 
 /// Where a tenant's data lives (used by the tenant-data layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum IsolationMode {
     /// One SQLite file per tenant.
@@ -64,6 +76,14 @@ pub enum IsolationMode {
 }
 
 impl IsolationMode {
+    /// Every mode.
+    pub const ALL: [Self; 4] = [
+        Self::Sqlite,
+        Self::PgDatabase,
+        Self::PgSchema,
+        Self::PgShared,
+    ];
+
     /// The lowercase wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,17 +98,12 @@ impl IsolationMode {
 impl FromStr for IsolationMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Sqlite,
-            Self::PgDatabase,
-            Self::PgSchema,
-            Self::PgShared,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
-        .ok_or_else(|| {
-            format!("unknown isolation mode '{s}' (sqlite, pg-database, pg-schema, pg-shared)")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown isolation mode '{s}' (sqlite, pg-database, pg-schema, pg-shared)")
+            })
     }
 }
 

@@ -161,6 +161,12 @@ pub struct TenantsConfig {
     pub deletion_grace_hours: u64,
     /// How often the purger looks for tenants whose grace period ended, in seconds.
     pub purge_interval_secs: u64,
+    /// Standby pool size per isolation mode (`sqlite`, and per server for `pg-schema`,
+    /// `pg-shared`, `pg-database`): stores provisioned ahead so a new tenant claims one
+    /// instead of waiting for its store to be created. 0 or absent: no pool.
+    pub standby: std::collections::BTreeMap<tenantplane_core::IsolationMode, usize>,
+    /// How often the standby pools are checked (also right after each claim), in seconds.
+    pub standby_refill_secs: u64,
 }
 
 impl Default for TenantsConfig {
@@ -169,6 +175,11 @@ impl Default for TenantsConfig {
             default_plan: "small".into(),
             deletion_grace_hours: 7 * 24,
             purge_interval_secs: 60,
+            standby: tenantplane_core::IsolationMode::ALL
+                .iter()
+                .map(|m| (*m, 2))
+                .collect(),
+            standby_refill_secs: 30,
         }
     }
 }
@@ -400,6 +411,7 @@ impl Config {
                 .iter()
                 .map(|(name, s)| (name.clone(), s.modes.clone()))
                 .collect(),
+            standby: self.tenants.standby.clone(),
         }
     }
 

@@ -205,17 +205,49 @@ pub fn print_placement(
                 s.tenants.to_string(),
                 format!("{}/{}", s.connections_open, s.budget),
                 s.connections_idle.to_string(),
+                standby_cell(&s.standby),
             ]
         })
         .collect();
     print!(
         "{}",
         table(
-            &["SERVER", "MODES", "TENANTS", "OPEN/BUDGET", "IDLE"],
+            &[
+                "SERVER",
+                "MODES",
+                "TENANTS",
+                "OPEN/BUDGET",
+                "IDLE",
+                "STANDBY READY/SIZE"
+            ],
             &rows
         )
     );
     Ok(())
+}
+
+/// A server's standby pools: `mode ready/size` each, with stores in other states noted.
+fn standby_cell(pools: &[tenantplane_core::api::StandbyPool]) -> String {
+    if pools.is_empty() {
+        return "-".into();
+    }
+    pools
+        .iter()
+        .map(|p| {
+            let mut s = format!("{} {}/{}", p.mode, p.ready, p.target);
+            for (n, what) in [
+                (p.preparing, "preparing"),
+                (p.outdated, "outdated"),
+                (p.retiring, "retiring"),
+            ] {
+                if n > 0 {
+                    s.push_str(&format!(" +{n} {what}"));
+                }
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints a tenant administrator's one-time credentials (shown once).

@@ -51,6 +51,9 @@ pub struct TestServerOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Audit sinks added at boot.
     pub audit_sinks: Vec<std::sync::Arc<dyn tenantplane_audit::AuditSink>>,
+    /// `[tenants] standby` sizes (default: no standby pools, so suites see only the stores
+    /// their tenants own; the standby tests set them).
+    pub standby: std::collections::BTreeMap<tenantplane_core::IsolationMode, usize>,
 }
 
 /// A running in-process server.
@@ -152,6 +155,7 @@ impl TestServer {
             config.tenants.purge_interval_secs = s;
         }
         config.bootstrap.token_file = Some(token_file);
+        config.tenants.standby = opts.standby.clone();
         config.data.servers = opts.data_servers.clone();
         if let Some(l) = &opts.limits {
             config.limits = l.clone();

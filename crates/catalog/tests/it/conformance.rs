@@ -2,27 +2,11 @@
 
 use tenantplane_catalog::{Catalog, CatalogError, Conflict, TenantQuery};
 use tenantplane_core::{
-    IsolationMode, Operator, OperatorId, OperatorRole, PlanName, Profile, Tenant, TenantRef,
-    TenantStatus,
+    Operator, OperatorId, OperatorRole, PlanName, Profile, TenantRef, TenantStatus,
 };
 use time::OffsetDateTime;
 
-use crate::standby::*;
-
-pub fn tenant(slug: &str) -> Tenant {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    Tenant {
-        status: TenantStatus::Active,
-        ..Tenant::new(
-            slug.parse().unwrap(),
-            format!("Tenant {slug}"),
-            Profile::Hospital,
-            "small".parse().unwrap(),
-            IsolationMode::Sqlite,
-            now,
-        )
-    }
-}
+use crate::{standby::*, tenant};
 
 pub async fn create_get_roundtrip(c: Catalog) {
     let mut t = tenant("alpha-hospital");

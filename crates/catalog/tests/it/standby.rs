@@ -4,7 +4,7 @@ use tenantplane_catalog::{Catalog, CatalogError, Conflict, StandbyState, Standby
 use tenantplane_core::{IsolationMode, TenantRef};
 use time::OffsetDateTime;
 
-use crate::conformance::tenant;
+use crate::tenant;
 
 fn store(mode: IsolationMode, server: Option<&str>) -> StandbyStore {
     StandbyStore::new(mode, server.map(str::to_owned), OffsetDateTime::now_utc())

@@ -15,8 +15,8 @@ use tenantplane_control::fleet;
 
 use crate::{config::Config, context::OperatorCtx, problem::ApiResult};
 
-/// Servers with their tenant counts (from the catalog) and connection use (live, this
-/// replica).
+/// Servers with their tenant counts and standby pools (from the catalog) and connection use
+/// (live, this replica).
 #[utoipa::path(get, path = "/api/v1/placement", tag = "placement", security(("operator_token" = [])),
     responses((status = 200, description = "The embedded store and every database server", body = PlacementList)))]
 pub async fn list(
@@ -30,6 +30,13 @@ pub async fn list(
             *counts.entry(c.placement).or_default() += c.count;
         }
     }
+    let mut pools: std::collections::HashMap<
+        Option<String>,
+        Vec<tenantplane_core::api::StandbyPool>,
+    > = Default::default();
+    for (server, pool) in control.standby_pools().await? {
+        pools.entry(server).or_default().push(pool);
+    }
     let sqlite = control.data().sqlite();
     let mut servers = vec![PlacementServer {
         name: "embedded".into(),
@@ -38,6 +45,7 @@ pub async fn list(
         connections_open: sqlite.open_count() as u64,
         connections_idle: 0,
         budget: sqlite.max_open() as u64,
+        standby: pools.remove(&None).unwrap_or_default(),
     }];
     for (name, cfg) in &config.data.servers {
         let usage = control
@@ -52,6 +60,7 @@ pub async fn list(
             connections_open: usage.open as u64,
             connections_idle: usage.idle as u64,
             budget: cfg.budget as u64,
+            standby: pools.remove(&Some(name.clone())).unwrap_or_default(),
         });
     }
     Ok(Json(PlacementList { servers }))

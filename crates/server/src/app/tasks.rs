@@ -18,6 +18,7 @@ impl Server {
         let c1 = cancel.clone();
         let c3 = cancel.clone();
         let c4 = cancel.clone();
+        let c5 = cancel.clone();
         let poller = tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,6 +128,22 @@ impl Server {
             every,
             c4,
         ));
-        vec![poller, purger, startup, housekeeping, metering]
+        let svc = self.state.control.clone();
+        let every = Duration::from_secs(self.config.tenants.standby_refill_secs.max(1));
+        let standby = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = c5.cancelled() => break,
+                    _ = tick.tick() => {}
+                    _ = svc.standby_wanted() => {}
+                }
+                if let Err(e) = svc.refill_standby().await {
+                    tracing::warn!(code = e.label(), error = %e, "standby refill failed");
+                }
+            }
+        });
+        vec![poller, purger, startup, housekeeping, metering, standby]
     }
 }

@@ -15,6 +15,7 @@ mod quotas;
 mod resolution;
 mod shared_limits;
 mod sso;
+mod standby;
 mod tenant_data;
 mod tenants;
 
