@@ -77,7 +77,7 @@ def http(method, path, body=None, host=None, token=None, ctype="application/json
             return e.code, raw.decode(errors="replace")
 
 
-def start_server(binary, workdir, mode):
+def start_server(binary, workdir, mode, standby):
     cfg = os.path.join(workdir, "tenantplane.toml")
     with open(os.path.join(workdir, "token"), "w") as f:
         f.write(TOKEN + "\n")
@@ -93,10 +93,12 @@ data_dir = "{workdir}/data"
 url = "{pg}/tp_catalog"
 [bootstrap]
 token_file = "{workdir}/token"
+[tenants]
+standby = {{ "sqlite" = {standby}, "pg-schema" = {standby}, "pg-shared" = {standby}, "pg-database" = {standby} }}
 [data.servers.main]
 url = "{pg}/tp_data"
 app_password = "bench-app-password"
-modes = ["{mode}"]
+modes = ["{mode if mode != 'sqlite' else 'pg-schema'}"]
 [limits]
 per_ip_per_minute = 0
 login_per_ip_per_minute = 100000
@@ -165,6 +167,35 @@ def provision(n_tenants, n_patients, mode):
     return out, created
 
 
+def signups(mode, n, pause):
+    """Sign-ups timed from request to the 201 of an active tenant: `n` each of a company, a
+    hospital (two more roles) and a hospital with its first administrator (Argon2 of the
+    one-time password), `pause` seconds apart so the standby pool refills in between.
+    Returns {kind: [ms]}."""
+    kinds = {"company": {"profile": "company"}, "hospital": {"profile": "hospital"},
+             "hospital+admin": {"profile": "hospital", "admin_email": "admin@signup.example"}}
+    out = {k: [] for k in kinds}
+    for i in range(n):
+        for k, extra in kinds.items():
+            time.sleep(pause)
+            slug = f"signup-{k.replace('+', '-')}-{i}"
+            body = {"slug": slug, "display_name": f"Sign-up {i}", "plan": "large", "isolation": mode}
+            body.update(extra)
+            t0 = time.monotonic()
+            st, v = http("POST", "/api/v1/tenants", body, token=TOKEN)
+            ms = (time.monotonic() - t0) * 1000
+            if st != 201 or v["status"] != "active":
+                sys.exit(f"sign-up {slug}: {st} {v}")
+            out[k].append(ms)
+            # The same client's cost of an operator-authenticated read of that tenant: what
+            # HTTP, the client and authentication add to any request.
+            t0 = time.monotonic()
+            st, _ = http("GET", f"/api/v1/tenants/{slug}", token=TOKEN)
+            if st == 200:
+                out.setdefault("baseline: GET the tenant", []).append((time.monotonic() - t0) * 1000)
+    return out
+
+
 def wrk(tokens_file, mode, secs, threads, conns):
     env = dict(os.environ, TOKENS=tokens_file, MODE=mode)
     r = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "10s",
@@ -222,7 +253,9 @@ def peer_round(outdir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.path.expanduser("~/.cache/tenantplane-target/release/tenantplane"))
-    ap.add_argument("--mode", default="pg-schema", choices=["pg-schema", "pg-shared", "pg-database"])
+    ap.add_argument("--mode", default="pg-schema", choices=["pg-schema", "pg-shared", "pg-database", "sqlite"])
+    ap.add_argument("--standby", type=int, default=2, help="standby pool size per mode (0: none)")
+    ap.add_argument("--signups", type=int, default=7, help="timed sign-ups of each kind")
     ap.add_argument("--tenants", type=int, default=100)
     ap.add_argument("--patients", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
@@ -233,7 +266,8 @@ def main():
     ap.add_argument("--no-setup", action="store_true")
     ap.add_argument("--out", default="/tmp/tp-side-by-side.json")
     a = ap.parse_args()
-    if a.tenants < 1 or a.tenants > 1000 or a.rounds < 1 or a.rounds > 10 or a.secs > 120:
+    if (a.tenants < 1 or a.tenants > 1000 or a.rounds < 1 or a.rounds > 10 or a.secs > 120
+            or a.signups > 50 or a.standby > 20):
         sys.exit("bounded: 1-1000 tenants, 1-10 rounds, at most 120 s per wrk run")
     if not a.no_setup:
         sh(["bash", os.path.join(PEER, "setup.sh")], stdout=subprocess.DEVNULL)
@@ -241,9 +275,15 @@ def main():
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         psql(f"CREATE DATABASE {db}")
     workdir = tempfile.mkdtemp(prefix="tp-side-by-side-")
-    server = start_server(a.binary, workdir, a.mode)
+    server = start_server(a.binary, workdir, a.mode, a.standby)
     results = {"mode": a.mode, "tenants": a.tenants, "patients": a.patients, "rounds": []}
     try:
+        time.sleep(3)  # the standby pool fills at start
+        results["signup_ms"] = signups(a.mode, a.signups, 0.5)
+        for k, v in results["signup_ms"].items():
+            v = sorted(v)
+            print(f"sign-up {k}: p50 {v[len(v) // 2]:.1f} ms, min {v[0]:.1f}, max {v[-1]:.1f} "
+                  f"(standby pool {a.standby})", file=sys.stderr)
         t0 = time.monotonic()
         tokens, created = provision(a.tenants, a.patients, a.mode)
         results["provision_s"] = time.monotonic() - t0
@@ -288,6 +328,9 @@ def main():
               f"{p['server_cpu_ms_per_req']:.2f}, {p['pg_cpu_ms_per_req']:.2f} | {p['rss_mib']:.0f} |")
     errs = sum(r[m][k] for r in results["rounds"] for m in ("get", "post")
                for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+    for k, v in results.get("signup_ms", {}).items():
+        v = sorted(v)
+        print(f"sign-up ({k}, standby pool {a.standby}): p50 {v[len(v) // 2]:.1f} ms over {len(v)}")
     print(f"\ncreate one tenant, ready to serve: median {results['create_ms_median']:.1f} ms; "
           f"provisioning all took {results['provision_s']:.0f} s; errors (non-2xx, timeouts): {errs}")
     for rnd in results["rounds"]:

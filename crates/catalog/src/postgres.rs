@@ -98,7 +98,8 @@ impl PgCatalog {
         args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<T>> {
         let c = self.client().await?;
-        let rows = c.query(sql, args).await.map_err(db_err)?;
+        let st = c.prepare_cached(sql).await.map_err(db_err)?;
+        let rows = c.query(&st, args).await.map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 r.try_get::<_, Json<T>>(0)
@@ -109,11 +110,20 @@ impl PgCatalog {
     }
 }
 
-async fn write_domains(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> Result<()> {
+/// Replaces the tenant's domains (`fresh`: a new tenant, which has none yet).
+async fn write_domains(
+    tx: &deadpool_postgres::Transaction<'_>,
+    t: &Tenant,
+    fresh: bool,
+) -> Result<()> {
     let id = *t.id.as_uuid();
-    tx.execute("DELETE FROM tenant_domains WHERE tenant_id = $1", &[&id])
-        .await
-        .map_err(db_err)?;
+    if !fresh {
+        let st = tx
+            .prepare_cached("DELETE FROM tenant_domains WHERE tenant_id = $1")
+            .await
+            .map_err(db_err)?;
+        tx.execute(&st, &[&id]).await.map_err(db_err)?;
+    }
     for d in &t.custom_domains {
         tx.execute(
             "INSERT INTO tenant_domains (name, tenant_id) VALUES ($1, $2)",
@@ -129,23 +139,27 @@ async fn write_domains(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> R
 }
 
 async fn next_seq(tx: &deadpool_postgres::Transaction<'_>) -> Result<i64> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOCK])
+    let st = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1), nextval('catalog_change_seq')")
         .await
         .map_err(db_err)?;
-    let row = tx
-        .query_one("SELECT nextval('catalog_change_seq')", &[])
-        .await
-        .map_err(db_err)?;
-    Ok(row.get(0))
+    let row = tx.query_one(&st, &[&CHANGE_LOCK]).await.map_err(db_err)?;
+    row.try_get(1).map_err(db_err)
 }
 
 /// Inserts a tenant and its domains, drawing its change sequence number.
 async fn insert_tenant(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> Result<()> {
     let seq = next_seq(tx).await?;
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
+             delete_after, version, change_seq, doc, schema_version, placement) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .await
+        .map_err(db_err)?;
     tx.execute(
-        "INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-         delete_after, version, change_seq, doc, schema_version, placement) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &st,
         &[
             t.id.as_uuid(),
             &t.slug.as_str(),
@@ -168,7 +182,7 @@ async fn insert_tenant(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> R
         Some(_) => CatalogError::Conflict(Conflict::Id),
         None => db_err(e),
     })?;
-    write_domains(tx, t).await
+    write_domains(tx, t, true).await
 }
 
 fn standby_row(r: &tokio_postgres::Row) -> Result<StandbyStore> {
@@ -304,11 +318,12 @@ impl CatalogStore for PgCatalog {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
         let seq = next_seq(&tx).await?;
+        let lock = tx
+            .prepare_cached("SELECT version FROM tenants WHERE id = $1 FOR UPDATE")
+            .await
+            .map_err(db_err)?;
         let row = tx
-            .query_opt(
-                "SELECT version FROM tenants WHERE id = $1 FOR UPDATE",
-                &[t.id.as_uuid()],
-            )
+            .query_opt(&lock, &[t.id.as_uuid()])
             .await
             .map_err(db_err)?
             .ok_or(CatalogError::NotFound)?;
@@ -317,10 +332,16 @@ impl CatalogStore for PgCatalog {
             return Err(CatalogError::VersionMismatch { current });
         }
         t.version = expected_version + 1;
+        let st = tx
+            .prepare_cached(
+                "UPDATE tenants SET display_name = $2, status = $3, profile = $4, plan = $5, \
+                 isolation = $6, delete_after = $7, version = $8, change_seq = $9, doc = $10, \
+                 schema_version = $11, placement = $12 WHERE id = $1",
+            )
+            .await
+            .map_err(db_err)?;
         tx.execute(
-            "UPDATE tenants SET display_name = $2, status = $3, profile = $4, plan = $5, \
-             isolation = $6, delete_after = $7, version = $8, change_seq = $9, doc = $10, \
-             schema_version = $11, placement = $12 WHERE id = $1",
+            &st,
             &[
                 t.id.as_uuid(),
                 &t.display_name,
@@ -338,7 +359,7 @@ impl CatalogStore for PgCatalog {
         )
         .await
         .map_err(db_err)?;
-        write_domains(&tx, &t).await?;
+        write_domains(&tx, &t, false).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(t)
     }
@@ -647,12 +668,18 @@ impl CatalogStore for PgCatalog {
         let tx = c.transaction().await.map_err(db_err)?;
         // SKIP LOCKED: concurrent claims on other replicas take other stores instead of
         // queueing behind this one; the row lock plus the delete hand each out once.
-        let row = tx
-            .query_opt(
+        let claim = tx
+            .prepare_cached(
                 "DELETE FROM standby_stores WHERE id = (SELECT id FROM standby_stores \
                  WHERE isolation = $1 AND placement = $2 AND state = 'ready' \
                  AND schema_version = $3 ORDER BY updated_at, id LIMIT 1 \
                  FOR UPDATE SKIP LOCKED) RETURNING id",
+            )
+            .await
+            .map_err(db_err)?;
+        let row = tx
+            .query_opt(
+                &claim,
                 &[
                     &tenant.isolation.as_str(),
                     &placement_key(&tenant.placement),

@@ -85,22 +85,24 @@ impl std::fmt::Debug for Control {
     }
 }
 
-/// Every plan's quotas, in memory (reloaded with the tenant index).
+/// Every plan, in memory (reloaded with the tenant index, and on every local plan change).
 #[derive(Debug, Default)]
-pub struct PlanQuotas(arc_swap::ArcSwap<std::collections::HashMap<String, Quotas>>);
+pub struct PlanQuotas(arc_swap::ArcSwap<std::collections::HashMap<String, tenantplane_core::Plan>>);
 
 impl PlanQuotas {
     /// A plan's quotas.
     pub fn get(&self, plan: &PlanName) -> Option<Quotas> {
-        self.0.load().get(plan.as_str()).copied()
+        self.0.load().get(plan.as_str()).map(|p| p.quotas)
+    }
+
+    /// A whole plan.
+    pub(crate) fn plan(&self, plan: &PlanName) -> Option<tenantplane_core::Plan> {
+        self.0.load().get(plan.as_str()).cloned()
     }
 
     fn replace(&self, plans: Vec<tenantplane_core::Plan>) {
         self.0.store(Arc::new(
-            plans
-                .into_iter()
-                .map(|p| (p.name.to_string(), p.quotas))
-                .collect(),
+            plans.into_iter().map(|p| (p.name.to_string(), p)).collect(),
         ));
     }
 }

@@ -89,7 +89,12 @@ impl Control {
         let Some(p) = errs.check(pointer, name.parse::<PlanName>()) else {
             return Ok(None);
         };
-        let plan = self.catalog.get_plan(&p).await?;
+        // From memory when known (plans change rarely and are refreshed with the index); a
+        // plan created on another replica since is read from the catalog.
+        let plan = match self.plans.plan(&p) {
+            Some(plan) => Some(plan),
+            None => self.catalog.get_plan(&p).await?,
+        };
         if plan.is_none() {
             errs.push(pointer, format!("unknown plan '{p}'"));
         }

@@ -41,21 +41,16 @@ pub async fn seed(db: TenantDb<'_>, profile: Profile) -> Result<u64> {
             .await?
         }
         TenantDb::Pg(p) => {
-            p.transaction(move |tx| {
-                Box::pin(async move {
-                    let mut n = 0;
-                    for (name, doc) in &roles {
-                        n += tx
-                            .execute(
-                                "INSERT INTO roles (name, doc) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                                &[name, doc],
-                            )
-                            .await?;
-                    }
-                    Ok(n)
-                })
-            })
+            // One statement (multi-row), one round trip with the transaction around it.
+            use tokio_postgres::types::Type;
+            let (names, docs): (Vec<String>, Vec<serde_json::Value>) = roles.into_iter().unzip();
+            p.query_once(
+                "INSERT INTO roles (name, doc) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
+                 ON CONFLICT DO NOTHING RETURNING 1",
+                &[(&names, Type::TEXT_ARRAY), (&docs, Type::JSONB_ARRAY)],
+            )
             .await?
+            .len() as u64
         }
     })
 }
