@@ -205,6 +205,8 @@ impl Control {
     /// Reloads the plans' quotas from the catalog.
     pub async fn refresh_plans(&self) -> ControlResult<()> {
         let plans = self.catalog.list_plans().await?;
+        self.data
+            .set_plan_weights(plans.iter().map(|p| (p.name.to_string(), p.quotas.weight)));
         self.plans.replace(plans);
         Ok(())
     }

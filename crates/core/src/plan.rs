@@ -24,6 +24,25 @@ pub struct Quotas {
     /// Requests allowed per calendar month.
     #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub requests_per_month: u64,
+    /// Fair-share weight: when tenants compete for a database server's connections or the
+    /// SQLite pool, each gets slots in proportion to its plan's weight (and a tenant of
+    /// weight w holds at most w × the server's `per_tenant` connections).
+    #[serde(default = "default_weight")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub weight: u32,
+    /// Expensive requests (FHIR searches, history, transaction and batch Bundles) one tenant
+    /// may run at once; more wait their turn, past the wait 429 with Retry-After.
+    #[serde(default = "default_heavy")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_concurrent_heavy: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_heavy() -> u32 {
+    4
 }
 
 impl Quotas {
@@ -43,6 +62,15 @@ impl Quotas {
             if v > i64::MAX as u64 {
                 errs.push(format!("{prefix}/{name}"), "is too large");
             }
+        }
+        if !(1..=100).contains(&self.weight) {
+            errs.push(format!("{prefix}/weight"), "must be between 1 and 100");
+        }
+        if !(1..=1000).contains(&self.max_concurrent_heavy) {
+            errs.push(
+                format!("{prefix}/max_concurrent_heavy"),
+                "must be between 1 and 1000",
+            );
         }
         if self.requests_per_month < self.requests_per_minute {
             errs.push(
@@ -90,6 +118,8 @@ pub fn builtin_plans() -> Vec<Plan> {
                 max_patients: 10_000,
                 storage_bytes: 10 * GIB,
                 requests_per_minute: 600,
+                weight: 1,
+                max_concurrent_heavy: 2,
                 requests_per_month: 1_000_000,
             },
             IsolationMode::Sqlite,
@@ -102,6 +132,8 @@ pub fn builtin_plans() -> Vec<Plan> {
                 max_patients: 100_000,
                 storage_bytes: 100 * GIB,
                 requests_per_minute: 3_000,
+                weight: 2,
+                max_concurrent_heavy: 4,
                 requests_per_month: 10_000_000,
             },
             IsolationMode::Sqlite,
@@ -114,6 +146,8 @@ pub fn builtin_plans() -> Vec<Plan> {
                 max_patients: 1_000_000,
                 storage_bytes: 1_000 * GIB,
                 requests_per_minute: 12_000,
+                weight: 4,
+                max_concurrent_heavy: 4,
                 requests_per_month: 50_000_000,
             },
             IsolationMode::PgSchema,
@@ -126,6 +160,8 @@ pub fn builtin_plans() -> Vec<Plan> {
                 max_patients: 10_000_000,
                 storage_bytes: 10_000 * GIB,
                 requests_per_minute: 60_000,
+                weight: 8,
+                max_concurrent_heavy: 8,
                 requests_per_month: 500_000_000,
             },
             IsolationMode::PgDatabase,

@@ -241,6 +241,9 @@ pub struct PgServerSettings {
     pub budget: usize,
     /// Most application connections to one pg-database tenant database.
     pub per_database: usize,
+    /// Connections one tenant may hold at once per unit of its plan's weight (never the
+    /// whole budget); tenants waiting for a connection are served in fair order.
+    pub per_tenant: usize,
     /// How long a request waits for a connection before 503, in milliseconds.
     pub wait_ms: u64,
     /// Idle application connections are closed after this many seconds.
@@ -261,6 +264,7 @@ impl Default for PgServerSettings {
             app_password: None,
             budget: d.budget,
             per_database: d.per_database,
+            per_tenant: d.per_tenant,
             wait_ms: d.wait.as_millis() as u64,
             idle_timeout_secs: d.idle_timeout.as_secs(),
             modes: vec![M::PgDatabase, M::PgSchema, M::PgShared],
@@ -333,6 +337,9 @@ pub struct LimitsConfig {
     /// Longest wait for Redis per check, in milliseconds; past it the request is limited
     /// by the process's own limiter.
     pub redis_timeout_ms: u64,
+    /// How long an expensive request (search, history, Bundle) waits for one of its
+    /// tenant's `max_concurrent_heavy` slots before 429, in milliseconds.
+    pub heavy_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -347,6 +354,7 @@ impl Default for LimitsConfig {
             redis_url: None,
             redis_prefix: "tenantplane:".into(),
             redis_timeout_ms: 50,
+            heavy_wait_ms: 2000,
         }
     }
 }

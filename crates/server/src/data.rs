@@ -37,6 +37,7 @@ pub async fn open(config: &Config, set: MigrationSet) -> anyhow::Result<TenantDa
             app_password: s.app_password.clone(),
             budget: s.budget,
             per_database: s.per_database,
+            per_tenant: s.per_tenant,
             wait: Duration::from_millis(s.wait_ms),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs.max(1)),
         };

@@ -33,6 +33,8 @@ pub struct TenantSide {
     pub index: Arc<TenantIndex>,
     /// Every plan's quotas.
     pub plans: Arc<PlanQuotas>,
+    /// Each tenant's concurrent expensive requests.
+    pub heavy: Arc<crate::limits::heavy::HeavyGate>,
 }
 
 /// The platform's external URL, shared (the listener's real port is learnt at start).

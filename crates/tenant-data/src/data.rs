@@ -7,6 +7,7 @@ use tenantplane_core::{IsolationMode, Tenant};
 
 use crate::{
     DataError, Result,
+    fair::PlanWeights,
     migrate::{MigrationReport, MigrationSet},
     pg::{PgServer, TxFuture},
     sqlite::SqliteRegistry,
@@ -18,6 +19,7 @@ pub struct TenantData {
     sqlite: SqliteRegistry,
     servers: BTreeMap<String, Arc<PgServer>>,
     set: Arc<MigrationSet>,
+    weights: Arc<PlanWeights>,
 }
 
 /// A tenant's database handle: the only way component code reaches tenant data. It is bound
@@ -111,18 +113,30 @@ enum Backend<'a> {
 impl TenantData {
     /// Stores over a SQLite registry and named PostgreSQL servers, all serving `set`.
     pub fn new(
-        sqlite: SqliteRegistry,
+        mut sqlite: SqliteRegistry,
         servers: impl IntoIterator<Item = PgServer>,
         set: Arc<MigrationSet>,
     ) -> Self {
+        let weights = Arc::new(PlanWeights::default());
+        sqlite.set_weights(weights.clone());
         Self {
             sqlite,
             servers: servers
                 .into_iter()
-                .map(|s| (s.name().to_owned(), Arc::new(s)))
+                .map(|mut s| {
+                    s.set_weights(weights.clone());
+                    (s.name().to_owned(), Arc::new(s))
+                })
                 .collect(),
             set,
+            weights,
         }
+    }
+
+    /// Sets every plan's fair-share weight (from the plans' quotas, kept current by the
+    /// control plane).
+    pub fn set_plan_weights(&self, weights: impl IntoIterator<Item = (String, u32)>) {
+        self.weights.replace(weights);
     }
 
     /// The migrations every tenant store must have.

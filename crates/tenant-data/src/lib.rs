@@ -23,6 +23,7 @@
 
 pub mod data;
 pub mod directory;
+pub mod fair;
 pub mod migrate;
 pub mod pg;
 pub mod pgpool;

@@ -24,6 +24,7 @@ use tokio_postgres::{Client, NoTls, error::SqlState};
 
 use crate::{
     DataError, Result,
+    fair::{FairShare, PlanWeights, SharePermit, ShareUse, key_of},
     migrate::{Dialect, MigrationReport, MigrationSet},
     pgpool::{BudgetPool, PoolLimits, PoolUse, PooledClient},
 };
@@ -57,6 +58,9 @@ pub struct PgServerConfig {
     pub budget: usize,
     /// Most application connections to one `pg-database` tenant database.
     pub per_database: usize,
+    /// Connections one tenant of plan weight 1 may hold at once (× its plan's weight, and
+    /// never the whole budget); tenants waiting for a connection are served fairly.
+    pub per_tenant: usize,
     /// How long a transaction waits for a connection before [`DataError::Busy`].
     pub wait: Duration,
     /// Idle application connections are closed after this long.
@@ -64,7 +68,8 @@ pub struct PgServerConfig {
 }
 
 impl PgServerConfig {
-    /// Defaults for a server at `url`: budget 20, 2 connections per tenant database, 5 s wait,
+    /// Defaults for a server at `url`: budget 20, 2 connections per tenant database, 4 per
+    /// tenant per unit of plan weight, 5 s wait,
     /// 60 s idle timeout, application role `tenantplane_app`.
     pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
         Self {
@@ -75,6 +80,7 @@ impl PgServerConfig {
             app_password: None,
             budget: 20,
             per_database: 2,
+            per_tenant: 4,
             wait: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
         }
@@ -88,6 +94,9 @@ pub struct PgServer {
     owner_cfg: tokio_postgres::Config,
     owner: Pool,
     app: Arc<BudgetPool>,
+    /// Each tenant's share of the budget, and fair queueing for it.
+    share: Arc<FairShare>,
+    weights: Arc<PlanWeights>,
     main_db: String,
     template_db: String,
     template: tokio::sync::Mutex<bool>,
@@ -337,12 +346,15 @@ impl PgServer {
                 idle_timeout: cfg.idle_timeout,
             },
         );
+        let share = FairShare::new(cfg.budget.max(1), cfg.per_tenant, cfg.wait);
         let me = Self {
             cfg,
             set,
             owner_cfg,
             owner,
             app,
+            share,
+            weights: Arc::default(),
             main_db,
             template_db,
             template: tokio::sync::Mutex::new(false),
@@ -413,6 +425,31 @@ impl PgServer {
     /// Application connections in use.
     pub fn usage(&self) -> PoolUse {
         self.app.usage()
+    }
+
+    /// The tenants' shares of the budget: held and waiting.
+    pub fn share_usage(&self) -> ShareUse {
+        self.share.usage()
+    }
+
+    /// Uses `weights` for the plans' shares (the tenant data's one table).
+    pub(crate) fn set_weights(&mut self, weights: Arc<PlanWeights>) {
+        self.weights = weights;
+    }
+
+    /// The tenant's share of the budget, then a connection of the pool; both are given back
+    /// when the caller drops them.
+    async fn tenant_conn(
+        &self,
+        tenant: &Tenant,
+        dbname: &str,
+    ) -> Result<(PooledClient, SharePermit)> {
+        let permit = self
+            .share
+            .acquire(key_of(tenant), self.weights.of(tenant))
+            .await?;
+        let c = self.app.get(dbname).await?;
+        Ok((c, permit))
     }
 
     /// The migration set this server serves.
@@ -660,7 +697,7 @@ impl PgServer {
         F: for<'a> FnOnce(&'a tokio_postgres::Transaction<'a>) -> TxFuture<'a, T> + Send,
     {
         let (dbname, schema) = self.route(tenant)?;
-        let mut c = self.app.get(&dbname).await?;
+        let (mut c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let tx = c.transaction().await.map_err(db)?;
         set_context(&tx, &schema, tenant).await?;
         let out = f(&tx).await.map_err(db)?;
@@ -686,7 +723,7 @@ impl PgServer {
     ) -> Result<Vec<tokio_postgres::Row>> {
         use tokio_postgres::types::Type;
         let (dbname, schema) = self.route(tenant)?;
-        let c = self.app.get(&dbname).await?;
+        let (c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let (path, id) = (quote_ident(&schema), tenant.id.to_string());
         let context: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
             [(&path, Type::TEXT), (&id, Type::TEXT)];
@@ -713,7 +750,7 @@ impl PgServer {
         F: for<'a> FnOnce(&'a tokio_postgres::Transaction<'a>) -> TxFuture<'a, (T, bool)> + Send,
     {
         let (dbname, schema) = self.route(tenant)?;
-        let mut c = self.app.get(&dbname).await?;
+        let (mut c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let tx = c.transaction().await.map_err(db)?;
         set_context(&tx, &schema, tenant).await?;
         let (out, commit) = f(&tx).await.map_err(db)?;

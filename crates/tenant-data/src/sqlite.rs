@@ -4,10 +4,12 @@
 //! - At most `max_open` databases open at once (least recently used closed first, after a
 //!   `wal_checkpoint(TRUNCATE)`); the default cap is derived from the process's file-descriptor
 //!   limit (each open database in WAL mode holds about three descriptors).
-//! - All SQLite work runs on tokio's blocking pool behind a semaphore of `max_blocking`
-//!   permits, so the number of threads doing SQLite work is bounded by configuration (O(cores)),
-//!   never by the number of tenants. A caller that cannot get a permit within `busy_wait`
-//!   gets [`DataError::Busy`].
+//! - All SQLite work runs on tokio's blocking pool in `max_blocking` slots, so the number of
+//!   threads doing SQLite work is bounded by configuration (O(cores)), never by the number of
+//!   tenants. The slots are shared fairly ([`crate::fair`]): one tenant holds one at a time
+//!   (it has one connection) and a freed slot goes to the waiting tenant in fair order, so a
+//!   tenant flooding the server queues behind its neighbours, not they behind it. A caller
+//!   that cannot get a slot within `busy_wait` gets [`DataError::Busy`].
 //! - A database is served only at the schema version the binary needs.
 
 use std::{
@@ -20,14 +22,13 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, OpenFlags};
-use tenantplane_core::{Tenant, TenantId};
-use tokio::sync::Semaphore;
-
 use crate::{
     DataError, Result,
+    fair::{FairShare, PLATFORM, PlanWeights, ShareKey, ShareUse, key_of},
     migrate::{MigrationReport, MigrationSet, migrate_sqlite},
 };
+use rusqlite::{Connection, OpenFlags};
+use tenantplane_core::{Tenant, TenantId};
 
 /// Registry settings.
 #[derive(Debug, Clone)]
@@ -120,7 +121,10 @@ pub struct SqliteRegistry {
     cfg: SqliteConfig,
     migrations: Arc<MigrationSet>,
     lru: Mutex<Lru>,
-    permits: Arc<Semaphore>,
+    /// The blocking pool's slots, shared fairly: one per tenant at a time (it has one
+    /// connection), freed slots to the waiting tenant in fair order (plan weights).
+    share: Arc<FairShare>,
+    weights: Arc<PlanWeights>,
     stats: Arc<Stats>,
 }
 
@@ -132,12 +136,13 @@ impl SqliteRegistry {
     /// A registry over `cfg.dir` serving databases at the version of `migrations`.
     pub fn new(cfg: SqliteConfig, migrations: Arc<MigrationSet>) -> Result<Self> {
         std::fs::create_dir_all(&cfg.dir).map_err(unavailable)?;
-        let permits = Arc::new(Semaphore::new(cfg.max_blocking.max(1)));
+        let share = FairShare::unweighted_cap(cfg.max_blocking.max(1), 1, cfg.busy_wait);
         Ok(Self {
             cfg,
             migrations,
             lru: Mutex::new(Lru::default()),
-            permits,
+            share,
+            weights: Arc::default(),
             stats: Arc::new(Stats::default()),
         })
     }
@@ -206,15 +211,23 @@ impl SqliteRegistry {
         (db, evicted)
     }
 
-    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    /// Uses `weights` for the plans' shares (the tenant data's one table).
+    pub(crate) fn set_weights(&mut self, weights: Arc<PlanWeights>) {
+        self.weights = weights;
+    }
+
+    /// The blocking pool's use: slots held and waiting.
+    pub fn share_usage(&self) -> ShareUse {
+        self.share.usage()
+    }
+
+    /// Runs `f` on the blocking pool in a slot of `key`'s share.
+    async fn blocking<T, F>(&self, key: ShareKey, weight: u32, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
-        let permit = tokio::time::timeout(self.cfg.busy_wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| DataError::Busy)?
-            .map_err(|_| DataError::Busy)?;
+        let permit = self.share.acquire(key, weight).await?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f()
@@ -249,7 +262,7 @@ impl SqliteRegistry {
         }
         let n = idle.len();
         let stats = self.stats.clone();
-        self.blocking(move || {
+        self.blocking(PLATFORM, 1, move || {
             close_all(idle, &stats);
             Ok(())
         })
@@ -277,7 +290,8 @@ impl SqliteRegistry {
         let sync_full = self.cfg.synchronous_full;
         let cache_kib = self.cfg.cache_kib;
         let stats = self.stats.clone();
-        self.blocking(move || {
+        let (key, weight) = (key_of(tenant), self.weights.of(tenant));
+        self.blocking(key, weight, move || {
             close_all(evicted, &stats);
             let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
@@ -315,7 +329,8 @@ impl SqliteRegistry {
         let sync_full = self.cfg.synchronous_full;
         let cache_kib = self.cfg.cache_kib;
         let stats = self.stats.clone();
-        self.blocking(move || {
+        let (key, weight) = (key_of(tenant), self.weights.of(tenant));
+        self.blocking(key, weight, move || {
             close_all(evicted, &stats);
             let mut guard = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
@@ -351,7 +366,7 @@ impl SqliteRegistry {
             .map(|(db, _, _)| db);
         let path = self.path_of(&id);
         let stats = self.stats.clone();
-        self.blocking(move || {
+        self.blocking(id.as_uuid().as_u128(), 1, move || {
             if let Some(db) = db {
                 close_all(vec![db], &stats);
             }

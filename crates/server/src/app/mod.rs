@@ -71,6 +71,7 @@ impl FromRef<AppState> for TenantSide {
             audit: s.control.audit().clone(),
             index: s.control.index().clone(),
             plans: s.control.plan_quotas().clone(),
+            heavy: s.limits.heavy().clone(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub async fn bundle(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("return=representation"));
     let tenant = u.tenant.tenant();
+    let _slot = heavy_slot(&s, tenant).await?;
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let started = std::time::Instant::now();
     let (kind, results) =

@@ -188,6 +188,16 @@ fn limits(s: &TenantSide, t: &Tenant) -> Limits {
     Limits::of(s.plans.get(&t.plan))
 }
 
+/// One of the tenant's slots for expensive requests (its plan's `max_concurrent_heavy`),
+/// held until the response is built; past the wait, 429 with `Retry-After`.
+pub(crate) async fn heavy_slot(
+    s: &TenantSide,
+    t: &Tenant,
+) -> FhirResult<tokio::sync::OwnedSemaphorePermit> {
+    let limit = s.plans.get(&t.plan).map_or(1, |q| q.max_concurrent_heavy);
+    s.heavy.enter(t.id, limit).await.map_err(FhirError::from)
+}
+
 fn audit(
     s: &TenantSide,
     u: &UserCtx,
@@ -522,6 +532,7 @@ pub async fn history(
         .and_then(|c| c.parse::<u64>().ok())
         .unwrap_or(100)
         .clamp(1, 1000);
+    let _slot = heavy_slot(&s, u.tenant.tenant()).await?;
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let versions = store::history(db, rt, &id, count).await?;
     if versions.is_empty() {

@@ -131,6 +131,7 @@ pub(crate) async fn run_search(
             )
         })?);
     }
+    let _slot = heavy_slot(s, u.tenant.tenant()).await?;
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let page = search::search(db, &q).await?;
     s.audit.accesses(

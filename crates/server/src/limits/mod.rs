@@ -12,10 +12,13 @@
 //! Redis ([`redis`]); the in-process limiters are the fallback when Redis
 //! fails. Lockouts stay per replica.
 //!
+//! - per tenant, expensive requests at once: the plan's `max_concurrent_heavy` ([`heavy`]).
+//!
 //! Over a limit → 429 problem `rate-limited` with `Retry-After`, `RateLimit-Policy` and
 //! `RateLimit` (draft-ietf-httpapi-ratelimit-headers); answered responses carry `RateLimit`
 //! too.
 
+pub mod heavy;
 pub mod redis;
 
 use std::{
@@ -143,6 +146,7 @@ pub struct Limits {
     tenants: RwLock<HashMap<u32, std::sync::Arc<Keyed<TenantId>>>>,
     lockouts: Mutex<HashMap<(TenantId, String), Lockout>>,
     shared: std::sync::OnceLock<redis::RedisGcra>,
+    heavy: std::sync::Arc<heavy::HeavyGate>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -161,13 +165,21 @@ impl Limits {
         let login_ip = RateLimiter::keyed(per_minute(cfg.login_per_ip_per_minute))
             .with_middleware::<StateInformationMiddleware>();
         Self {
-            cfg,
             ip: RwLock::new(ip),
             login_ip,
             tenants: RwLock::new(HashMap::new()),
             lockouts: Mutex::new(HashMap::new()),
             shared: std::sync::OnceLock::new(),
+            heavy: std::sync::Arc::new(heavy::HeavyGate::new(Duration::from_millis(
+                cfg.heavy_wait_ms,
+            ))),
+            cfg,
         }
+    }
+
+    /// The per-tenant limit on concurrent expensive requests.
+    pub fn heavy(&self) -> &std::sync::Arc<heavy::HeavyGate> {
+        &self.heavy
     }
 
     /// Shares the request limits (per IP, per tenant, logins per IP) with other replicas

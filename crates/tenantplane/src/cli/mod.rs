@@ -210,6 +210,12 @@ pub enum PlanCmd {
         /// Requests per month per tenant.
         #[arg(long)]
         requests_per_month: Option<u64>,
+        /// Fair-share weight of the plan's tenants (1-100).
+        #[arg(long)]
+        weight: Option<u32>,
+        /// Expensive requests one tenant may run at once (1-1000).
+        #[arg(long)]
+        max_concurrent_heavy: Option<u32>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -289,6 +295,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             storage_bytes,
             requests_per_minute,
             requests_per_month,
+            weight,
+            max_concurrent_heavy,
             remote,
         }) => {
             let c = remote.client()?;
@@ -305,6 +313,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 storage_bytes: storage_bytes.unwrap_or(q.storage_bytes),
                 requests_per_minute: requests_per_minute.unwrap_or(q.requests_per_minute),
                 requests_per_month: requests_per_month.unwrap_or(q.requests_per_month),
+                weight: weight.unwrap_or(q.weight),
+                max_concurrent_heavy: max_concurrent_heavy.unwrap_or(q.max_concurrent_heavy),
             };
             let p = c
                 .update_plan(
