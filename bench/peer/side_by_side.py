@@ -196,8 +196,10 @@ def signups(mode, n, pause):
     return out
 
 
-def wrk(tokens_file, mode, secs, threads, conns):
+def wrk(tokens_file, mode, secs, threads, conns, get_path=None):
     env = dict(os.environ, TOKENS=tokens_file, MODE=mode)
+    if get_path:
+        env["GET_PATH"] = get_path
     r = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "10s",
                         "-s", os.path.join(HERE, "tenantplane.lua"), f"http://127.0.0.1:{PORT}"],
                        env=env, capture_output=True, text=True, timeout=secs + 60, check=True)

@@ -1,9 +1,11 @@
 -- wrk script for Tenantplane: a random tenant per request (its Host and its user's JWT).
 --   TOKENS  file of "host token" lines (one per tenant), written by side_by_side.py
 --   MODE    "get" (GET /fhir/Patient?_count=20) or "post" (POST /fhir/Patient)
+--   GET_PATH  the path of "get" requests instead (noisy_neighbour.py's heavy search)
 -- Prints one WRKJSON line with the same fields as the peer's common.lua.
 local tokens_file = os.getenv("TOKENS")
 local mode = os.getenv("MODE") or "get"
+local get_path = os.getenv("GET_PATH") or "/fhir/Patient?_count=20"
 local tenants = {}
 for line in io.lines(tokens_file) do
   local host, token = line:match("^(%S+)%s+(%S+)$")
@@ -31,7 +33,7 @@ request = function()
       ["Host"] = t.host, ["Authorization"] = t.auth,
       ["Content-Type"] = "application/fhir+json" }, body)
   end
-  return wrk.format("GET", "/fhir/Patient?_count=20", {
+  return wrk.format("GET", get_path, {
     ["Host"] = t.host, ["Authorization"] = t.auth })
 end
 

@@ -340,6 +340,9 @@ pub struct LimitsConfig {
     /// How long an expensive request (search, history, Bundle) waits for one of its
     /// tenant's `max_concurrent_heavy` slots before 429, in milliseconds.
     pub heavy_wait_ms: u64,
+    /// Most expensive requests one tenant runs at once whatever its plan; 0: half the
+    /// machine's cores (at least one), so no tenant's expensive work takes every core.
+    pub heavy_per_tenant_max: u32,
 }
 
 impl Default for LimitsConfig {
@@ -355,6 +358,7 @@ impl Default for LimitsConfig {
             redis_prefix: "tenantplane:".into(),
             redis_timeout_ms: 50,
             heavy_wait_ms: 2000,
+            heavy_per_tenant_max: 0,
         }
     }
 }

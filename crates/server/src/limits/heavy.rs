@@ -1,8 +1,11 @@
-//! The per-tenant limit on concurrent expensive requests (FHIR searches, history, Bundles,
-//! imports): the plan's `max_concurrent_heavy` run at once per tenant; more wait their turn
-//! (first come, first served) for at most `limits.heavy_wait_ms`, then get 429
-//! `rate-limited` with `Retry-After`. A tenant flooding the server with heavy work thus
-//! queues behind itself, and its neighbours' requests are not stuck behind its queue.
+//! The per-tenant limit on concurrent expensive requests (FHIR searches, history, Bundles):
+//! the plan's `max_concurrent_heavy` run at once per tenant, and never more than
+//! `limits.heavy_per_tenant_max` (default: half the machine's cores, at least one) — so one
+//! tenant's expensive work cannot occupy every core, which is what its neighbours' latency
+//! depends on once the connection budget is shared fairly. More wait their turn (first
+//! come, first served) for at most `limits.heavy_wait_ms`, then get 429 `rate-limited` with
+//! `Retry-After`. A tenant flooding the server with heavy work thus queues behind itself,
+//! and its neighbours' requests are not stuck behind its queue.
 
 use std::{
     collections::HashMap,
@@ -22,20 +25,29 @@ const TRACKED: usize = 4096;
 #[derive(Debug)]
 pub struct HeavyGate {
     wait: Duration,
+    most: u32,
     slots: Mutex<HashMap<TenantId, (u32, Arc<Semaphore>)>>,
 }
 
 impl HeavyGate {
-    /// A gate whose waits last at most `wait`.
-    pub fn new(wait: Duration) -> Self {
+    /// A gate whose waits last at most `wait`, letting a tenant run at most `most` at once
+    /// whatever its plan (0: half the cores, at least one).
+    pub fn new(wait: Duration, most: u32) -> Self {
+        let most = if most == 0 {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            (cores / 2).max(1) as u32
+        } else {
+            most
+        };
         Self {
             wait,
+            most,
             slots: Mutex::new(HashMap::new()),
         }
     }
 
     fn semaphore(&self, tenant: TenantId, limit: u32) -> Arc<Semaphore> {
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, self.most);
         let mut g = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() >= TRACKED && !g.contains_key(&tenant) {
             // Drop tenants with nothing running (their semaphore is whole).
@@ -60,6 +72,7 @@ impl HeavyGate {
         limit: u32,
     ) -> Result<OwnedSemaphorePermit, ApiError> {
         let s = self.semaphore(tenant, limit);
+        let limit = limit.clamp(1, self.most);
         let refused = || {
             metrics::counter!("tenantplane_heavy_refusals_total").increment(1);
             ApiError::rate_limited(
@@ -83,7 +96,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenant_runs_its_plans_share_and_waits_then_is_refused() {
-        let g = HeavyGate::new(Duration::from_millis(30));
+        let g = HeavyGate::new(Duration::from_millis(30), 8);
         let (a, b) = (TenantId::new(), TenantId::new());
         let a1 = g.enter(a, 2).await.unwrap();
         let _a2 = g.enter(a, 2).await.unwrap();
@@ -103,11 +116,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_plan_change_applies_to_new_requests() {
-        let g = HeavyGate::new(Duration::from_millis(10));
+        let g = HeavyGate::new(Duration::from_millis(10), 8);
         let a = TenantId::new();
         let _one = g.enter(a, 1).await.unwrap();
         assert!(g.enter(a, 1).await.is_err());
         // Upgraded to 3: new requests run on the new limit.
         let _two = g.enter(a, 3).await.unwrap();
+        // Whatever the plan, never past the machine's share.
+        let g = HeavyGate::new(Duration::from_millis(10), 1);
+        let _one = g.enter(a, 8).await.unwrap();
+        assert!(g.enter(a, 8).await.is_err());
     }
 }

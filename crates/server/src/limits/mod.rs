@@ -170,9 +170,10 @@ impl Limits {
             tenants: RwLock::new(HashMap::new()),
             lockouts: Mutex::new(HashMap::new()),
             shared: std::sync::OnceLock::new(),
-            heavy: std::sync::Arc::new(heavy::HeavyGate::new(Duration::from_millis(
-                cfg.heavy_wait_ms,
-            ))),
+            heavy: std::sync::Arc::new(heavy::HeavyGate::new(
+                Duration::from_millis(cfg.heavy_wait_ms),
+                cfg.heavy_per_tenant_max,
+            )),
             cfg,
         }
     }
