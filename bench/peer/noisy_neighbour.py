@@ -111,7 +111,7 @@ def run_mode(a, mode):
         sb.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         sb.psql(f"CREATE DATABASE {db}")
     workdir = tempfile.mkdtemp(prefix="tp-noisy-")
-    server = sb.start_server(a.binary, workdir, mode, 0)
+    server = sb.start_server(a.binary, workdir, mode, None)
     try:
         # A's flood stays within its plan: no request rate limit in the way, only the
         # shares (its plan's concurrent expensive requests, its share of the store).

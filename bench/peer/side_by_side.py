@@ -79,6 +79,10 @@ def http(method, path, body=None, host=None, token=None, ctype="application/json
 
 def start_server(binary, workdir, mode, standby):
     cfg = os.path.join(workdir, "tenantplane.toml")
+    # None: the binary's default (and a binary older than the standby pool starts).
+    standby_toml = "" if standby is None else (
+        "[tenants]\nstandby = { " + ", ".join(
+            f'"{m}" = {standby}' for m in ("sqlite", "pg-schema", "pg-shared", "pg-database")) + " }")
     with open(os.path.join(workdir, "token"), "w") as f:
         f.write(TOKEN + "\n")
     pg = f"postgres://postgres@127.0.0.1:{PGPORT}"
@@ -93,8 +97,7 @@ data_dir = "{workdir}/data"
 url = "{pg}/tp_catalog"
 [bootstrap]
 token_file = "{workdir}/token"
-[tenants]
-standby = {{ "sqlite" = {standby}, "pg-schema" = {standby}, "pg-shared" = {standby}, "pg-database" = {standby} }}
+{standby_toml}
 [data.servers.main]
 url = "{pg}/tp_data"
 app_password = "bench-app-password"

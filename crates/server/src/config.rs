@@ -201,6 +201,9 @@ pub struct DataConfig {
     pub sqlite_idle_close_secs: u64,
     /// Page cache per open tenant SQLite database, in KiB.
     pub sqlite_cache_kib: u32,
+    /// SQLite's memory in the whole process, in MiB: past it, SQLite frees cached pages of
+    /// any open database before allocating more (0: no limit).
+    pub sqlite_memory_mib: u64,
     /// Bring tenant stores up to date when the server starts.
     pub migrate_on_start: bool,
     /// Tenants migrated at once by `migrate run` and at start (bounded further by each
@@ -218,6 +221,7 @@ impl Default for DataConfig {
             sqlite_busy_wait_ms: 5000,
             sqlite_idle_close_secs: 60,
             sqlite_cache_kib: 512,
+            sqlite_memory_mib: 48,
             migrate_on_start: true,
             migrate_concurrency: 4,
             servers: Default::default(),

@@ -26,6 +26,7 @@ pub async fn open(config: &Config, set: MigrationSet) -> anyhow::Result<TenantDa
     sc.busy_wait = Duration::from_millis(config.data.sqlite_busy_wait_ms);
     sc.idle_close = Duration::from_secs(config.data.sqlite_idle_close_secs.max(1));
     sc.cache_kib = config.data.sqlite_cache_kib;
+    sc.memory_kib = config.data.sqlite_memory_mib.saturating_mul(1024);
     let sqlite = SqliteRegistry::new(sc, set.clone()).context("opening the tenant file store")?;
     let mut servers = Vec::new();
     for (name, s) in &config.data.servers {

@@ -50,6 +50,10 @@ pub struct SqliteConfig {
     /// Page cache per open database, in KiB (`PRAGMA cache_size=-N`; SQLite's default is
     /// 2,000 KiB).
     pub cache_kib: u32,
+    /// SQLite's memory in the whole process, in KiB (`PRAGMA soft_heap_limit`): past it,
+    /// SQLite frees cached pages of any open database before allocating more, so memory
+    /// stays bounded however many tenants are open at once (0: no limit).
+    pub memory_kib: u64,
 }
 
 /// Default cap of open tenant databases. Each open database holds its schema and page
@@ -73,6 +77,7 @@ impl SqliteConfig {
             synchronous_full: true,
             idle_close: Duration::from_secs(60),
             cache_kib: 512,
+            memory_kib: 48 * 1024,
         }
     }
 }
@@ -136,6 +141,18 @@ impl SqliteRegistry {
     /// A registry over `cfg.dir` serving databases at the version of `migrations`.
     pub fn new(cfg: SqliteConfig, migrations: Arc<MigrationSet>) -> Result<Self> {
         std::fs::create_dir_all(&cfg.dir).map_err(unavailable)?;
+        if cfg.memory_kib > 0 {
+            // Process-wide: set once, through any connection.
+            let c = Connection::open_in_memory().map_err(unavailable)?;
+            c.query_row(
+                &format!(
+                    "PRAGMA soft_heap_limit = {}",
+                    cfg.memory_kib.saturating_mul(1024)
+                ),
+                [],
+                |_| Ok(()),
+            )?;
+        }
         let share = FairShare::unweighted_cap(cfg.max_blocking.max(1), 1, cfg.busy_wait);
         Ok(Self {
             cfg,
