@@ -220,7 +220,7 @@ impl Default for DataConfig {
             sqlite_max_blocking: 0,
             sqlite_busy_wait_ms: 5000,
             sqlite_idle_close_secs: 60,
-            sqlite_cache_kib: 512,
+            sqlite_cache_kib: 128,
             sqlite_memory_mib: 48,
             migrate_on_start: true,
             migrate_concurrency: 4,

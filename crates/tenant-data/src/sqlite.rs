@@ -76,7 +76,7 @@ impl SqliteConfig {
             busy_wait: Duration::from_secs(5),
             synchronous_full: true,
             idle_close: Duration::from_secs(60),
-            cache_kib: 512,
+            cache_kib: 128,
             memory_kib: 48 * 1024,
         }
     }
@@ -427,6 +427,9 @@ fn open_conn(
         ));
     }
     let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
+    // Prepared statements cost memory per connection (tens of KiB each for a search); with
+    // hundreds of tenant files open, a short cache per file keeps the hot ones only.
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_PER_FILE);
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=ON; \
          PRAGMA busy_timeout=5000; PRAGMA cache_size=-{};",
@@ -435,6 +438,9 @@ fn open_conn(
     ))?;
     Ok(conn)
 }
+
+/// Prepared statements kept per open tenant file.
+const STATEMENTS_PER_FILE: usize = 8;
 
 /// Checkpoints and closes evicted databases (waits for any job still using one).
 fn close_all(evicted: Vec<Arc<TenantDb>>, stats: &Stats) {

@@ -42,7 +42,7 @@ impl Server {
         let svc = self.state.control.clone();
         let every = Duration::from_secs(self.config.tenants.purge_interval_secs.max(1));
         let idle_every =
-            Duration::from_secs((self.config.data.sqlite_idle_close_secs / 2).clamp(1, 30));
+            Duration::from_secs((self.config.data.sqlite_idle_close_secs / 2).clamp(1, 10));
         let purger = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             let mut idle_tick = tokio::time::interval(idle_every);
@@ -55,7 +55,7 @@ impl Server {
                         }
                     }
                     _ = idle_tick.tick() => {
-                        let freed = svc.identity().hasher().trim(Duration::from_secs(30));
+                        let freed = svc.identity().hasher().trim(Duration::from_secs(10));
                         if freed > 0 {
                             tracing::debug!(bytes = freed, "freed idle Argon2 memory");
                         }
