@@ -3,9 +3,11 @@
 //! transaction per write.
 //!
 //! Quotas (`max_patients`, `storage_bytes`) are checked inside that transaction against
-//! counters kept in `fhir_usage` (SQLite: an IMMEDIATE transaction; PostgreSQL: the counter
-//! rows locked `FOR UPDATE`), so concurrent writes never exceed them and the counters never
-//! drift. Storage counts the bytes of every stored version (history is kept).
+//! counters kept in `fhir_usage` (SQLite: an IMMEDIATE transaction; PostgreSQL: see
+//! [`counters`] — read, changed at the end by one `UPDATE … RETURNING` checked against the
+//! plan, and run again holding the rows when that check or a write's own check fails), so
+//! concurrent writes never exceed them and the counters never drift. Storage counts the
+//! bytes of every stored version (history is kept).
 
 use time::OffsetDateTime;
 use tokio_postgres::types::Type;
@@ -15,7 +17,10 @@ use crate::{
     resource::{Incoming, ResourceType},
 };
 
+mod counters;
 mod reads;
+
+use counters::Counters;
 
 pub use reads::{history, read, usage, vread};
 
@@ -190,37 +195,6 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
     Ok((Outcome::Written(next as u64), now, doc))
 }
 
-/// Locks the tenant's usage counters for the rest of the transaction (creating them on
-/// first use) and reads them.
-async fn lock_usage_pg(
-    tx: &tokio_postgres::Transaction<'_>,
-) -> std::result::Result<Usage, tokio_postgres::Error> {
-    // Typed statements (here and below), no separate prepare. The counter rows exist after a
-    // tenant's first write: only then are they created (concurrent first writes meet on the
-    // conflict and both lock the rows after).
-    const LOCK: &str = "SELECT key, value FROM fhir_usage WHERE key IN ('patients', 'bytes') \
-                        ORDER BY key FOR UPDATE";
-    let mut locked = tx.query_typed(LOCK, &[]).await?;
-    if locked.len() < 2 {
-        tx.execute_typed(
-            "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
-             ON CONFLICT DO NOTHING",
-            &[],
-        )
-        .await?;
-        locked = tx.query_typed(LOCK, &[]).await?;
-    }
-    let mut usage = Usage::default();
-    for r in locked {
-        let v = r.get::<_, i64>(1).max(0) as u64;
-        match r.get::<_, &str>(0) {
-            "patients" => usage.patients = v,
-            _ => usage.bytes = v,
-        }
-    }
-    Ok(usage)
-}
-
 /// One write inside a PostgreSQL transaction. `usage` is the counters as locked and moved
 /// by the earlier writes of the same transaction (the caller stores them at the end).
 /// Round trips: a create is one (version rows and index rows pipelined); others add the
@@ -229,7 +203,8 @@ async fn apply_pg(
     tx: &tokio_postgres::Transaction<'_>,
     w: &Write,
     now: i64,
-    usage: &mut Option<Usage>,
+    usage: &mut Option<Counters>,
+    lock: bool,
 ) -> std::result::Result<Applied, tokio_postgres::Error> {
     let at = at_ms(now);
     let fresh = matches!(w.op, Op::Create);
@@ -254,14 +229,13 @@ async fn apply_pg(
     let dp = patient_delta(w, live_before, deleted);
     let mut u = match usage.take() {
         Some(u) => u,
-        None => lock_usage_pg(tx).await?,
+        None => Counters::read(tx, lock).await?,
     };
-    if let Some((q, l, c)) = over(u, dp, bytes, w.limits) {
+    if let Some((q, l, c)) = over(u.now, dp, bytes, w.limits) {
         *usage = Some(u);
         return Ok((Outcome::Quota(q, l, c), now, None));
     }
-    u.patients = (u.patients as i64 + dp).max(0) as u64;
-    u.bytes = u.bytes.saturating_add(bytes.max(0) as u64);
+    u.add(dp, bytes, w.limits);
     *usage = Some(u);
     // The version rows and the index rows are independent: pipelined, one round trip (the
     // first failure aborts the transaction and is the one reported).
@@ -294,20 +268,6 @@ async fn apply_pg(
     written?;
     indexed?;
     Ok((Outcome::Written(next as u64), now, doc))
-}
-
-async fn store_usage_pg(
-    tx: &tokio_postgres::Transaction<'_>,
-    u: Usage,
-) -> std::result::Result<(), tokio_postgres::Error> {
-    let (p, b) = (u.patients as i64, u.bytes as i64);
-    tx.execute_typed(
-        "UPDATE fhir_usage SET value = CASE key WHEN 'patients' THEN $1::bigint ELSE $2::bigint END \
-         WHERE key IN ('patients', 'bytes')",
-        &[(&p, Type::INT8), (&b, Type::INT8)],
-    )
-    .await?;
-    Ok(())
 }
 
 fn ok(o: &Outcome) -> bool {
@@ -362,53 +322,104 @@ async fn write_all(
             .map_err(RecordsError::from)
         }
         TenantDb::Pg(p) => {
-            if atomic {
-                let n = writes.len();
-                p.transaction_deciding(move |tx| {
+            // First without holding the counters: they are read, the writes checked against
+            // them, and the change added at the end (`Counters::commit`), so a tenant's
+            // writes hold the counter rows for one statement and the commit, not the whole
+            // transaction. If concurrent writes took the headroom meanwhile, the transaction
+            // is rolled back and run again holding the counters from the start (the exact
+            // answers near a quota).
+            let writes = std::sync::Arc::new(writes);
+            for lock in [false, true] {
+                if let Some(out) = write_all_pg(p, writes.clone(), atomic, now, lock).await? {
+                    return Ok(out);
+                }
+            }
+            Err(RecordsError::Internal("counters kept changing".into()))
+        }
+    }
+}
+
+/// [`write_all`] on PostgreSQL; `None` when the optimistic run (`lock == false`) found the
+/// counters past a quota at its end and rolled back.
+async fn write_all_pg(
+    p: tenantplane_tenant_data::PgTenant<'_>,
+    writes: std::sync::Arc<Vec<Write>>,
+    atomic: bool,
+    now: i64,
+    lock: bool,
+) -> Result<Option<Vec<Option<Applied>>>> {
+    if atomic {
+        let n = writes.len();
+        return p
+            .transaction_deciding(move |tx| {
+                Box::pin(async move {
+                    let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                    let mut usage = None;
+                    for (i, w) in writes.iter().enumerate() {
+                        let a = apply_pg(tx, w, now, &mut usage, lock).await?;
+                        let good = ok(&a.0);
+                        if !lock && matches!(a.0, Outcome::Quota(..)) {
+                            // Confirmed holding the counters (a concurrent delete may
+                            // have freed room since they were read).
+                            return Ok((None, false));
+                        }
+                        v[i] = Some(a);
+                        if !good {
+                            let failed = v[i].take();
+                            let mut only: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                            only[i] = failed;
+                            return Ok((Some(only), false));
+                        }
+                    }
+                    if let Some(u) = usage
+                        && !u.commit(tx).await?
+                    {
+                        return Ok((None, false));
+                    }
+                    Ok((Some(v), true))
+                })
+            })
+            .await
+            .map_err(RecordsError::from);
+    }
+    let mut out = Vec::with_capacity(writes.len());
+    for i in 0..writes.len() {
+        let writes = writes.clone();
+        let mut attempt = lock;
+        loop {
+            let ws = writes.clone();
+            let a = p
+                .transaction_deciding(move |tx| {
                     Box::pin(async move {
-                        let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                        let w = &ws[i];
                         let mut usage = None;
-                        for (i, w) in writes.iter().enumerate() {
-                            let a = apply_pg(tx, w, now, &mut usage).await?;
-                            let good = ok(&a.0);
-                            v[i] = Some(a);
-                            if !good {
-                                let failed = v[i].take();
-                                let mut only: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
-                                only[i] = failed;
-                                return Ok((only, false));
-                            }
+                        let a = apply_pg(tx, w, now, &mut usage, attempt).await?;
+                        let good = ok(&a.0);
+                        if !attempt && matches!(a.0, Outcome::Quota(..)) {
+                            return Ok((None, false));
                         }
-                        if let Some(u) = usage {
-                            store_usage_pg(tx, u).await?;
+                        if good
+                            && let Some(u) = usage
+                            && !u.commit(tx).await?
+                        {
+                            return Ok((None, false));
                         }
-                        Ok((v, true))
+                        Ok((Some(a), good))
                     })
                 })
-                .await
-                .map_err(RecordsError::from)
-            } else {
-                let mut out = Vec::with_capacity(writes.len());
-                for w in writes {
-                    let a = p
-                        .transaction_deciding(move |tx| {
-                            Box::pin(async move {
-                                let mut usage = None;
-                                let a = apply_pg(tx, &w, now, &mut usage).await?;
-                                let good = ok(&a.0);
-                                if good && let Some(u) = usage {
-                                    store_usage_pg(tx, u).await?;
-                                }
-                                Ok((a, good))
-                            })
-                        })
-                        .await?;
+                .await?;
+            match a {
+                Some(a) => {
                     out.push(Some(a));
+                    break;
                 }
-                Ok(out)
+                None if !attempt => attempt = true,
+                // Holding the counters, the end check cannot fail.
+                None => return Err(RecordsError::Internal("counters changed under lock".into())),
             }
         }
     }
+    Ok(Some(out))
 }
 
 async fn write(db: TenantDb<'_>, w: Write) -> Result<Applied> {
