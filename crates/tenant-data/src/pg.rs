@@ -24,7 +24,7 @@ use tokio_postgres::{Client, NoTls, error::SqlState};
 
 use crate::{
     DataError, Result,
-    fair::{FairShare, PlanWeights, SharePermit, ShareUse, key_of},
+    fair::{FairShare, PlanWeights, SharePermit, key_of},
     migrate::{Dialect, MigrationReport, MigrationSet},
     pgpool::{BudgetPool, PoolLimits, PoolUse, PooledClient},
 };
@@ -425,11 +425,6 @@ impl PgServer {
     /// Application connections in use.
     pub fn usage(&self) -> PoolUse {
         self.app.usage()
-    }
-
-    /// The tenants' shares of the budget: held and waiting.
-    pub fn share_usage(&self) -> ShareUse {
-        self.share.usage()
     }
 
     /// Uses `weights` for the plans' shares (the tenant data's one table).

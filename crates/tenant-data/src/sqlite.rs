@@ -24,7 +24,7 @@ use std::{
 
 use crate::{
     DataError, Result,
-    fair::{FairShare, PLATFORM, PlanWeights, ShareKey, ShareUse, key_of},
+    fair::{FairShare, PLATFORM, PlanWeights, ShareKey, key_of},
     migrate::{MigrationReport, MigrationSet, migrate_sqlite},
 };
 use rusqlite::{Connection, OpenFlags};
@@ -231,11 +231,6 @@ impl SqliteRegistry {
     /// Uses `weights` for the plans' shares (the tenant data's one table).
     pub(crate) fn set_weights(&mut self, weights: Arc<PlanWeights>) {
         self.weights = weights;
-    }
-
-    /// The blocking pool's use: slots held and waiting.
-    pub fn share_usage(&self) -> ShareUse {
-        self.share.usage()
     }
 
     /// Runs `f` on the blocking pool in a slot of `key`'s share.

@@ -325,51 +325,63 @@ async fn write_all(
             // First without holding the counters: they are read, the writes checked against
             // them, and the change added at the end (`Counters::commit`), so a tenant's
             // writes hold the counter rows for one statement and the commit, not the whole
-            // transaction. If concurrent writes took the headroom meanwhile, the transaction
-            // is rolled back and run again holding the counters from the start (the exact
-            // answers near a quota).
+            // transaction. If concurrent writes took the headroom meanwhile, or a write was
+            // refused for its quota, the transaction runs again holding the counters from
+            // the start (the exact answers near a quota).
             let writes = std::sync::Arc::new(writes);
-            for lock in [false, true] {
-                if let Some(out) = write_all_pg(p, writes.clone(), atomic, now, lock).await? {
-                    return Ok(out);
+            if !atomic {
+                let mut out = Vec::with_capacity(writes.len());
+                for i in 0..writes.len() {
+                    out.push(Some(
+                        write_pg(p, writes.clone(), Some(i), now)
+                            .await?
+                            .remove(0)
+                            .ok_or_else(|| {
+                                RecordsError::Internal("write produced no outcome".into())
+                            })?,
+                    ));
                 }
+                return Ok(out);
             }
-            Err(RecordsError::Internal("counters kept changing".into()))
+            write_pg(p, writes, None, now).await
         }
     }
 }
 
-/// [`write_all`] on PostgreSQL; `None` when the optimistic run (`lock == false`) found the
-/// counters past a quota at its end and rolled back.
-async fn write_all_pg(
+/// One transaction on PostgreSQL: every write (`only == None`, atomic: the first one that
+/// does not succeed rolls everything back and is returned alone) or write `only`. Tried
+/// optimistically, then holding the counters.
+async fn write_pg(
     p: tenantplane_tenant_data::PgTenant<'_>,
     writes: std::sync::Arc<Vec<Write>>,
-    atomic: bool,
+    only: Option<usize>,
     now: i64,
-    lock: bool,
-) -> Result<Option<Vec<Option<Applied>>>> {
-    if atomic {
-        let n = writes.len();
-        return p
+) -> Result<Vec<Option<Applied>>> {
+    for lock in [false, true] {
+        let writes = writes.clone();
+        let tried = p
             .transaction_deciding(move |tx| {
                 Box::pin(async move {
+                    let picked: Vec<&Write> = match only {
+                        Some(i) => writes.get(i).into_iter().collect(),
+                        None => writes.iter().collect(),
+                    };
+                    let n = picked.len();
                     let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
                     let mut usage = None;
-                    for (i, w) in writes.iter().enumerate() {
+                    for (i, w) in picked.into_iter().enumerate() {
                         let a = apply_pg(tx, w, now, &mut usage, lock).await?;
-                        let good = ok(&a.0);
                         if !lock && matches!(a.0, Outcome::Quota(..)) {
                             // Confirmed holding the counters (a concurrent delete may
                             // have freed room since they were read).
                             return Ok((None, false));
                         }
-                        v[i] = Some(a);
-                        if !good {
-                            let failed = v[i].take();
-                            let mut only: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
-                            only[i] = failed;
-                            return Ok((Some(only), false));
+                        if !ok(&a.0) {
+                            let mut alone: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
+                            alone[i] = Some(a);
+                            return Ok((Some(alone), false));
                         }
+                        v[i] = Some(a);
                     }
                     if let Some(u) = usage
                         && !u.commit(tx).await?
@@ -379,47 +391,13 @@ async fn write_all_pg(
                     Ok((Some(v), true))
                 })
             })
-            .await
-            .map_err(RecordsError::from);
-    }
-    let mut out = Vec::with_capacity(writes.len());
-    for i in 0..writes.len() {
-        let writes = writes.clone();
-        let mut attempt = lock;
-        loop {
-            let ws = writes.clone();
-            let a = p
-                .transaction_deciding(move |tx| {
-                    Box::pin(async move {
-                        let w = &ws[i];
-                        let mut usage = None;
-                        let a = apply_pg(tx, w, now, &mut usage, attempt).await?;
-                        let good = ok(&a.0);
-                        if !attempt && matches!(a.0, Outcome::Quota(..)) {
-                            return Ok((None, false));
-                        }
-                        if good
-                            && let Some(u) = usage
-                            && !u.commit(tx).await?
-                        {
-                            return Ok((None, false));
-                        }
-                        Ok((Some(a), good))
-                    })
-                })
-                .await?;
-            match a {
-                Some(a) => {
-                    out.push(Some(a));
-                    break;
-                }
-                None if !attempt => attempt = true,
-                // Holding the counters, the end check cannot fail.
-                None => return Err(RecordsError::Internal("counters changed under lock".into())),
-            }
+            .await?;
+        if let Some(out) = tried {
+            return Ok(out);
         }
     }
-    Ok(Some(out))
+    // Holding the counters, neither check fails.
+    Err(RecordsError::Internal("counters changed under lock".into()))
 }
 
 async fn write(db: TenantDb<'_>, w: Write) -> Result<Applied> {
