@@ -382,7 +382,9 @@ fn what_failed(e: &DataError) -> String {
             "the store exists and holds data Tenantplane did not create".into()
         }
         DataError::Conflict(_) => "a conflict in the tenant's data".into(),
-        DataError::Db(_) => "a database error (see the server log)".into(),
+        DataError::Refused { .. } | DataError::Db(_) => {
+            "a database error (see the server log)".into()
+        }
     }
 }
 

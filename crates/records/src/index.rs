@@ -275,7 +275,7 @@ pub fn params_of(rtype: &str) -> impl Iterator<Item = &'static Param> + '_ {
 }
 
 /// One index row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Row {
     /// A token.
     Token {
@@ -330,10 +330,45 @@ pub fn extract(rtype: &str, resource: &Value) -> Vec<Row> {
             }
         }
     }
-    out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    out.sort();
     out.dedup();
+    let also = covers(rtype, "name");
+    if !also.is_empty() {
+        // A `name` part that is also a `family` or `given` row is not stored twice: a
+        // `name` search reads those rows too (`search_params_of`).
+        let parts: std::collections::HashSet<(&str, &str)> = out
+            .iter()
+            .filter_map(|r| match r {
+                Row::Str { param, norm, raw } if also.contains(param) => {
+                    Some((norm.as_str(), raw.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let keep: Vec<bool> = out
+            .iter()
+            .map(|r| match r {
+                Row::Str { param, norm, raw } if *param == "name" => {
+                    !parts.contains(&(norm.as_str(), raw.as_str()))
+                }
+                _ => true,
+            })
+            .collect();
+        let mut k = keep.into_iter();
+        out.retain(|_| k.next().unwrap_or(true));
+    }
     out.truncate(MAX_ROWS);
     out
+}
+
+/// The parameters whose rows a search on `param` of `rtype` also reads, because `param`'s
+/// values include theirs and are not stored twice: a HumanName `name` covers its `family`
+/// and `given` parts.
+pub fn covers(rtype: &str, param: &str) -> &'static [&'static str] {
+    match (rtype, param) {
+        ("Patient" | "Practitioner", "name") => &["family", "given"],
+        _ => &[],
+    }
 }
 
 fn collect<'a>(v: &'a Value, path: &str, out: &mut Vec<&'a Value>) {
@@ -629,11 +664,31 @@ mod tests {
             norm: "goncalves".into(),
             raw: "Gonçalves".into()
         }));
+        // A given name is a `given` row; `name` searches read it there (not stored twice).
         assert!(rows.contains(&Row::Str {
-            param: "name",
+            param: "given",
             norm: "julia".into(),
             raw: "Júlia".into()
         }));
+        assert!(
+            !rows
+                .iter()
+                .any(|r| matches!(r, Row::Str { param: "name", .. }))
+        );
+        assert_eq!(covers("Patient", "name"), ["family", "given"]);
+        // Parts only `name` covers (text, prefix) stay `name` rows.
+        let pat2 = json!({"resourceType": "Patient", "name": [{"text": "Dr Ana Lima", "prefix": ["Dr"], "family": "Lima"}]});
+        let rows2 = extract("Patient", &pat2);
+        let names: Vec<&str> = rows2
+            .iter()
+            .filter_map(|r| match r {
+                Row::Str {
+                    param: "name", raw, ..
+                } => Some(raw.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["Dr", "Dr Ana Lima"]);
         assert!(rows.contains(&Row::Token {
             param: "gender",
             system: None,

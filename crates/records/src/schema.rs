@@ -5,7 +5,7 @@ use tenantplane_tenant_data::migrate::Migration;
 use tenantplane_tenant_data::tenant_rls as rls;
 
 /// The records component's migrations.
-pub const MIGRATIONS: &[Migration] = &[V1, V2, V3];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: Migration = Migration {
     component: "records",
@@ -141,4 +141,49 @@ const V3: Migration = Migration {
     CREATE INDEX fhir_idx_date_q ON fhir_idx_date (tenant_id, type, param, lo, hi, id);
     DROP INDEX fhir_idx_ref_q;
     CREATE INDEX fhir_idx_ref_q ON fhir_idx_ref (tenant_id, type, param, target_id, id);",
+};
+
+/// PostgreSQL: the usage counters refuse a total past the bound a statement sets with them
+/// (`lim`), so a transaction made only of creates is checked by the database in its one
+/// statement (`store::creates_pg`). SQLite checks inside its write-locked transaction:
+/// nothing to add.
+const V4: Migration = Migration {
+    component: "records",
+    version: 4,
+    name: "usage counters checked against a bound set with them",
+    sqlite: "",
+    postgres: "ALTER TABLE fhir_usage ADD COLUMN lim bigint;
+    ALTER TABLE fhir_usage ADD CONSTRAINT fhir_usage_within_plan CHECK (lim IS NULL OR value <= lim);",
+};
+
+/// The history holds superseded versions only: the current version is read from
+/// `fhir_resources` (one copy of each body, one row fewer per create). The copies of current
+/// versions are removed; where row-level security hides them from the migrating role
+/// (pg-shared without BYPASSRLS) they stay and the readers skip them.
+const V5: Migration = Migration {
+    component: "records",
+    version: 5,
+    name: "history holds superseded versions only",
+    sqlite: "DELETE FROM fhir_history WHERE EXISTS (SELECT 1 FROM fhir_resources r \
+        WHERE r.type = fhir_history.type AND r.id = fhir_history.id \
+        AND r.version = fhir_history.version);",
+    postgres: "DELETE FROM fhir_history h USING fhir_resources r WHERE r.tenant_id = h.tenant_id \
+        AND r.type = h.type AND r.id = h.id AND r.version = h.version;",
+};
+
+/// A HumanName `name` part that is also a `family` or `given` row is stored once: `name`
+/// searches read those rows too (`index::covers`). The existing copies are removed.
+const V6: Migration = Migration {
+    component: "records",
+    version: 6,
+    name: "name parts stored once",
+    sqlite: "DELETE FROM fhir_idx_string WHERE param = 'name' \
+        AND type IN ('Patient', 'Practitioner') AND EXISTS (SELECT 1 FROM fhir_idx_string f \
+        WHERE f.type = fhir_idx_string.type AND f.id = fhir_idx_string.id \
+        AND f.param IN ('family', 'given') AND f.norm = fhir_idx_string.norm \
+        AND f.raw = fhir_idx_string.raw);",
+    postgres: "DELETE FROM fhir_idx_string n WHERE n.param = 'name' \
+        AND n.type IN ('Patient', 'Practitioner') AND EXISTS (SELECT 1 FROM fhir_idx_string f \
+        WHERE f.tenant_id = n.tenant_id AND f.type = n.type AND f.id = n.id \
+        AND f.param IN ('family', 'given') AND f.norm = n.norm AND f.raw = n.raw);",
 };

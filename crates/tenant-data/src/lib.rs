@@ -70,6 +70,13 @@ pub enum DataError {
     /// A uniqueness conflict in tenant data (e.g. a department name that is taken).
     #[error("{0}")]
     Conflict(String),
+    /// A statement was refused by a named check constraint of the store (e.g. the usage
+    /// counters' `fhir_usage_within_plan`): the transaction rolled back, nothing changed.
+    #[error("refused by constraint {constraint}")]
+    Refused {
+        /// The constraint's name.
+        constraint: String,
+    },
     /// A database error.
     #[error("tenant store error: {0}")]
     Db(String),

@@ -121,6 +121,11 @@ pub(crate) fn db(e: tokio_postgres::Error) -> DataError {
         Some(d) if tenantplane_core::error::pg_connection_lost(d.code().code()) => {
             DataError::Unavailable(format!("{}: {}", d.code().code(), d.message()))
         }
+        Some(d) if *d.code() == SqlState::CHECK_VIOLATION && d.constraint().is_some() => {
+            DataError::Refused {
+                constraint: d.constraint().unwrap_or_default().to_owned(),
+            }
+        }
         Some(d) => DataError::Db(format!("{}: {}", d.code().code(), d.message())),
         None => DataError::Unavailable(e.to_string()),
     }

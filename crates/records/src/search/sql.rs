@@ -164,9 +164,17 @@ pub(crate) fn where_sql(sql: &mut Sql, q: &Query) -> String {
         match table_of(first) {
             None => w.push_str(&format!(" AND ({})", or_balanced(&ors))),
             Some(table) => {
-                let p = sql.text(f.param);
+                // A parameter covering others (`index::covers`) reads their rows too.
+                let also = index::covers(q.rtype.as_str(), f.param);
+                let p = if also.is_empty() {
+                    format!("x.param = {}", sql.text(f.param))
+                } else {
+                    let mut ps = vec![sql.text(f.param)];
+                    ps.extend(also.iter().map(|a| sql.text(a)));
+                    format!("x.param IN ({})", ps.join(", "))
+                };
                 sets.push(format!(
-                    "SELECT x.id FROM {table} x WHERE x.type = {t} AND x.param = {p} AND ({})",
+                    "SELECT x.id FROM {table} x WHERE x.type = {t} AND {p} AND ({})",
                     or_balanced(&ors)
                 ));
             }

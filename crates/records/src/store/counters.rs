@@ -12,7 +12,9 @@
 //!   stored at the end.
 //!
 //! Either way no committed transaction leaves a counter past its quota, and the counters
-//! never drift (they move by exactly what was written).
+//! never drift (they move by exactly what was written). Both clear `lim` (the bound that
+//! transactions made only of creates set for their own statement, see `creates_pg`): these
+//! paths check in the transaction.
 
 use tokio_postgres::types::Type;
 
@@ -77,7 +79,7 @@ impl Counters {
             let (p, b) = (self.now.patients as i64, self.now.bytes as i64);
             tx.execute_typed(
                 "UPDATE fhir_usage SET value = CASE key WHEN 'patients' THEN $1::bigint \
-                 ELSE $2::bigint END WHERE key IN ('patients', 'bytes')",
+                 ELSE $2::bigint END, lim = NULL WHERE key IN ('patients', 'bytes')",
                 &[(&p, Type::INT8), (&b, Type::INT8)],
             )
             .await?;
@@ -91,8 +93,8 @@ impl Counters {
         let rows = tx
             .query_typed(
                 "UPDATE fhir_usage SET value = GREATEST(value + CASE key WHEN 'patients' \
-                 THEN $1::bigint ELSE $2::bigint END, 0) WHERE key IN ('patients', 'bytes') \
-                 RETURNING key, value",
+                 THEN $1::bigint ELSE $2::bigint END, 0), lim = NULL \
+                 WHERE key IN ('patients', 'bytes') RETURNING key, value",
                 &[(&dp, Type::INT8), (&db, Type::INT8)],
             )
             .await?;

@@ -1,6 +1,7 @@
-//! The resource store: the current version of each resource, every version in its history,
-//! and the tenant's usage counters — all in the tenant's own store, changed in one
-//! transaction per write.
+//! The resource store: the current version of each resource (`fhir_resources`), the
+//! versions it superseded (`fhir_history`), and the tenant's usage counters — all in the
+//! tenant's own store, changed in one transaction per write. A create writes one version
+//! row; an update or delete moves the superseded one to the history.
 //!
 //! Quotas (`max_patients`, `storage_bytes`) are checked inside that transaction against
 //! counters kept in `fhir_usage` (SQLite: an IMMEDIATE transaction; PostgreSQL: see
@@ -18,6 +19,7 @@ use crate::{
 };
 
 mod counters;
+mod creates_pg;
 mod reads;
 
 use counters::Counters;
@@ -170,11 +172,15 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
     if let Some((q, l, c)) = over(usage, dp, bytes, w.limits) {
         return Ok((Outcome::Quota(q, l, c), now, None));
     }
-    tx.prepare_cached(
-        "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute((w.rtype, &w.id, next, now, deleted as i64, &doc))?;
+    if cur.is_some() {
+        // The version being superseded moves to the history.
+        tx.prepare_cached(
+            "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+             SELECT type, id, version, last_updated, deleted, doc FROM fhir_resources \
+             WHERE type = ?1 AND id = ?2",
+        )?
+        .execute((w.rtype, &w.id))?;
+    }
     tx.prepare_cached(
         "INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (type, id) DO UPDATE SET \
@@ -237,8 +243,10 @@ async fn apply_pg(
     }
     u.add(dp, bytes, w.limits);
     *usage = Some(u);
-    // The version rows and the index rows are independent: pipelined, one round trip (the
-    // first failure aborts the transaction and is the one reported).
+    // The superseded version (if any) moves to the history in the same statement that
+    // replaces it (both see the table as before the statement). The version rows and the
+    // index rows are independent: pipelined, one round trip (the first failure aborts the
+    // transaction and is the one reported).
     let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 6] = [
         (&w.rtype, Type::TEXT),
         (&w.id, Type::TEXT),
@@ -250,7 +258,8 @@ async fn apply_pg(
     let (written, indexed) = tokio::join!(
         tx.execute_typed(
             "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6)) \
+             SELECT type, id, version, last_updated, deleted, doc FROM fhir_resources \
+             WHERE type = $1 AND id = $2) \
              INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
              version = excluded.version, last_updated = excluded.last_updated, \
@@ -328,36 +337,56 @@ async fn write_all(
             // transaction. If concurrent writes took the headroom meanwhile, or a write was
             // refused for its quota, the transaction runs again holding the counters from
             // the start (the exact answers near a quota).
+            // Creates alone: one statement, one round trip (`creates_pg`), the counters
+            // checked by the database; past the plan, the locked path gives the answer.
+            let is_create = |w: &Write| matches!(w.op, Op::Create);
             let writes = std::sync::Arc::new(writes);
             if !atomic {
                 let mut out = Vec::with_capacity(writes.len());
                 for i in 0..writes.len() {
-                    out.push(Some(
-                        write_pg(p, writes.clone(), Some(i), now)
+                    let mut tried = None;
+                    if is_create(&writes[i]) {
+                        tried = creates_pg::create_all(p, &writes[i..=i], now).await?;
+                    }
+                    let tries: &[bool] = if is_create(&writes[i]) {
+                        &[true]
+                    } else {
+                        &[false, true]
+                    };
+                    let a = match tried {
+                        Some(mut v) => v.pop().flatten(),
+                        None => write_pg(p, writes.clone(), Some(i), now, tries)
                             .await?
-                            .remove(0)
-                            .ok_or_else(|| {
-                                RecordsError::Internal("write produced no outcome".into())
-                            })?,
-                    ));
+                            .remove(0),
+                    };
+                    out.push(Some(a.ok_or_else(|| {
+                        RecordsError::Internal("write produced no outcome".into())
+                    })?));
                 }
                 return Ok(out);
             }
-            write_pg(p, writes, None, now).await
+            if !writes.is_empty() && writes.iter().all(is_create) {
+                if let Some(out) = creates_pg::create_all(p, &writes, now).await? {
+                    return Ok(out);
+                }
+                return write_pg(p, writes, None, now, &[true]).await;
+            }
+            write_pg(p, writes, None, now, &[false, true]).await
         }
     }
 }
 
 /// One transaction on PostgreSQL: every write (`only == None`, atomic: the first one that
 /// does not succeed rolls everything back and is returned alone) or write `only`. Tried
-/// optimistically, then holding the counters.
+/// as `tries` says: optimistically (`false`), then holding the counters (`true`).
 async fn write_pg(
     p: tenantplane_tenant_data::PgTenant<'_>,
     writes: std::sync::Arc<Vec<Write>>,
     only: Option<usize>,
     now: i64,
+    tries: &[bool],
 ) -> Result<Vec<Option<Applied>>> {
-    for lock in [false, true] {
+    for &lock in tries {
         let writes = writes.clone();
         let tried = p
             .transaction_deciding(move |tx| {

@@ -1,5 +1,10 @@
 //! Reads of the resource store: the current version, one version, the history, and the
 //! tenant's usage counters.
+//!
+//! The current version lives in `fhir_resources` only; `fhir_history` holds the versions it
+//! superseded (since records/5 — a version kept in both by an older binary, whose copy the
+//! migration could not remove, is read once: the history part stops below the current
+//! version).
 
 use tokio_postgres::types::Type;
 
@@ -42,8 +47,14 @@ pub async fn vread(
         db,
         rtype,
         id,
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 AND version = ?3",
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 AND version = $3",
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources \
+         WHERE type = ?1 AND id = ?2 AND version = ?3 \
+         UNION ALL SELECT version, last_updated, deleted, doc FROM fhir_history \
+         WHERE type = ?1 AND id = ?2 AND version = ?3 LIMIT 1",
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources \
+         WHERE type = $1 AND id = $2 AND version = $3 \
+         UNION ALL SELECT version, last_updated, deleted, doc FROM fhir_history \
+         WHERE type = $1 AND id = $2 AND version = $3 LIMIT 1",
         Some(i64::try_from(version).unwrap_or(i64::MAX)),
     )
     .await
@@ -61,10 +72,14 @@ pub async fn history(
         db,
         rtype,
         id,
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = ?1 AND id = ?2 \
-         ORDER BY version DESC LIMIT ?3",
-        "SELECT version, last_updated, deleted, doc FROM fhir_history WHERE type = $1 AND id = $2 \
-         ORDER BY version DESC LIMIT $3",
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = ?1 AND id = ?2 \
+         UNION ALL SELECT h.version, h.last_updated, h.deleted, h.doc FROM fhir_history h \
+         WHERE h.type = ?1 AND h.id = ?2 AND h.version < (SELECT version FROM fhir_resources \
+         WHERE type = ?1 AND id = ?2) ORDER BY 1 DESC LIMIT ?3",
+        "SELECT version, last_updated, deleted, doc FROM fhir_resources WHERE type = $1 AND id = $2 \
+         UNION ALL SELECT h.version, h.last_updated, h.deleted, h.doc FROM fhir_history h \
+         WHERE h.type = $1 AND h.id = $2 AND h.version < (SELECT version FROM fhir_resources \
+         WHERE type = $1 AND id = $2) ORDER BY 1 DESC LIMIT $3",
         Some(i64::try_from(limit).unwrap_or(i64::MAX)),
     )
     .await

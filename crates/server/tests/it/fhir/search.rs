@@ -107,6 +107,16 @@ pub(crate) async fn search_flow(s: &TestServer, mode: IsolationMode) {
     assert_eq!(count!("family:exact=Silva"), 2);
     assert_eq!(count!("family:contains=ILV"), 3);
     assert_eq!(count!("name=goncalves"), 1, "accents ignored");
+    // `name` matches every part: family and given (stored once, as `family`/`given` rows).
+    assert_eq!(count!("name=jo"), 2, "given names João and José");
+    assert_eq!(count!("name=silv"), 3);
+    assert_eq!(count!("name:exact=Maria"), 1);
+    assert_eq!(count!("name:contains=ouz"), 1, "Souza");
+    assert_eq!(
+        count!("name=maria&family=silva"),
+        1,
+        "AND across parameters"
+    );
     assert_eq!(count!("given=joao"), 1);
     assert_eq!(count!("gender=male"), 3);
     assert_eq!(count!("gender=male&family=silva"), 1, "AND");
