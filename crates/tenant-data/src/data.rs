@@ -95,6 +95,19 @@ impl PgTenant<'_> {
         self.server.query_once(self.tenant, sql, params).await
     }
 
+    /// One statement in a transaction with the tenant's context as one simple-protocol
+    /// message, answers as text (see [`PgServer::query_text_once`]).
+    pub async fn query_text_once(
+        &self,
+        sql: &str,
+        params: &[(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )],
+    ) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
+        self.server.query_text_once(self.tenant, sql, params).await
+    }
+
     /// A transaction whose closure decides whether to commit (`(value, commit)`).
     pub async fn transaction_deciding<T, F>(&self, f: F) -> Result<T>
     where

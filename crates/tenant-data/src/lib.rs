@@ -24,6 +24,7 @@
 pub mod data;
 pub mod directory;
 pub mod fair;
+pub mod literal;
 pub mod migrate;
 pub mod pg;
 pub mod pgpool;

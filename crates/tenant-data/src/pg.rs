@@ -22,6 +22,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tenantplane_core::{IsolationMode, Tenant, TenantId};
 use tokio_postgres::{Client, NoTls, error::SqlState};
 
+mod statements;
+
 use crate::{
     DataError, Result,
     fair::{FairShare, PlanWeights, SharePermit, key_of},
@@ -686,80 +688,6 @@ impl PgServer {
             IsolationMode::PgDatabase => (tenant_database(&tenant.id), DATABASE_SCHEMA.to_owned()),
             IsolationMode::Sqlite => return Err(not_served(tenant.isolation)),
         })
-    }
-
-    /// Runs `f` in a transaction of the tenant, with its context set for this transaction
-    /// only. Waits at most the configured time for a connection of the budget. The round
-    /// trips: `BEGIN`, the context, `f`'s statements, `COMMIT`.
-    pub async fn transaction<T, F>(&self, tenant: &Tenant, f: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'a> FnOnce(&'a tokio_postgres::Transaction<'a>) -> TxFuture<'a, T> + Send,
-    {
-        let (dbname, schema) = self.route(tenant)?;
-        let (mut c, _share) = self.tenant_conn(tenant, &dbname).await?;
-        let tx = c.transaction().await.map_err(db)?;
-        set_context(&tx, &schema, tenant).await?;
-        let out = f(&tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(out)
-    }
-
-    /// Runs one statement in a transaction of the tenant in one round trip: `BEGIN`, the
-    /// context, the statement and `COMMIT` are written together (pipelined, each with its own
-    /// `Sync`) and their answers read in order. The context stays transaction-local, so a
-    /// PgBouncer in transaction mode keeps one server connection for all four and hands over
-    /// a clean one. A failing statement aborts the transaction, whose `COMMIT` then rolls it
-    /// back; the connection goes back to the pool idle. For reads (and single-statement
-    /// writes) on the hot path.
-    pub async fn query_once(
-        &self,
-        tenant: &Tenant,
-        sql: &str,
-        params: &[(
-            &(dyn tokio_postgres::types::ToSql + Sync),
-            tokio_postgres::types::Type,
-        )],
-    ) -> Result<Vec<tokio_postgres::Row>> {
-        use tokio_postgres::types::Type;
-        let (dbname, schema) = self.route(tenant)?;
-        let (c, _share) = self.tenant_conn(tenant, &dbname).await?;
-        let (path, id) = (quote_ident(&schema), tenant.id.to_string());
-        let context: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-            [(&path, Type::TEXT), (&id, Type::TEXT)];
-        // `join!` polls in order: each future writes its messages on its first poll, before
-        // any answer is awaited, so all four go out together.
-        let (begin, context, rows, commit) = tokio::join!(
-            c.query_typed("BEGIN", &[]),
-            c.query_typed(CONTEXT_SQL, &context),
-            c.query_typed(sql, params),
-            c.query_typed("COMMIT", &[]),
-        );
-        begin.map_err(db)?;
-        context.map_err(db)?;
-        let rows = rows.map_err(db)?;
-        commit.map_err(db)?;
-        Ok(rows)
-    }
-
-    /// Like [`transaction`](Self::transaction), but `f` decides: it returns the value and
-    /// whether to commit (`false` rolls back).
-    pub async fn transaction_deciding<T, F>(&self, tenant: &Tenant, f: F) -> Result<T>
-    where
-        T: Send,
-        F: for<'a> FnOnce(&'a tokio_postgres::Transaction<'a>) -> TxFuture<'a, (T, bool)> + Send,
-    {
-        let (dbname, schema) = self.route(tenant)?;
-        let (mut c, _share) = self.tenant_conn(tenant, &dbname).await?;
-        let tx = c.transaction().await.map_err(db)?;
-        set_context(&tx, &schema, tenant).await?;
-        let (out, commit) = f(&tx).await.map_err(db)?;
-        if commit {
-            tx.commit().await.map_err(db)?;
-        } else {
-            tx.rollback().await.map_err(db)?;
-        }
-        Ok(out)
     }
 
     /// A connection of the application pool to the main database (or `dbname`) with no

@@ -176,7 +176,8 @@ async fn run(db: TenantDb<'_>, sql: String, args: Vec<Arg>) -> Result<Vec<RawRow
             .await?),
         TenantDb::Pg(p) => {
             use tokio_postgres::types::{ToSql, Type};
-            // Typed parameters, and BEGIN, context, the query and COMMIT in one round trip.
+            // Typed literals: the context and the query in one message (one implicit
+            // transaction).
             let params: Vec<(&(dyn ToSql + Sync), Type)> = args
                 .iter()
                 .map(|a| -> (&(dyn ToSql + Sync), Type) {
@@ -186,11 +187,19 @@ async fn run(db: TenantDb<'_>, sql: String, args: Vec<Arg>) -> Result<Vec<RawRow
                     }
                 })
                 .collect();
-            let rows = p.query_once(&sql, &params).await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-                .collect())
+            use tenantplane_tenant_data::literal::TextRow;
+            let rows = p.query_text_once(&sql, &params).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.text(0).unwrap_or_default(),
+                        r.text(1).unwrap_or_default(),
+                        r.int(2)?,
+                        r.int(3)?,
+                        r.text(4),
+                    ))
+                })
+                .collect()
         }
     }
 }

@@ -3,14 +3,14 @@
 //! A create has a freshly minted id: nothing to read or lock first. So a transaction made
 //! only of creates (a `POST`, a transaction Bundle of new resources) is one statement —
 //! the current rows (a new resource has no history yet), every index row and the usage
-//! counters, each table
-//! written once with multi-row `unnest` inserts — sent with `BEGIN`, the tenant's context and
-//! `COMMIT` in one pipeline ([`PgTenant::query_once`]).
+//! counters, each table written once with multi-row `unnest` inserts — sent with the
+//! tenant's context as one message, one implicit transaction
+//! ([`PgTenant::query_text_once`]).
 //!
 //! The quota is checked by the database: the counters are changed by an upsert that also
 //! sets each counter's `lim` for this statement, and the check constraint
 //! `fhir_usage_within_plan` (`lim IS NULL OR value <= lim`, migration records/4) refuses a
-//! total past it — the statement fails, `COMMIT` rolls the transaction back, and the caller
+//! total past it — the statement fails, its implicit transaction rolls back, and the caller
 //! runs it again holding the counters for the exact per-write answer. `lim` is chosen so the
 //! check is the same as checking every write in order: write *i* adds `dᵢ` after the
 //! earlier ones, so it fits when `start + Pᵢ ≤ limitᵢ` (`Pᵢ` its prefix sum); all fit when
@@ -125,7 +125,7 @@ pub(super) async fn create_all(
     ];
     // With `dp == 0` the patients row is left out of the statement: $25/$26 are referenced
     // nowhere, which PostgreSQL accepts since their types are declared.
-    match p.query_once(&sql, &params).await {
+    match p.query_text_once(&sql, &params).await {
         Ok(_) => Ok(Some(
             docs.into_iter()
                 .map(|d| Some((Outcome::Written(1), now, Some(d))))

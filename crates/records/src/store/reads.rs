@@ -120,30 +120,24 @@ async fn rows(
             .await?
         }
         TenantDb::Pg(p) => {
-            // BEGIN, context, the query and COMMIT in one round trip.
+            // The context and the query in one message and one implicit transaction.
+            use tenantplane_tenant_data::literal::TextRow;
             let rs = match arg {
                 Some(a) => {
-                    p.query_once(
+                    p.query_text_once(
                         pg,
                         &[(&t, Type::TEXT), (&idc, Type::TEXT), (&a, Type::INT8)],
                     )
                     .await?
                 }
                 None => {
-                    p.query_once(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
+                    p.query_text_once(pg, &[(&t, Type::TEXT), (&idc, Type::TEXT)])
                         .await?
                 }
             };
             rs.iter()
-                .map(|r| {
-                    (
-                        r.get::<_, i64>(0),
-                        r.get::<_, i64>(1),
-                        r.get::<_, bool>(2),
-                        r.get::<_, Option<String>>(3),
-                    )
-                })
-                .collect()
+                .map(|r| Ok((r.int(0)?, r.int(1)?, r.flag(2)?, r.text(3))))
+                .collect::<Result<Vec<_>>>()?
         }
     };
     Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())

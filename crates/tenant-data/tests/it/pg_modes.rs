@@ -257,6 +257,99 @@ async fn one_round_trip_statements_keep_tenants_apart_on_one_connection() {
     assert!(ctx.unwrap_or_default().is_empty());
 }
 
+/// `query_text_once` (the context and the statement as one simple-protocol message, values
+/// as literals): tenants apart on one connection, hostile values stored and compared
+/// exactly (never read as SQL), a failing statement writes nothing and leaves no context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_statements_keep_tenants_apart_and_values_exact() {
+    use tenantplane_tenant_data::literal::TextRow;
+    use tokio_postgres::types::Type;
+    let s = server(1, 2000).await;
+    let a = tenant("alpha-hospital", IsolationMode::PgShared);
+    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
+    s.provision(&a).await.unwrap();
+    s.provision(&b).await.unwrap();
+    insert(&s, &a, "a1").await;
+    for i in 0..10 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        let rows = s
+            .query_text_once(
+                t,
+                "SELECT current_setting('app.tenant_id'), (SELECT count(*) FROM notes)",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].text(0), Some(t.id.to_string()));
+        assert_eq!(rows[0].int(1).unwrap(), if i % 2 == 0 { 1 } else { 0 });
+    }
+    let hostile = [
+        "it's",
+        "$q$); DELETE FROM notes; --",
+        "$q$",
+        "x$q",
+        "\\' OR 1=1 --",
+        "{\"a\",NULL}",
+        "Gonçalves 名前 🙂",
+        "",
+    ];
+    for v in hostile {
+        let v = v.to_owned();
+        s.query_text_once(
+            &b,
+            "INSERT INTO notes (body) VALUES ($1)",
+            &[(&v, Type::TEXT)],
+        )
+        .await
+        .unwrap();
+        let rows = s
+            .query_text_once(
+                &b,
+                "SELECT body FROM notes WHERE body = $1",
+                &[(&v, Type::TEXT)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{v:?}");
+        assert_eq!(rows[0].text(0).as_deref(), Some(v.as_str()));
+    }
+    // Arrays and NULL, as the creates use them.
+    let many: Vec<Option<&str>> = vec![Some("p\"q"), Some("$q$"), Some("r\\s")];
+    let rows = s
+        .query_text_once(
+            &b,
+            "INSERT INTO notes (body) SELECT * FROM unnest($1::text[]) RETURNING body",
+            &[(&many, Type::TEXT_ARRAY)],
+        )
+        .await
+        .unwrap();
+    let got: Vec<Option<String>> = rows.iter().map(|r| r.text(0)).collect();
+    let want: Vec<Option<String>> = many.iter().map(|m| m.map(str::to_owned)).collect();
+    assert_eq!(got, want);
+    assert_eq!(count(&s, &b).await, (hostile.len() + many.len()) as i64);
+    assert_eq!(count(&s, &a).await, 1, "nothing of b's reached a");
+    // A failing statement: nothing written, no context left on the connection.
+    let body = "late".to_owned();
+    assert!(
+        s.query_text_once(
+            &b,
+            "INSERT INTO notes (body) VALUES ($1), (NULL)",
+            &[(&body, Type::TEXT)],
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(count(&s, &b).await, (hostile.len() + many.len()) as i64);
+    let c = s.raw_app_client(None).await.unwrap();
+    let ctx: Option<String> = c
+        .query_one("SELECT current_setting('app.tenant_id', true)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ctx.unwrap_or_default().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_budget_waits_then_reports_busy() {
     let s = std::sync::Arc::new(server(1, 200).await);
@@ -359,12 +452,17 @@ async fn behind_pgbouncer_transaction_mode_interleaved_tenants_stay_apart() {
             let (s, t) = (s.clone(), t.clone());
             tasks.push(tokio::spawn(async move {
                 let me = t.id.to_string();
-                // The one-round-trip path through the bouncer as well.
+                // The one-round-trip and one-message paths through the bouncer as well.
                 let rows = s
                     .query_once(&t, "SELECT current_setting('app.tenant_id')", &[])
                     .await
                     .unwrap();
                 assert_eq!(rows[0].get::<_, String>(0), me);
+                let rows = s
+                    .query_text_once(&t, "SELECT current_setting('app.tenant_id')", &[])
+                    .await
+                    .unwrap();
+                assert_eq!(rows[0].get(0), Some(me.as_str()));
                 s.transaction(&t, move |tx| {
                     Box::pin(async move {
                         let seen: String = tx
