@@ -16,7 +16,9 @@ release ``tenantplane serve`` whose catalog and tenant data live in that same cl
      (``bench/peer/tenantplane.lua``), the server's RSS sampled after each and the CPU per
      request of the server and of PostgreSQL (every process of the ``postgres`` user) counted
      from /proc around each run;
-  5. with ``--peer``, the peer's ``bench.sh`` after each round (HTTP part with
+  5. with ``--ingest`` (before the rounds), the Synthea sample's 20 patient transactions posted
+     one after another to the first tenant, timed (resources/s);
+  6. with ``--peer``, the peer's ``bench.sh`` after each round (HTTP part with
      ``WORKER_COUNTS=2``, one HTTP round, no extras), so rounds interleave A/B.
 
 Traffic goes to 127.0.0.1 only; every loop is bounded. Prints a Markdown table and writes the
@@ -255,6 +257,30 @@ def peer_round(outdir):
         return f.read()
 
 
+def ingest(host, token):
+    """Posts the Synthea sample (``crates/tenantplane/sample/synthea``) to one tenant: the
+    hospital and practitioner batches first (untimed), then the 20 patient transactions one
+    after another, timed. Returns (resources, seconds)."""
+    import bz2
+    sample = os.path.join(ROOT, "crates", "tenantplane", "sample", "synthea")
+    files = sorted(os.listdir(sample))
+    bodies = [(f, bz2.decompress(open(os.path.join(sample, f), "rb").read())) for f in files
+              if f.endswith(".json.bz2")]
+    resources, took = 0, 0.0
+    for name, body in sorted(bodies, key=lambda x: not x[0].startswith("0-")):
+        timed = not name.startswith("0-")
+        n = len(json.loads(body)["entry"])
+        t0 = time.monotonic()
+        st, resp = http("POST", "/fhir", body, host=host, token=token,
+                        ctype="application/fhir+json", timeout=120)
+        if st != 200:
+            sys.exit(f"ingest of {name}: {st} {str(resp)[:300]}")
+        if timed:
+            took += time.monotonic() - t0
+            resources += n
+    return resources, took
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.path.expanduser("~/.cache/tenantplane-target/release/tenantplane"))
@@ -268,6 +294,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--peer", action="store_true", help="run the peer's bench.sh after each round")
+    ap.add_argument("--ingest", action="store_true",
+                    help="time the Synthea sample's 20 patient transactions into the first tenant")
     ap.add_argument("--no-setup", action="store_true")
     ap.add_argument("--out", default="/tmp/tp-side-by-side.json")
     a = ap.parse_args()
@@ -297,6 +325,10 @@ def main():
         with open(tokens_file, "w") as f:
             for host, tok in tokens:
                 f.write(f"{host} {tok}\n")
+        if a.ingest:
+            n, took = ingest(*tokens[0])
+            results["ingest"] = {"resources": n, "seconds": took, "per_s": n / took}
+            print(f"ingest: {n} resources in {took:.2f} s = {n / took:.0f} resources/s", file=sys.stderr)
         wrk(tokens_file, "get", 5, a.threads, a.conns)  # warm-up, unrecorded
         for r in range(1, a.rounds + 1):
             rnd = {"round": r}

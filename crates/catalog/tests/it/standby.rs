@@ -94,8 +94,16 @@ pub async fn standby_claims_hand_each_store_out_once(c: Catalog) {
     let good = store(IsolationMode::PgSchema, Some("main"));
     c.add_standby(&good, 5).await.unwrap();
     ready(&c, &good, 9).await;
+    let seq = c.changes_since(0, 10_000).await.unwrap().last_seq;
     let got = c.create_tenant_on_standby(&t).await.unwrap().unwrap();
     assert_eq!(got.id, good.id);
+    // Replicas learn of it through the change feed.
+    let feed = c.changes_since(seq, 100).await.unwrap();
+    assert_eq!(
+        feed.tenants.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![good.id]
+    );
+    assert!(feed.last_seq > seq);
     assert_eq!(
         c.get_tenant(&TenantRef::Id(good.id))
             .await
@@ -125,6 +133,37 @@ pub async fn standby_claims_hand_each_store_out_once(c: Catalog) {
             .iter()
             .any(|s| s.id == again.id)
     );
+    // With custom domains: claimed and recorded with them; a domain taken rolls back.
+    let domained = store(IsolationMode::PgSchema, Some("main"));
+    c.add_standby(&domained, 5).await.unwrap();
+    ready(&c, &domained, 9).await;
+    let mut td = tenant("claimer-domains");
+    td.isolation = IsolationMode::PgSchema;
+    td.placement = Some("main".into());
+    td.schema_version = 9;
+    td.custom_domains = vec!["records.claimer.example".parse().unwrap()];
+    let got_d = c.create_tenant_on_standby(&td).await.unwrap().unwrap();
+    // The oldest ready store goes first: the one left by the slug conflict above.
+    assert!([again.id, domained.id].contains(&got_d.id));
+    assert_eq!(
+        c.get_tenant(&TenantRef::Id(got_d.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .custom_domains,
+        td.custom_domains
+    );
+    let spare = store(IsolationMode::PgSchema, Some("main"));
+    c.add_standby(&spare, 5).await.unwrap();
+    ready(&c, &spare, 9).await;
+    let mut clash = td.clone();
+    clash.slug = "claimer-clash".parse().unwrap();
+    let before = c.list_standby().await.unwrap().len();
+    assert!(matches!(
+        c.create_tenant_on_standby(&clash).await,
+        Err(CatalogError::Conflict(Conflict::Domain(_)))
+    ));
+    assert_eq!(c.list_standby().await.unwrap().len(), before, "nothing claimed");
     assert!(
         !c.set_standby(good.id, StandbyState::Ready, StandbyState::Retiring, 9)
             .await
