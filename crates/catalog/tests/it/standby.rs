@@ -163,7 +163,11 @@ pub async fn standby_claims_hand_each_store_out_once(c: Catalog) {
         c.create_tenant_on_standby(&clash).await,
         Err(CatalogError::Conflict(Conflict::Domain(_)))
     ));
-    assert_eq!(c.list_standby().await.unwrap().len(), before, "nothing claimed");
+    assert_eq!(
+        c.list_standby().await.unwrap().len(),
+        before,
+        "nothing claimed"
+    );
     assert!(
         !c.set_standby(good.id, StandbyState::Ready, StandbyState::Retiring, 9)
             .await
