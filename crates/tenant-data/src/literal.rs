@@ -65,25 +65,40 @@ pub fn render(sql: &str, params: &[Param<'_>]) -> Result<String, LiteralError> {
 }
 
 /// A dollar-quoted string holding `s` verbatim.
+///
+/// The tag is `$q$` or `$q<n>$`. A tag can end the string early only where the value holds
+/// `$q` followed by exactly the tag's digits and then `$` (or the end of the value, where
+/// the closing tag's own `$` follows). So the value is scanned once for the digit runs after
+/// each `$q`, and the first tag whose digits are not among them is taken: linear in the
+/// value, whatever it holds.
 pub fn quote(s: &str) -> Result<String, LiteralError> {
     if s.contains('\0') {
         return Err(LiteralError::Value("text holds a NUL byte".into()));
     }
-    let mut n = 0usize;
-    loop {
-        let tag = if n == 0 {
-            "$q$".to_owned()
-        } else {
-            format!("$q{n}$")
-        };
-        // The string ends at the first occurrence of the tag after the opening one: it must
-        // be the closing tag itself.
-        let whole = format!("{s}{tag}");
-        if whole.find(&tag) == Some(s.len()) {
-            return Ok(format!("{tag}{s}{tag}"));
+    let b = s.as_bytes();
+    let mut taken: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut i = 0;
+    while let Some(k) = s[i..].find("$q") {
+        let start = i + k + 2;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
         }
-        n += 1;
+        if end == b.len() || b[end] == b'$' {
+            taken.insert(&s[start..end]);
+        }
+        i = i + k + 1;
     }
+    let digits = (0usize..)
+        .map(|n| if n == 0 { String::new() } else { n.to_string() })
+        .find(|d| !taken.contains(d.as_str()))
+        .unwrap_or_default();
+    let tag = format!("$q{digits}$");
+    let whole = format!("{s}{tag}");
+    if whole.find(&tag) != Some(s.len()) {
+        return Err(LiteralError::Value("no dollar-quote tag fits".into()));
+    }
+    Ok(format!("{tag}{s}{tag}"))
 }
 
 fn literal(v: &(dyn ToSql + Sync), ty: &Type) -> Result<String, LiteralError> {
@@ -99,8 +114,9 @@ fn literal(v: &(dyn ToSql + Sync), ty: &Type) -> Result<String, LiteralError> {
     let raw = &buf[..];
     let body = match *ty {
         Type::TEXT | Type::VARCHAR => quote(text(raw)?)?,
-        Type::INT8 => int8(raw)?.to_string(),
-        Type::INT4 => int4(raw)?.to_string(),
+        // In parentheses: `-9223372036854775808::bigint` would cast before negating.
+        Type::INT8 => format!("({})", int8(raw)?),
+        Type::INT4 => format!("({})", int4(raw)?),
         Type::BOOL => (raw.first() == Some(&1)).to_string(),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::INT8_ARRAY => quote(&array(raw, ty)?)?,
         _ => return Err(LiteralError::Unsupported(ty.name().to_owned())),
@@ -252,9 +268,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            "SELECT ($q1$it's a \\ $q$ test$q1$::text), (-5::bigint), (true::boolean), \
+            "SELECT ($q1$it's a \\ $q$ test$q1$::text), ((-5)::bigint), (true::boolean), \
              (NULL::bigint), ($q${\"a\\\"b\",NULL,\"c\\\\d\",\"\"}$q$::text[]), \
-             ($q${1,-2}$q$::bigint[]), ($q${}$q$::text[]), x$1 FROM t WHERE a = (-5::bigint)"
+             ($q${1,-2}$q$::bigint[]), ($q${}$q$::text[]), x$1 FROM t WHERE a = ((-5)::bigint)"
         );
     }
 
@@ -274,6 +290,18 @@ mod tests {
             assert_eq!(&q[tag_end..q.len() - tag.len()], s);
         }
         assert!(quote("a\0b").is_err());
+        // Every tag up to a large number taken: still one pass, and a free tag is found.
+        let hostile: String = (0..20_000)
+            .map(|n| {
+                if n == 0 {
+                    "$q$".to_owned()
+                } else {
+                    format!("$q{n}$")
+                }
+            })
+            .collect();
+        let q = quote(&hostile).unwrap();
+        assert!(q.starts_with("$q20000$") && q.ends_with("$q20000$"));
     }
 
     #[test]

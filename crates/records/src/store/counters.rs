@@ -49,7 +49,7 @@ impl Counters {
         let mut rows = tx.query_typed(q, &[]).await?;
         if rows.len() < 2 {
             tx.execute_typed(
-                "INSERT INTO fhir_usage (key, value) VALUES ('patients', 0), ('bytes', 0) \
+                "INSERT INTO fhir_usage (key, value) VALUES ('bytes', 0), ('patients', 0) \
                  ON CONFLICT DO NOTHING",
                 &[],
             )
@@ -77,6 +77,7 @@ impl Counters {
     pub(super) async fn commit(self, tx: &tokio_postgres::Transaction<'_>) -> PgResult<bool> {
         if self.locked {
             let (p, b) = (self.now.patients as i64, self.now.bytes as i64);
+            // The rows are held `FOR UPDATE` since the read: no new lock is taken here.
             tx.execute_typed(
                 "UPDATE fhir_usage SET value = CASE key WHEN 'patients' THEN $1::bigint \
                  ELSE $2::bigint END, lim = NULL WHERE key IN ('patients', 'bytes')",
@@ -90,11 +91,15 @@ impl Counters {
         if dp == 0 && db == 0 {
             return Ok(true);
         }
+        // An upsert takes the rows in the order of its VALUES — `bytes`, then `patients`, as
+        // every path does (`ORDER BY key` when locking, `creates_pg`) — where an `UPDATE`
+        // would take them in whatever order its scan returns: no deadlock between paths.
         let rows = tx
             .query_typed(
-                "UPDATE fhir_usage SET value = GREATEST(value + CASE key WHEN 'patients' \
-                 THEN $1::bigint ELSE $2::bigint END, 0), lim = NULL \
-                 WHERE key IN ('patients', 'bytes') RETURNING key, value",
+                "INSERT INTO fhir_usage (key, value) VALUES ('bytes', GREATEST($2::bigint, 0)), \
+                 ('patients', GREATEST($1::bigint, 0)) ON CONFLICT (tenant_id, key) DO UPDATE \
+                 SET value = GREATEST(fhir_usage.value + CASE fhir_usage.key WHEN 'patients' \
+                 THEN $1::bigint ELSE $2::bigint END, 0), lim = NULL RETURNING key, value",
                 &[(&dp, Type::INT8), (&db, Type::INT8)],
             )
             .await?;

@@ -75,7 +75,7 @@ pub(super) async fn create_all(
     }
     let usage = match dp {
         0 => "('bytes', $27::bigint, $28::bigint)",
-        // In key order, as every other path locks them: no deadlock between paths.
+        // In key order, as every other path takes them: no deadlock between paths.
         _ => "('bytes', $27::bigint, $28::bigint), ('patients', $25::bigint, $26::bigint)",
     };
     let sql = format!(

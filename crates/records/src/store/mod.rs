@@ -174,8 +174,9 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
     }
     if cur.is_some() {
         // The version being superseded moves to the history.
+        // `OR IGNORE`: a copy an older binary kept there already holds it.
         tx.prepare_cached(
-            "INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
+            "INSERT OR IGNORE INTO fhir_history (type, id, version, last_updated, deleted, doc) \
              SELECT type, id, version, last_updated, deleted, doc FROM fhir_resources \
              WHERE type = ?1 AND id = ?2",
         )?
@@ -244,7 +245,8 @@ async fn apply_pg(
     u.add(dp, bytes, w.limits);
     *usage = Some(u);
     // The superseded version (if any) moves to the history in the same statement that
-    // replaces it (both see the table as before the statement). The version rows and the
+    // replaces it (both see the table as before the statement); a copy an older binary kept
+    // there already holds it (`ON CONFLICT DO NOTHING`). The version rows and the
     // index rows are independent: pipelined, one round trip (the first failure aborts the
     // transaction and is the one reported).
     let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 6] = [
@@ -259,7 +261,7 @@ async fn apply_pg(
         tx.execute_typed(
             "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
              SELECT type, id, version, last_updated, deleted, doc FROM fhir_resources \
-             WHERE type = $1 AND id = $2) \
+             WHERE type = $1 AND id = $2 ON CONFLICT DO NOTHING) \
              INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, type, id) DO UPDATE SET \
              version = excluded.version, last_updated = excluded.last_updated, \

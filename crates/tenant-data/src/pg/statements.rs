@@ -81,6 +81,12 @@ impl PgServer {
         use tokio_postgres::SimpleQueryMessage as M;
         let (dbname, schema) = self.route(tenant)?;
         let lit = |e: crate::literal::LiteralError| DataError::Db(e.to_string());
+        // One statement only: a second one (or a `BEGIN`/`COMMIT` of its own) could end the
+        // context early or hand the connection back mid-transaction. Values are literals
+        // written below, so a `;` here is in the statement's own text.
+        if sql.contains(';') {
+            return Err(DataError::Db("query_text_once takes one statement".into()));
+        }
         let statement = crate::literal::render(sql, params).map_err(lit)?;
         let message = format!(
             "SELECT set_config('search_path', {}, true), set_config('app.tenant_id', {}, true); {statement}",
@@ -89,7 +95,8 @@ impl PgServer {
         );
         let (c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let answers = c.simple_query(&message).await.map_err(db)?;
-        // The context's one row and its completion come first; then the statement's rows.
+        // The context's one row and its completion come first; then the statement's rows
+        // and its completion — exactly two completions.
         let mut done = 0;
         let mut rows = Vec::new();
         for m in answers {
@@ -98,6 +105,11 @@ impl PgServer {
                 M::Row(r) if done == 1 => rows.push(r),
                 _ => {}
             }
+        }
+        if done != 2 {
+            return Err(DataError::Db(format!(
+                "one-message statement completed {done} commands, not 2"
+            )));
         }
         Ok(rows)
     }

@@ -1,6 +1,7 @@
 //! Where versions live: the current one in `fhir_resources` only, the superseded ones in
 //! `fhir_history` (records/5). A copy of the current version left in the history by an older
-//! binary (where the migration could not remove it) is read once.
+//! binary (where the migration could not remove it) is read once and does not stop the next
+//! write.
 
 use super::*;
 
@@ -87,6 +88,31 @@ async fn current_version_is_read_once_even_with_a_leftover_copy() {
         assert_eq!(r.status, 200);
         assert_eq!(r.body["name"][0]["family"], family);
     }
+    // Writing over it: the superseded version is already in the history (the copy), which
+    // must not fail the update or the delete.
+    let v3 = format!(r#"{{"resourceType":"Patient","id":"{id}","name":[{{"family":"Three"}}]}}"#);
+    let r = send(Method::PUT, &url, Some(&clin), Some(&v3), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(Method::DELETE, &url, Some(&clin), None, &[]).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let h = send(
+        Method::GET,
+        &format!("{url}/_history"),
+        Some(&clin),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(h.body["total"], 4, "{}", h.text);
+    let r = send(
+        Method::GET,
+        &format!("{url}/_history/3"),
+        Some(&clin),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.body["name"][0]["family"], "Three");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
