@@ -177,75 +177,76 @@ async fn insert_tenant(tx: &deadpool_postgres::Transaction<'_>, t: &Tenant) -> R
         ],
     )
     .await
-    .map_err(|e| match unique_constraint(&e) {
-        Some(c) if c.contains("slug") => CatalogError::Conflict(Conflict::Slug(t.slug.to_string())),
-        Some(_) => CatalogError::Conflict(Conflict::Id),
-        None => db_err(e),
-    })?;
+    .map_err(|e| insert_error(e, t))?;
     write_domains(tx, t, true).await
 }
 
-impl PgCatalog {
-    /// A sign-up on a standby store without custom domains, as one statement (its own
-    /// transaction, one round trip): the store's row deleted (`FOR UPDATE SKIP LOCKED`, so
-    /// concurrent claims take other stores), the change sequence drawn under the change
-    /// lock, and the tenant inserted under the store's id — the id written into the stored
-    /// document as well. A slug taken fails the statement: nothing is claimed.
-    async fn claim_in_one_statement(&self, tenant: &Tenant) -> Result<Option<Tenant>> {
-        let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "WITH claimed AS (DELETE FROM standby_stores WHERE id = (SELECT id \
-                 FROM standby_stores WHERE isolation = $1 AND placement = $2 \
-                 AND state = 'ready' AND schema_version = $3 ORDER BY updated_at, id LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED) RETURNING id), \
-                 seq AS (SELECT pg_advisory_xact_lock($4) AS locked, \
-                 nextval('catalog_change_seq') AS n FROM claimed) \
-                 INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
-                 delete_after, version, change_seq, doc, schema_version, placement) \
-                 SELECT claimed.id, $5, $6, $7, $8, $9, $1, $10, $11, seq.n, \
-                 jsonb_set($12::jsonb, '{id}', to_jsonb(claimed.id::text)), $3, $13 \
-                 FROM claimed, seq RETURNING id",
-            )
-            .await
-            .map_err(db_err)?;
-        let row = c
-            .query_opt(
-                &st,
-                &[
-                    &tenant.isolation.as_str(),
-                    &placement_key(&tenant.placement),
-                    &(tenant.schema_version as i32),
-                    &CHANGE_LOCK,
-                    &tenant.slug.as_str(),
-                    &tenant.display_name,
-                    &tenant.status.as_str(),
-                    &tenant.profile.as_str(),
-                    &tenant.plan.as_str(),
-                    &tenant.delete_after,
-                    &to_i64(tenant.version),
-                    &Json(tenant),
-                    &tenant.placement,
-                ],
-            )
-            .await
-            .map_err(|e| match unique_constraint(&e) {
-                Some(c) if c.contains("slug") => {
-                    CatalogError::Conflict(Conflict::Slug(tenant.slug.to_string()))
-                }
-                Some(_) => CatalogError::Conflict(Conflict::Id),
-                None => db_err(e),
-            })?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut t = tenant.clone();
-        t.id = TenantId::from_uuid(
-            row.try_get(0)
-                .map_err(|e| CatalogError::Internal(e.to_string()))?,
-        );
-        Ok(Some(t))
+/// A failed tenant insert: a slug or id taken is a conflict, the rest a database error.
+fn insert_error(e: tokio_postgres::Error, t: &Tenant) -> CatalogError {
+    match unique_constraint(&e) {
+        Some(c) if c.contains("slug") => CatalogError::Conflict(Conflict::Slug(t.slug.to_string())),
+        Some(_) => CatalogError::Conflict(Conflict::Id),
+        None => db_err(e),
     }
+}
+
+/// Claims a ready standby store for `tenant` and records the tenant under the store's id,
+/// as one statement (on `c`: a client, its own transaction and one round trip; or the
+/// transaction that goes on to write the custom domains): the store's row deleted
+/// (`FOR UPDATE SKIP LOCKED`, so concurrent claims on other replicas take other stores; the
+/// row lock plus the delete hand each out once), the change sequence drawn under the change
+/// lock, and the tenant inserted — its id written into the stored document as well. A slug
+/// taken fails the statement: nothing is claimed.
+async fn claim_standby<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    tenant: &Tenant,
+) -> Result<Option<Tenant>> {
+    let st = c
+        .prepare_cached(
+            "WITH claimed AS (DELETE FROM standby_stores WHERE id = (SELECT id \
+             FROM standby_stores WHERE isolation = $1 AND placement = $2 \
+             AND state = 'ready' AND schema_version = $3 ORDER BY updated_at, id LIMIT 1 \
+             FOR UPDATE SKIP LOCKED) RETURNING id), \
+             seq AS (SELECT pg_advisory_xact_lock($4) AS locked, \
+             nextval('catalog_change_seq') AS n FROM claimed) \
+             INSERT INTO tenants (id, slug, display_name, status, profile, plan, isolation, \
+             delete_after, version, change_seq, doc, schema_version, placement) \
+             SELECT claimed.id, $5, $6, $7, $8, $9, $1, $10, $11, seq.n, \
+             jsonb_set($12::jsonb, '{id}', to_jsonb(claimed.id::text)), $3, $13 \
+             FROM claimed, seq RETURNING id",
+        )
+        .await
+        .map_err(db_err)?;
+    let row = c
+        .query_opt(
+            &st,
+            &[
+                &tenant.isolation.as_str(),
+                &placement_key(&tenant.placement),
+                &(tenant.schema_version as i32),
+                &CHANGE_LOCK,
+                &tenant.slug.as_str(),
+                &tenant.display_name,
+                &tenant.status.as_str(),
+                &tenant.profile.as_str(),
+                &tenant.plan.as_str(),
+                &tenant.delete_after,
+                &to_i64(tenant.version),
+                &Json(tenant),
+                &tenant.placement,
+            ],
+        )
+        .await
+        .map_err(|e| insert_error(e, tenant))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut t = tenant.clone();
+    t.id = TenantId::from_uuid(
+        row.try_get(0)
+            .map_err(|e| CatalogError::Internal(e.to_string()))?,
+    );
+    Ok(Some(t))
 }
 
 fn standby_row(r: &tokio_postgres::Row) -> Result<StandbyStore> {
@@ -727,42 +728,15 @@ impl CatalogStore for PgCatalog {
     }
 
     async fn create_tenant_on_standby(&self, tenant: &Tenant) -> Result<Option<Tenant>> {
-        if tenant.custom_domains.is_empty() {
-            return self.claim_in_one_statement(tenant).await;
-        }
         let mut c = self.client().await?;
+        if tenant.custom_domains.is_empty() {
+            return claim_standby(&c, tenant).await;
+        }
         let tx = c.transaction().await.map_err(db_err)?;
-        // SKIP LOCKED: concurrent claims on other replicas take other stores instead of
-        // queueing behind this one; the row lock plus the delete hand each out once.
-        let claim = tx
-            .prepare_cached(
-                "DELETE FROM standby_stores WHERE id = (SELECT id FROM standby_stores \
-                 WHERE isolation = $1 AND placement = $2 AND state = 'ready' \
-                 AND schema_version = $3 ORDER BY updated_at, id LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED) RETURNING id",
-            )
-            .await
-            .map_err(db_err)?;
-        let row = tx
-            .query_opt(
-                &claim,
-                &[
-                    &tenant.isolation.as_str(),
-                    &placement_key(&tenant.placement),
-                    &(tenant.schema_version as i32),
-                ],
-            )
-            .await
-            .map_err(db_err)?;
-        let Some(row) = row else {
+        let Some(t) = claim_standby(&tx, tenant).await? else {
             return Ok(None);
         };
-        let mut t = tenant.clone();
-        t.id = TenantId::from_uuid(
-            row.try_get(0)
-                .map_err(|e| CatalogError::Internal(e.to_string()))?,
-        );
-        insert_tenant(&tx, &t).await?;
+        write_domains(&tx, &t, true).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(t))
     }

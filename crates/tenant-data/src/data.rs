@@ -87,10 +87,7 @@ impl PgTenant<'_> {
     pub async fn query_once(
         &self,
         sql: &str,
-        params: &[(
-            &(dyn tokio_postgres::types::ToSql + Sync),
-            tokio_postgres::types::Type,
-        )],
+        params: &[crate::literal::Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>> {
         self.server.query_once(self.tenant, sql, params).await
     }
@@ -100,10 +97,7 @@ impl PgTenant<'_> {
     pub async fn query_text_once(
         &self,
         sql: &str,
-        params: &[(
-            &(dyn tokio_postgres::types::ToSql + Sync),
-            tokio_postgres::types::Type,
-        )],
+        params: &[crate::literal::Param<'_>],
     ) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
         self.server.query_text_once(self.tenant, sql, params).await
     }

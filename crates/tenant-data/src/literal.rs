@@ -26,7 +26,8 @@ pub enum LiteralError {
     Value(String),
 }
 
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+/// A statement parameter with its declared type (as `query_typed` takes them).
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// `sql` with `$1`, `$2`, … replaced by the literals of `params`.
 pub fn render(sql: &str, params: &[Param<'_>]) -> Result<String, LiteralError> {
@@ -94,10 +95,6 @@ pub fn quote(s: &str) -> Result<String, LiteralError> {
         .find(|d| !taken.contains(d.as_str()))
         .unwrap_or_default();
     let tag = format!("$q{digits}$");
-    let whole = format!("{s}{tag}");
-    if whole.find(&tag) != Some(s.len()) {
-        return Err(LiteralError::Value("no dollar-quote tag fits".into()));
-    }
     Ok(format!("{tag}{s}{tag}"))
 }
 

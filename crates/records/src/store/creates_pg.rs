@@ -20,8 +20,8 @@ use tenantplane_tenant_data::{DataError, PgTenant};
 use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{Applied, Outcome, Write, at_ms};
-use crate::{RecordsError, Result, index::Row};
+use super::{Applied, Outcome, Write, at_ms, index_rows::IndexArrays};
+use crate::{RecordsError, Result};
 
 /// The constraint of migration records/4 that refuses counters past the plan.
 pub(super) const WITHIN_PLAN: &str = "fhir_usage_within_plan";
@@ -81,48 +81,25 @@ pub(super) async fn create_all(
     let sql = format!(
         "WITH r AS (INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
            SELECT t, i, 1, $4, false, d FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, i, d)), \
-         xt AS (INSERT INTO fhir_idx_token (type, id, param, system, code) \
-           SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[])), \
-         xs AS (INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
-           SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[])), \
-         xd AS (INSERT INTO fhir_idx_date (type, id, param, lo, hi) \
-           SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[])), \
-         xr AS (INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
-           SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::text[], $24::text[])) \
+         {} \
          INSERT INTO fhir_usage (key, value, lim) VALUES {usage} \
          ON CONFLICT (tenant_id, key) DO UPDATE SET \
-           value = fhir_usage.value + excluded.value, lim = excluded.lim"
+           value = fhir_usage.value + excluded.value, lim = excluded.lim",
+        IndexArrays::ctes(5)
     );
-    let params: [(&(dyn ToSql + Sync), Type); 28] = [
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
         (&types, Type::TEXT_ARRAY),
         (&ids, Type::TEXT_ARRAY),
         (&docs, Type::TEXT_ARRAY),
         (&now, Type::INT8),
-        (&ix.token.0, Type::TEXT_ARRAY),
-        (&ix.token.1, Type::TEXT_ARRAY),
-        (&ix.token.2, Type::TEXT_ARRAY),
-        (&ix.token.3, Type::TEXT_ARRAY),
-        (&ix.token.4, Type::TEXT_ARRAY),
-        (&ix.string.0, Type::TEXT_ARRAY),
-        (&ix.string.1, Type::TEXT_ARRAY),
-        (&ix.string.2, Type::TEXT_ARRAY),
-        (&ix.string.3, Type::TEXT_ARRAY),
-        (&ix.string.4, Type::TEXT_ARRAY),
-        (&ix.date.0, Type::TEXT_ARRAY),
-        (&ix.date.1, Type::TEXT_ARRAY),
-        (&ix.date.2, Type::TEXT_ARRAY),
-        (&ix.date.3, Type::INT8_ARRAY),
-        (&ix.date.4, Type::INT8_ARRAY),
-        (&ix.refs.0, Type::TEXT_ARRAY),
-        (&ix.refs.1, Type::TEXT_ARRAY),
-        (&ix.refs.2, Type::TEXT_ARRAY),
-        (&ix.refs.3, Type::TEXT_ARRAY),
-        (&ix.refs.4, Type::TEXT_ARRAY),
-        (&dp, Type::INT8),
+    ];
+    params.extend(ix.params());
+    params.extend([
+        (&dp as &(dyn ToSql + Sync), Type::INT8),
         (&lim_p, Type::INT8),
         (&db, Type::INT8),
         (&lim_b, Type::INT8),
-    ];
+    ]);
     // With `dp == 0` the patients row is left out of the statement: $25/$26 are referenced
     // nowhere, which PostgreSQL accepts since their types are declared.
     match p.query_text_once(&sql, &params).await {
@@ -134,56 +111,6 @@ pub(super) async fn create_all(
         Err(DataError::Refused { constraint }) if constraint == WITHIN_PLAN => Ok(None),
         Err(e) => Err(RecordsError::from(e)),
     }
-}
-
-/// Every index row of a set of resources, column by column.
-#[derive(Default)]
-struct IndexArrays<'a> {
-    token: Cols<'a, Option<&'a str>, &'a str>,
-    string: Cols<'a, &'a str, &'a str>,
-    date: Cols<'a, i64, i64>,
-    refs: Cols<'a, &'a str, &'a str>,
-}
-
-/// (type, id, param, a, b).
-type Cols<'a, A, B> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>, Vec<A>, Vec<B>);
-
-impl<'a> IndexArrays<'a> {
-    fn push(&mut self, rtype: &'a str, id: &'a str, rows: &'a [Row]) {
-        for r in rows {
-            match r {
-                Row::Token {
-                    param,
-                    system,
-                    code,
-                } => push5(
-                    &mut self.token,
-                    rtype,
-                    id,
-                    param,
-                    system.as_deref(),
-                    code.as_str(),
-                ),
-                Row::Str { param, norm, raw } => {
-                    push5(&mut self.string, rtype, id, param, norm, raw);
-                }
-                Row::Date { param, lo, hi } => push5(&mut self.date, rtype, id, param, *lo, *hi),
-                Row::Ref {
-                    param,
-                    rtype: tt,
-                    id: tid,
-                } => push5(&mut self.refs, rtype, id, param, tt, tid),
-            }
-        }
-    }
-}
-
-fn push5<'a, A, B>(c: &mut Cols<'a, A, B>, t: &'a str, i: &'a str, p: &'a str, a: A, b: B) {
-    c.0.push(t);
-    c.1.push(i);
-    c.2.push(p);
-    c.3.push(a);
-    c.4.push(b);
 }
 
 #[cfg(test)]

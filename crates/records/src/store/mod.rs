@@ -20,6 +20,7 @@ use crate::{
 
 mod counters;
 mod creates_pg;
+mod index_rows;
 mod reads;
 
 use counters::Counters;
@@ -489,7 +490,6 @@ async fn reindex_pg(
     rows: &[crate::index::Row],
     fresh: bool,
 ) -> std::result::Result<(), tokio_postgres::Error> {
-    use crate::index::Row;
     if !fresh {
         tx.execute_typed(
             "WITH a AS (DELETE FROM fhir_idx_token WHERE type = $1 AND id = $2), \
@@ -504,67 +504,11 @@ async fn reindex_pg(
         return Ok(());
     }
     // Every index row of the resource in one statement.
-    let mut tokens: (Vec<&str>, Vec<Option<&str>>, Vec<&str>) = Default::default();
-    let mut strs: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
-    let mut dates: (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-    let mut refs: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
-    for r in rows {
-        match r {
-            Row::Token {
-                param,
-                system,
-                code,
-            } => {
-                tokens.0.push(param);
-                tokens.1.push(system.as_deref());
-                tokens.2.push(code);
-            }
-            Row::Str { param, norm, raw } => {
-                strs.0.push(param);
-                strs.1.push(norm);
-                strs.2.push(raw);
-            }
-            Row::Date { param, lo, hi } => {
-                dates.0.push(param);
-                dates.1.push(*lo);
-                dates.2.push(*hi);
-            }
-            Row::Ref {
-                param,
-                rtype: tt,
-                id: tid,
-            } => {
-                refs.0.push(param);
-                refs.1.push(tt);
-                refs.2.push(tid);
-            }
-        }
-    }
+    let mut ix = index_rows::IndexArrays::default();
+    ix.push(rtype, id, rows);
     tx.execute_typed(
-        "WITH t AS (INSERT INTO fhir_idx_token (type, id, param, system, code) \
-           SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])), \
-         s AS (INSERT INTO fhir_idx_string (type, id, param, norm, raw) \
-           SELECT $1, $2, * FROM unnest($6::text[], $7::text[], $8::text[])), \
-         d AS (INSERT INTO fhir_idx_date (type, id, param, lo, hi) \
-           SELECT $1, $2, * FROM unnest($9::text[], $10::bigint[], $11::bigint[])) \
-         INSERT INTO fhir_idx_ref (type, id, param, target_type, target_id) \
-           SELECT $1, $2, * FROM unnest($12::text[], $13::text[], $14::text[])",
-        &[
-            (&rtype, Type::TEXT),
-            (&id, Type::TEXT),
-            (&tokens.0, Type::TEXT_ARRAY),
-            (&tokens.1, Type::TEXT_ARRAY),
-            (&tokens.2, Type::TEXT_ARRAY),
-            (&strs.0, Type::TEXT_ARRAY),
-            (&strs.1, Type::TEXT_ARRAY),
-            (&strs.2, Type::TEXT_ARRAY),
-            (&dates.0, Type::TEXT_ARRAY),
-            (&dates.1, Type::INT8_ARRAY),
-            (&dates.2, Type::INT8_ARRAY),
-            (&refs.0, Type::TEXT_ARRAY),
-            (&refs.1, Type::TEXT_ARRAY),
-            (&refs.2, Type::TEXT_ARRAY),
-        ],
+        &format!("WITH {} SELECT 1", index_rows::IndexArrays::ctes(1)),
+        &ix.params(),
     )
     .await?;
     Ok(())

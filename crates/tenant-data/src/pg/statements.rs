@@ -2,7 +2,7 @@
 //! one-round-trip and one-message forms of a single statement.
 
 use super::{CONTEXT_SQL, PgServer, TxFuture, db, quote_ident, set_context};
-use crate::{DataError, Result};
+use crate::{DataError, Result, literal::Param};
 use tenantplane_core::Tenant;
 
 impl PgServer {
@@ -34,17 +34,13 @@ impl PgServer {
         &self,
         tenant: &Tenant,
         sql: &str,
-        params: &[(
-            &(dyn tokio_postgres::types::ToSql + Sync),
-            tokio_postgres::types::Type,
-        )],
+        params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>> {
         use tokio_postgres::types::Type;
         let (dbname, schema) = self.route(tenant)?;
         let (c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let (path, id) = (quote_ident(&schema), tenant.id.to_string());
-        let context: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-            [(&path, Type::TEXT), (&id, Type::TEXT)];
+        let context: [Param<'_>; 2] = [(&path, Type::TEXT), (&id, Type::TEXT)];
         // `join!` polls in order: each future writes its messages on its first poll, before
         // any answer is awaited, so all four go out together.
         let (begin, context, rows, commit) = tokio::join!(
@@ -73,10 +69,7 @@ impl PgServer {
         &self,
         tenant: &Tenant,
         sql: &str,
-        params: &[(
-            &(dyn tokio_postgres::types::ToSql + Sync),
-            tokio_postgres::types::Type,
-        )],
+        params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
         use tokio_postgres::SimpleQueryMessage as M;
         let (dbname, schema) = self.route(tenant)?;
@@ -87,12 +80,17 @@ impl PgServer {
         if sql.contains(';') {
             return Err(DataError::Db("query_text_once takes one statement".into()));
         }
+        let (path, id) = (quote_ident(&schema), tenant.id.to_string());
+        let context = crate::literal::render(
+            CONTEXT_SQL,
+            &[
+                (&path, tokio_postgres::types::Type::TEXT),
+                (&id, tokio_postgres::types::Type::TEXT),
+            ],
+        )
+        .map_err(lit)?;
         let statement = crate::literal::render(sql, params).map_err(lit)?;
-        let message = format!(
-            "SELECT set_config('search_path', {}, true), set_config('app.tenant_id', {}, true); {statement}",
-            crate::literal::quote(&quote_ident(&schema)).map_err(lit)?,
-            crate::literal::quote(&tenant.id.to_string()).map_err(lit)?,
-        );
+        let message = format!("{context}; {statement}");
         let (c, _share) = self.tenant_conn(tenant, &dbname).await?;
         let answers = c.simple_query(&message).await.map_err(db)?;
         // The context's one row and its completion come first; then the statement's rows
