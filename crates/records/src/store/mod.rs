@@ -334,49 +334,52 @@ async fn write_all(
             .map_err(RecordsError::from)
         }
         TenantDb::Pg(p) => {
-            // First without holding the counters: they are read, the writes checked against
-            // them, and the change added at the end (`Counters::commit`), so a tenant's
-            // writes hold the counter rows for one statement and the commit, not the whole
-            // transaction. If concurrent writes took the headroom meanwhile, or a write was
-            // refused for its quota, the transaction runs again holding the counters from
-            // the start (the exact answers near a quota).
-            // Creates alone: one statement, one round trip (`creates_pg`), the counters
-            // checked by the database; past the plan, the locked path gives the answer.
-            let is_create = |w: &Write| matches!(w.op, Op::Create);
+            // Each transaction as `transact_pg` chooses: atomic, all of them; otherwise one
+            // per write.
             let writes = std::sync::Arc::new(writes);
             if !atomic {
                 let mut out = Vec::with_capacity(writes.len());
                 for i in 0..writes.len() {
-                    let mut tried = None;
-                    if is_create(&writes[i]) {
-                        tried = creates_pg::create_all(p, &writes[i..=i], now).await?;
-                    }
-                    let tries: &[bool] = if is_create(&writes[i]) {
-                        &[true]
-                    } else {
-                        &[false, true]
-                    };
-                    let a = match tried {
-                        Some(mut v) => v.pop().flatten(),
-                        None => write_pg(p, writes.clone(), Some(i), now, tries)
+                    out.push(Some(
+                        transact_pg(p, writes.clone(), Some(i), now)
                             .await?
-                            .remove(0),
-                    };
-                    out.push(Some(a.ok_or_else(|| {
-                        RecordsError::Internal("write produced no outcome".into())
-                    })?));
+                            .remove(0)
+                            .ok_or_else(|| {
+                                RecordsError::Internal("write produced no outcome".into())
+                            })?,
+                    ));
                 }
                 return Ok(out);
             }
-            if !writes.is_empty() && writes.iter().all(is_create) {
-                if let Some(out) = creates_pg::create_all(p, &writes, now).await? {
-                    return Ok(out);
-                }
-                return write_pg(p, writes, None, now, &[true]).await;
-            }
-            write_pg(p, writes, None, now, &[false, true]).await
+            transact_pg(p, writes, None, now).await
         }
     }
+}
+
+/// One transaction on PostgreSQL of every write (`only == None`, atomic) or of write `only`.
+/// Creates alone are one statement, one round trip (`creates_pg`), the counters checked by
+/// the database; past the plan, the locked path gives the answer. Other writes run first
+/// without holding the counters — read, each write checked against them, the change added
+/// at the end (`Counters::commit`), so the counter rows are held for one statement and the
+/// commit — and, if concurrent writes took the headroom meanwhile or a write was refused
+/// for its quota, again holding them from the start (the exact answers near a quota).
+async fn transact_pg(
+    p: tenantplane_tenant_data::PgTenant<'_>,
+    writes: std::sync::Arc<Vec<Write>>,
+    only: Option<usize>,
+    now: i64,
+) -> Result<Vec<Option<Applied>>> {
+    let picked = match only {
+        Some(i) => writes.get(i..=i).unwrap_or_default(),
+        None => &writes[..],
+    };
+    if !picked.is_empty() && picked.iter().all(|w| matches!(w.op, Op::Create)) {
+        if let Some(out) = creates_pg::create_all(p, picked, now).await? {
+            return Ok(out);
+        }
+        return write_pg(p, writes.clone(), only, now, &[true]).await;
+    }
+    write_pg(p, writes.clone(), only, now, &[false, true]).await
 }
 
 /// One transaction on PostgreSQL: every write (`only == None`, atomic: the first one that
