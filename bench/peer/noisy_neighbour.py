@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -140,11 +139,7 @@ def run_mode(a, mode):
         return {"mode": mode, "alone": alone, "busy": busy, "bad": bad_alone + bad_busy,
                 "a": out.get("a", {})}
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        sb.stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

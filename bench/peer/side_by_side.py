@@ -257,6 +257,15 @@ def peer_round(outdir):
         return f.read()
 
 
+def stop_server(server):
+    """SIGTERM (a graceful stop), then SIGKILL after 30 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def ingest(host, token):
     """Posts the Synthea sample (``crates/tenantplane/sample/synthea``) to one tenant: the
     hospital and practitioner batches first (untimed), then the 20 patient transactions one
@@ -347,11 +356,7 @@ def main():
                   f"POST {rnd['post']['rps']:.0f} req/s p99 {rnd['post']['lat_p99_ms']:.1f} ms",
                   file=sys.stderr)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"| Tenantplane {a.mode}, {a.tenants} tenants x {a.patients} patients | GET req/s | GET p50 / p99 ms "
