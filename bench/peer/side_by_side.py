@@ -21,6 +21,8 @@ release ``tenantplane serve`` whose catalog and tenant data live in that same cl
   6. with ``--peer``, the peer's ``bench.sh`` after each round (HTTP part with
      ``WORKER_COUNTS=2``, one HTTP round, no extras), so rounds interleave A/B.
 
+With ``TP_KEEP_WORKDIR=1`` the work directory (server log, tenant files) is kept.
+
 Traffic goes to 127.0.0.1 only; every loop is bounded. Prints a Markdown table and writes the
 raw numbers as JSON to ``--out``.
 """
@@ -378,7 +380,8 @@ def main():
     for rnd in results["rounds"]:
         if "peer_summary" in rnd:
             print(f"\npeer, round {rnd['round']}:\n{rnd['peer_summary']}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not os.environ.get("TP_KEEP_WORKDIR"):
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

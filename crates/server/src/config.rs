@@ -221,7 +221,7 @@ impl Default for DataConfig {
             sqlite_busy_wait_ms: 5000,
             sqlite_idle_close_secs: 60,
             sqlite_cache_kib: 128,
-            sqlite_memory_mib: 48,
+            sqlite_memory_mib: 16,
             migrate_on_start: true,
             migrate_concurrency: 4,
             servers: Default::default(),

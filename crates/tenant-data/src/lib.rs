@@ -29,6 +29,7 @@ pub mod migrate;
 pub mod pg;
 pub mod pgpool;
 pub mod sqlite;
+mod workers;
 
 /// Errors of tenant-data operations.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ use crate::{
     DataError, Result,
     fair::{FairShare, PLATFORM, PlanWeights, ShareKey, key_of},
     migrate::{MigrationReport, MigrationSet, migrate_sqlite},
+    workers::Workers,
 };
 use rusqlite::{Connection, OpenFlags};
 use tenantplane_core::{Tenant, TenantId};
@@ -56,11 +57,10 @@ pub struct SqliteConfig {
     pub memory_kib: u64,
 }
 
-/// Default cap of open tenant databases. Each open database holds its schema and page
-/// cache (≈ 250 KiB once used) in SQLite's allocations, which go through the C allocator:
-/// glibc keeps what was freed for reuse, so the peak number of open databases sets the
-/// resident memory for good. 256 bounds it near 70 MiB; more active tenants reopen their
-/// file (≈ 0.2 ms) instead.
+/// Default cap of open tenant databases. Each open database holds its schema, lookaside,
+/// statements and page cache (≈ 0.3 MiB once used; the page cache is bounded further by
+/// the process-wide soft heap limit). 256 bounds it near 70 MiB; more active tenants
+/// reopen their file (≈ 0.2 ms) instead.
 pub const DEFAULT_MAX_OPEN: usize = 256;
 
 impl SqliteConfig {
@@ -77,7 +77,7 @@ impl SqliteConfig {
             synchronous_full: true,
             idle_close: Duration::from_secs(60),
             cache_kib: 128,
-            memory_kib: 48 * 1024,
+            memory_kib: 16 * 1024,
         }
     }
 }
@@ -129,6 +129,8 @@ pub struct SqliteRegistry {
     /// The blocking pool's slots, shared fairly: one per tenant at a time (it has one
     /// connection), freed slots to the waiting tenant in fair order (plan weights).
     share: Arc<FairShare>,
+    /// The threads that run the slots' jobs: exactly one per slot.
+    workers: Workers,
     weights: Arc<PlanWeights>,
     stats: Arc<Stats>,
 }
@@ -153,12 +155,15 @@ impl SqliteRegistry {
                 |_| Ok(()),
             )?;
         }
-        let share = FairShare::unweighted_cap(cfg.max_blocking.max(1), 1, cfg.busy_wait);
+        let slots = cfg.max_blocking.max(1);
+        let share = FairShare::unweighted_cap(slots, 1, cfg.busy_wait);
+        let workers = Workers::start(slots, "tp-sqlite")?;
         Ok(Self {
             cfg,
             migrations,
             lru: Mutex::new(Lru::default()),
             share,
+            workers,
             weights: Arc::default(),
             stats: Arc::new(Stats::default()),
         })
@@ -233,19 +238,19 @@ impl SqliteRegistry {
         self.weights = weights;
     }
 
-    /// Runs `f` on the blocking pool in a slot of `key`'s share.
+    /// Runs `f` on the registry's threads in a slot of `key`'s share.
     async fn blocking<T, F>(&self, key: ShareKey, weight: u32, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
         let permit = self.share.acquire(key, weight).await?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f()
-        })
-        .await
-        .map_err(|e| DataError::Db(format!("blocking task failed: {e}")))?
+        self.workers
+            .run(move || {
+                let _permit = permit;
+                f()
+            })
+            .await
     }
 
     fn open_conn(&self, path: &Path, create: bool) -> Result<Connection> {

@@ -13,9 +13,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// jemalloc, with a background thread purging unused pages (10 s decay): glibc's malloc kept
-/// freed memory (≈ 200 KiB per tenant ever touched, with a live heap a tenth of that; see
-/// docs/benchmarks.md, memory).
+/// jemalloc for every allocation of the process, SQLite's included (unprefixed `malloc`),
+/// with a background thread purging unused pages: glibc's malloc kept freed memory (≈ 200
+/// KiB per tenant ever touched, with a live heap a tenth of that). Its build-time settings
+/// (two arenas, 1 s decay) are in `.cargo/config.toml`; see docs/benchmarks.md, memory.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
