@@ -22,6 +22,7 @@ const DOMAIN_CRATES: &[&str] = &[
     "control",
     "audit",
     "metering",
+    "costs",
 ];
 /// The HTTP stack a domain crate must not name as a dependency.
 const HTTP_CRATES: &[&str] = &["axum", "tower", "tower-http", "hyper", "http"];

@@ -1,0 +1,6 @@
+//! The allocation engine's integration tests: OpenCost's canonical mock set, and the
+//! properties every report must hold.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod golden;
+mod properties;
