@@ -12,7 +12,7 @@
 //! never changes the numbers of what it keeps, and each report holds
 //! `Σ rows + Σ idle rows + unallocated + filtered out = total` in micro-units.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -344,40 +344,37 @@ pub fn allocate(
     // 2. Shared costs: the shared allocations (with the idle they took) and the flat
     //    overhead, split between result keys (weights from own costs, before idle), then
     //    within a key between its allocations by their own cost.
-    let mut pool = Money::sum(q.overhead.iter().map(|o| o.amount))?;
+    let overhead = Money::sum(q.overhead.iter().map(|o| o.amount))?;
+    let mut pool = overhead;
     let mut pool_idle = Money::ZERO;
     for i in (0..n).filter(|i| shared_alloc[*i]) {
         pool = pool.checked_add(own[i])?.checked_add(given[i].idle)?;
         pool_idle = pool_idle.checked_add(given[i].idle_attrib)?;
     }
-    let mut keys: Vec<String> = Vec::new();
-    let mut members: HashMap<String, Vec<usize>> = HashMap::new();
-    for i in (0..n).filter(|i| !shared_alloc[*i]) {
-        let k = key_of(&allocations[i].properties, &q.aggregate);
-        members
-            .entry(k.clone())
-            .or_insert_with(|| {
-                keys.push(k);
-                Vec::new()
-            })
-            .push(i);
+    // Each row allocation's key, and the allocations of each key (keys in order).
+    let key: Vec<Option<String>> = (0..n)
+        .map(|i| (!shared_alloc[i]).then(|| key_of(&allocations[i].properties, &q.aggregate)))
+        .collect();
+    let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, k) in key.iter().enumerate() {
+        if let Some(k) = k {
+            members.entry(k.as_str()).or_default().push(i);
+        }
     }
-    keys.sort();
     let mut unallocated = Money::ZERO;
     if pool != Money::ZERO || pool_idle != Money::ZERO {
         let weights: Vec<Money> = match q.share_split {
-            SplitBy::Weighted => keys
-                .iter()
-                .map(|k| Money::sum(members[k].iter().map(|i| own[*i])))
+            SplitBy::Weighted => members
+                .values()
+                .map(|m| Money::sum(m.iter().map(|i| own[*i])))
                 .collect::<Result<_, _>>()?,
-            SplitBy::Even => vec![Money::from_micros(1); keys.len()],
+            SplitBy::Even => vec![Money::from_micros(1); members.len()],
         };
         let per_key = split::by_money(pool, &weights);
         let idle_per_key = split::by_money(pool_idle, &weights);
         match (per_key, idle_per_key) {
             (Some(per_key), Some(idle_per_key)) => {
-                for ((k, amount), idle_amount) in keys.iter().zip(per_key).zip(idle_per_key) {
-                    let m = &members[k];
+                for ((m, amount), idle_amount) in members.values().zip(per_key).zip(idle_per_key) {
                     let w: Vec<Money> = m.iter().map(|i| own[*i]).collect();
                     let within = split::by_money(amount, &w)
                         .or_else(|| split::evenly(amount, m.len()))
@@ -399,16 +396,16 @@ pub fn allocate(
 
     // 3. Filter, then aggregate.
     let kept = |i: usize| {
-        !shared_alloc[i]
+        key[i].is_some()
             && q.filter
                 .as_ref()
                 .is_none_or(|f| f.matches(&allocations[i].properties))
     };
-    let mut rows: BTreeMap<String, ReportRow> = BTreeMap::new();
-    for i in (0..n).filter(|i| kept(*i)) {
-        let k = key_of(&allocations[i].properties, &q.aggregate);
-        let r = rows.entry(k.clone()).or_insert_with(|| ReportRow {
-            key: k,
+    let mut rows: BTreeMap<&str, ReportRow> = BTreeMap::new();
+    for (i, k) in key.iter().enumerate().filter(|(i, _)| kept(*i)) {
+        let k = k.as_deref().unwrap_or_default();
+        let r = rows.entry(k).or_insert_with(|| ReportRow {
+            key: k.to_owned(),
             costs: Costs::default(),
             idle: Money::ZERO,
             shared: Money::ZERO,
@@ -468,7 +465,7 @@ pub fn allocate(
                 .map(|ic| ic.costs.total())
                 .collect::<Result<Vec<_>, _>>()?,
         )?)?
-        .checked_add(Money::sum(q.overhead.iter().map(|o| o.amount))?)?;
+        .checked_add(overhead)?;
     let shown = Money::sum(rows.values().map(|r| r.total))?
         .checked_add(Money::sum(idle_rows.iter().map(|r| r.total))?)?;
     let (unallocated, shown) = if q.filter.is_some() {
