@@ -58,6 +58,16 @@ fn set() -> MigrationSet {
     MigrationSet::new([NOTES]).unwrap()
 }
 
+/// A server with one connection, and a pg-shared and a pg-schema tenant provisioned on it.
+async fn one_connection_two_tenants() -> (PgServer, Tenant, Tenant) {
+    let s = server(1, 2000).await;
+    let a = tenant("alpha-hospital", IsolationMode::PgShared);
+    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
+    s.provision(&a).await.unwrap();
+    s.provision(&b).await.unwrap();
+    (s, a, b)
+}
+
 async fn insert(s: &PgServer, t: &Tenant, body: &str) {
     let body = body.to_owned();
     s.transaction(t, move |tx| {
@@ -173,11 +183,7 @@ async fn pg_shared_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_interleaved_tenants_never_leak_context() {
-    let s = server(1, 2000).await;
-    let a = tenant("alpha-hospital", IsolationMode::PgShared);
-    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
-    s.provision(&a).await.unwrap();
-    s.provision(&b).await.unwrap();
+    let (s, a, b) = one_connection_two_tenants().await;
     for i in 0..20 {
         let (t, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         insert(&s, t, "x").await;
@@ -203,11 +209,7 @@ async fn one_connection_interleaved_tenants_never_leak_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_statements_keep_tenants_apart_on_one_connection() {
     use tokio_postgres::types::Type;
-    let s = server(1, 2000).await;
-    let a = tenant("alpha-hospital", IsolationMode::PgShared);
-    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
-    s.provision(&a).await.unwrap();
-    s.provision(&b).await.unwrap();
+    let (s, a, b) = one_connection_two_tenants().await;
     insert(&s, &a, "a1").await;
     for i in 0..10 {
         let t = if i % 2 == 0 { &a } else { &b };
@@ -264,11 +266,7 @@ async fn one_round_trip_statements_keep_tenants_apart_on_one_connection() {
 async fn one_message_statements_keep_tenants_apart_and_values_exact() {
     use tenantplane_tenant_data::literal::TextRow;
     use tokio_postgres::types::Type;
-    let s = server(1, 2000).await;
-    let a = tenant("alpha-hospital", IsolationMode::PgShared);
-    let b = tenant("bravo-hospital", IsolationMode::PgSchema);
-    s.provision(&a).await.unwrap();
-    s.provision(&b).await.unwrap();
+    let (s, a, b) = one_connection_two_tenants().await;
     insert(&s, &a, "a1").await;
     for i in 0..10 {
         let t = if i % 2 == 0 { &a } else { &b };
