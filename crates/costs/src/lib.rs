@@ -2,7 +2,8 @@
 //!
 //! Pure logic, no I/O. [`money`] holds exact amounts (integer micro-units of one currency)
 //! and [`split`] divides an amount by weights with largest-remainder rounding, so the parts
-//! always add up to the whole. [`allocate`] takes a window's costed allocation rows (one
+//! always add up to the whole. [`pricing`] turns measured usage into costs per category with a
+//! versioned price sheet (a price change applies from its date on, never backwards). [`allocate`] takes a window's costed allocation rows (one
 //! per tenant store, namespace or container, each with properties and a cost per
 //! [`Category`]), the window's idle capacity cost and its shared costs, and produces the
 //! report: rows aggregated by the requested properties, idle shared or shown apart, shared
@@ -20,6 +21,7 @@
 
 pub mod allocate;
 pub mod money;
+pub mod pricing;
 pub mod split;
 
 pub use allocate::{
@@ -27,3 +29,4 @@ pub use allocate::{
     allocate,
 };
 pub use money::{Money, MoneyError};
+pub use pricing::{Currency, PriceError, PriceSheet, Prices, Usage};
