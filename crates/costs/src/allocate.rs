@@ -13,6 +13,7 @@
 //! `Σ rows + Σ idle rows + unallocated + filtered out = total` in micro-units.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -109,10 +110,11 @@ impl<'de> Deserialize<'de> for Costs {
 pub type Properties = BTreeMap<String, String>;
 
 /// One unit of allocation in the window: a tenant's store, a namespace, a container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
-    /// What it is and where it ran.
-    pub properties: Properties,
+    /// What it is and where it ran; shared by every interval of the same unit (a month of
+    /// hourly rows holds one copy of each tenant's properties).
+    pub properties: Arc<Properties>,
     /// Its cost in the window, per category.
     pub costs: Costs,
 }

@@ -25,8 +25,8 @@ pub mod pricing;
 pub mod split;
 
 pub use allocate::{
-    Allocation, Category, Costs, Filter, IdleShare, Query, Report, ReportRow, SharedCost, SplitBy,
-    allocate,
+    AllocError, Allocation, Category, Costs, Filter, IdleCost, IdleShare, Query, Report, ReportRow,
+    SharedCost, SplitBy, allocate,
 };
 pub use money::{Money, MoneyError};
 pub use pricing::{Currency, PriceError, PriceSheet, Prices, Usage};

@@ -4,6 +4,7 @@
 //! (cluster1 CPU $5 + RAM $15, cluster2 CPU $5 + RAM $5). Totals: $82 active, $30 idle.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tenantplane_costs::{
     Allocation, Category, Costs, Filter, IdleShare, Money, Query, Report, SharedCost, SplitBy,
@@ -69,7 +70,7 @@ fn mock() -> Vec<Allocation> {
                 p.insert(k.to_string(), v.to_string());
             }
             Allocation {
-                properties: p,
+                properties: Arc::new(p),
                 costs: unit(if *container == "container1" && *cluster == "cluster1" {
                     11
                 } else {

@@ -1,6 +1,7 @@
 //! Properties of every report, under random usage, idle, shared costs and options.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use tenantplane_costs::{
@@ -40,7 +41,7 @@ fn allocation() -> impl Strategy<Value = Allocation> {
                 p.insert("label:team".to_owned(), format!("team{team}"));
             }
             Allocation {
-                properties: p,
+                properties: Arc::new(p),
                 costs,
             }
         })
@@ -187,7 +188,7 @@ proptest! {
 fn overflow_is_an_error_not_a_wrapped_number() {
     let big = Costs::default().with(Category::Cpu, Money::from_micros(i64::MAX / 2 + 1));
     let a = Allocation {
-        properties: BTreeMap::new(),
+        properties: Arc::default(),
         costs: big,
     };
     let err = allocate(&[a.clone(), a], &[], &Query::default()).unwrap_err();
@@ -200,10 +201,10 @@ fn overflow_is_an_error_not_a_wrapped_number() {
 #[test]
 fn an_allocation_in_two_idle_scopes_is_refused() {
     let a = Allocation {
-        properties: BTreeMap::from([
+        properties: Arc::new(BTreeMap::from([
             ("cluster".into(), "c0".into()),
             ("node".into(), "n0".into()),
-        ]),
+        ])),
         costs: Costs::default(),
     };
     let scope = |k: &str, v: &str| IdleCost {
