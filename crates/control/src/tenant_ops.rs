@@ -113,6 +113,7 @@ impl Control {
             patients_limit: q.max_patients,
             storage_bytes: records.bytes,
             storage_limit: q.storage_bytes,
+            cpu_nanos: self.meter.cpu_used(t.id),
         })
     }
 

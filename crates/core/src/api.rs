@@ -464,6 +464,10 @@ pub struct TenantUsage {
     pub storage_bytes: u64,
     /// The plan's `storage_bytes`.
     pub storage_limit: u64,
+    /// CPU time spent on the tenant's requests this month, in nanoseconds, measured per
+    /// request (its own polls and the database and hashing work done for it) by the replica
+    /// that answers; not yet added up across replicas.
+    pub cpu_nanos: u64,
 }
 
 /// An optional nested object of a request body: `null` or a JSON object. serde would also

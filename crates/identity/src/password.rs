@@ -210,9 +210,13 @@ impl Hasher {
             .await
             .map_err(|_| IdentityError::Internal("hasher closed".into()))?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| IdentityError::Internal(format!("hashing task: {e}")))
+        // The hash's CPU time goes to the request it is done for.
+        let charge = tenantplane_cpu::current();
+        tokio::task::spawn_blocking(move || {
+            tenantplane_cpu::on_behalf(charge.as_ref(), || f(&inner))
+        })
+        .await
+        .map_err(|e| IdentityError::Internal(format!("hashing task: {e}")))
     }
 
     /// A PHC-format Argon2id hash of `password` with a fresh salt.

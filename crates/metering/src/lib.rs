@@ -11,7 +11,9 @@
 //! ([`flush_loop`]).
 //!
 //! Per-tenant costs grow here: the meter is where a request's resource use is attributed to
-//! its tenant.
+//! its tenant. CPU time per request (measured by `tenantplane-cpu` around the request's
+//! polls and the blocking work done for it) is added up per tenant and month on this
+//! replica; it is not yet written to the catalog.
 
 #![forbid(unsafe_code)]
 
@@ -41,6 +43,8 @@ struct Count {
     known: u64,
     /// This replica's requests since.
     pending: u64,
+    /// CPU nanoseconds this replica spent on the tenant's requests this month.
+    cpu_nanos: u64,
 }
 
 /// The per-replica meter.
@@ -85,6 +89,21 @@ impl RequestMeter {
         let key = (month_key(OffsetDateTime::now_utc()), tenant);
         let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         g.get(&key).map(|c| c.known + c.pending).unwrap_or(0)
+    }
+
+    /// Adds `nanos` of CPU time spent on a request of `tenant`.
+    pub fn add_cpu(&self, tenant: TenantId, nanos: u64) {
+        let key = (month_key(OffsetDateTime::now_utc()), tenant);
+        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = g.entry(key).or_default();
+        c.cpu_nanos = c.cpu_nanos.saturating_add(nanos);
+    }
+
+    /// CPU nanoseconds this replica spent on `tenant`'s requests this month.
+    pub fn cpu_used(&self, tenant: TenantId) -> u64 {
+        let key = (month_key(OffsetDateTime::now_utc()), tenant);
+        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&key).map(|c| c.cpu_nanos).unwrap_or(0)
     }
 
     /// Adds the pending counts to the catalog and learns the totals. On failure the counts

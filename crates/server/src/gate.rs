@@ -256,11 +256,15 @@ pub async fn resolve_tenant(
         None
     };
     let base = canonical_base(&state, &tenant, via, host_name.as_deref(), forwarded_proto);
+    let tenant_id = tenant.id;
     req.extensions_mut().insert(TenantCtx {
         tenant,
         base: base.into(),
     });
-    let mut res = next.run(req).await;
+    // The request's CPU time, its blocking work included, is the tenant's.
+    let charge = tenantplane_cpu::Charge::new();
+    let mut res = tenantplane_cpu::metered(charge.clone(), next.run(req)).await;
+    state.meter.add_cpu(tenant_id, charge.nanos());
     if let Some(d) = decision {
         for (k, v) in d.headers() {
             res.headers_mut().insert(k, v);

@@ -46,9 +46,12 @@ impl Workers {
         F: FnOnce() -> Result<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // The job's CPU time goes to the request it is done for.
+        let charge = tenantplane_cpu::current();
         let job: Job = Box::new(move || {
-            let out = catch_unwind(AssertUnwindSafe(f))
-                .unwrap_or_else(|_| Err(DataError::Db("a database job panicked".into())));
+            let out =
+                tenantplane_cpu::on_behalf(charge.as_ref(), || catch_unwind(AssertUnwindSafe(f)))
+                    .unwrap_or_else(|_| Err(DataError::Db("a database job panicked".into())));
             // The caller may have gone (request cancelled): nothing to tell then.
             let _ = tx.send(out);
         });

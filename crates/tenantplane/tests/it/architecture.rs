@@ -23,6 +23,7 @@ const DOMAIN_CRATES: &[&str] = &[
     "audit",
     "metering",
     "costs",
+    "cpu",
 ];
 /// The HTTP stack a domain crate must not name as a dependency.
 const HTTP_CRATES: &[&str] = &["axum", "tower", "tower-http", "hyper", "http"];

@@ -16,6 +16,7 @@ use crate::{
 };
 
 mod bundles;
+mod cpu_usage;
 mod history_rows;
 mod module_and_quotas;
 mod search;
