@@ -11,9 +11,12 @@
 //! in-memory tenant indexes fresh.
 
 mod migrations;
+mod pg_usage;
 mod postgres;
 mod sqlite;
+mod sqlite_usage;
 mod standby;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use time::OffsetDateTime;
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 pub use standby::{StandbyState, StandbyStore};
+pub use usage::UsageStore;
 
 /// What a uniqueness conflict was about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,9 +144,9 @@ pub struct ChangeBatch {
     pub last_seq: u64,
 }
 
-/// The control-plane store.
+/// The control-plane store (its usage ledger is the [`UsageStore`] half).
 #[async_trait]
-pub trait CatalogStore: Send + Sync + 'static {
+pub trait CatalogStore: UsageStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

@@ -84,6 +84,42 @@ CREATE TABLE standby_stores (
 CREATE INDEX standby_claim ON standby_stores (isolation, placement, state, schema_version);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "usage ledger, gauges, idempotent meter events, price sheet",
+        sql: r#"
+CREATE TABLE usage_ledger (
+    tenant_id TEXT NOT NULL,
+    bucket    INTEGER NOT NULL,
+    span      INTEGER NOT NULL,
+    meter     TEXT NOT NULL,
+    value     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, bucket, span, meter)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_ledger_span ON usage_ledger (span, bucket);
+CREATE TABLE usage_gauges (
+    tenant_id TEXT NOT NULL,
+    hour      INTEGER NOT NULL,
+    measure   TEXT NOT NULL,
+    value     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, hour, measure)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_gauges_hour ON usage_gauges (hour);
+CREATE TABLE usage_events (
+    tenant_id   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    digest      BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_events_received ON usage_events (received_at);
+CREATE TABLE price_sheet (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -160,6 +196,42 @@ CREATE TABLE standby_stores (
     updated_at     TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX standby_claim ON standby_stores (isolation, placement, state, schema_version);
+"#,
+    },
+    Migration {
+        version: 5,
+        name: "usage ledger, gauges, idempotent meter events, price sheet",
+        sql: r#"
+CREATE TABLE usage_ledger (
+    tenant_id UUID NOT NULL,
+    bucket    BIGINT NOT NULL,
+    span      INTEGER NOT NULL,
+    meter     TEXT NOT NULL,
+    value     BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, bucket, span, meter)
+);
+CREATE INDEX usage_ledger_span ON usage_ledger (span, bucket);
+CREATE TABLE usage_gauges (
+    tenant_id UUID NOT NULL,
+    hour      BIGINT NOT NULL,
+    measure   TEXT NOT NULL,
+    value     BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, hour, measure)
+);
+CREATE INDEX usage_gauges_hour ON usage_gauges (hour);
+CREATE TABLE usage_events (
+    tenant_id   UUID NOT NULL,
+    key         TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    digest      BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE INDEX usage_events_received ON usage_events (received_at);
+CREATE TABLE price_sheet (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  BIGINT NOT NULL,
+    doc      JSONB NOT NULL
+);
 "#,
     },
 ];

@@ -40,7 +40,7 @@ impl std::fmt::Debug for PgCatalog {
     }
 }
 
-fn db_err(e: tokio_postgres::Error) -> CatalogError {
+pub(crate) fn db_err(e: tokio_postgres::Error) -> CatalogError {
     let lost = e
         .as_db_error()
         .is_some_and(|d| tenantplane_core::error::pg_connection_lost(d.code().code()));
@@ -88,7 +88,7 @@ impl PgCatalog {
         Ok(me)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_err)
     }
 

@@ -38,7 +38,7 @@ impl std::fmt::Debug for SqliteCatalog {
     }
 }
 
-fn internal(e: rusqlite::Error) -> CatalogError {
+pub(crate) fn internal(e: rusqlite::Error) -> CatalogError {
     CatalogError::Internal(e.to_string())
 }
 
@@ -86,7 +86,7 @@ impl SqliteCatalog {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn with<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,

@@ -6,7 +6,7 @@ use tenantplane_core::{
 };
 use time::OffsetDateTime;
 
-use crate::{standby::*, tenant};
+use crate::{ledger::*, standby::*, tenant};
 
 pub async fn create_get_roundtrip(c: Catalog) {
     let mut t = tenant("alpha-hospital");
@@ -341,7 +341,10 @@ macro_rules! catalog_conformance {
                 purge_queue_and_counts, plans_seeded_and_editable, operators,
                 monthly_request_counters, standby_adds_stay_within_the_pool_size,
                 standby_claims_hand_each_store_out_once,
-                concurrent_standby_claims_never_share_a_store);
+                concurrent_standby_claims_never_share_a_store,
+                ledger_adds_up_across_flushes_and_replicas,
+                ledger_rolls_minutes_up_to_hours_exactly_once, meter_events_count_once,
+                gauges_keep_the_latest_sample, price_sheet_compare_and_swap);
         }
     };
     (@tests $open:expr; $($name:ident),*) => {

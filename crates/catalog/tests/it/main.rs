@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod ledger;
 mod standby;
 
 use tenantplane_core::{IsolationMode, Profile, Tenant, TenantStatus};
