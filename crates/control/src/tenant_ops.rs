@@ -82,6 +82,33 @@ impl Control {
         Ok((t.id, kind, results))
     }
 
+    /// CPU nanoseconds in the usage ledger for `tenant` this month (every replica's
+    /// flushes).
+    async fn cpu_this_month(&self, tenant: tenantplane_core::TenantId) -> ControlResult<u64> {
+        use tenantplane_catalog::usage::UsageQuery;
+        let now = time::OffsetDateTime::now_utc();
+        let start = now
+            .replace_day(1)
+            .map(|d| d.replace_time(time::Time::MIDNIGHT))
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .unix_timestamp();
+        let to = now.unix_timestamp() + 3_600;
+        let sums = self
+            .catalog
+            .usage(&UsageQuery {
+                from: start,
+                to,
+                step: to - start,
+                tenant: Some(tenant),
+            })
+            .await?;
+        Ok(sums
+            .iter()
+            .filter(|s| s.meter == "cpu_nanos")
+            .map(|s| s.value.max(0) as u64)
+            .sum())
+    }
+
     /// What a tenant uses of its plan: requests this month, users.
     pub async fn usage(&self, r: &str) -> ControlResult<tenantplane_core::api::TenantUsage> {
         let t = self.get(r).await?;
@@ -90,6 +117,7 @@ impl Control {
             .ok_or_else(|| ControlError::Internal("the tenant's plan is not loaded".into()))?;
         let month = tenantplane_metering::current_month();
         let stored = self.catalog.requests_in(t.id, &month).await?;
+        let cpu_flushed = self.cpu_this_month(t.id).await?;
         let (users, records) = match self.data.handle(&t) {
             Ok(db) => (
                 tenantplane_identity::users::count(db).await?,
@@ -113,7 +141,7 @@ impl Control {
             patients_limit: q.max_patients,
             storage_bytes: records.bytes,
             storage_limit: q.storage_bytes,
-            cpu_nanos: self.meter.cpu_used(t.id),
+            cpu_nanos: cpu_flushed.saturating_add(self.meter.usage().pending_cpu(t.id)),
         })
     }
 

@@ -465,8 +465,8 @@ pub struct TenantUsage {
     /// The plan's `storage_bytes`.
     pub storage_limit: u64,
     /// CPU time spent on the tenant's requests this month, in nanoseconds, measured per
-    /// request (its own polls and the database and hashing work done for it) by the replica
-    /// that answers; not yet added up across replicas.
+    /// request (its own polls and the database and hashing work done for it): every
+    /// replica's flushed usage plus what the answering replica has not flushed yet.
     pub cpu_nanos: u64,
 }
 

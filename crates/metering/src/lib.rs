@@ -10,18 +10,21 @@
 //! flush keeps the counts for the next one; the last flush runs at shutdown
 //! ([`flush_loop`]).
 //!
-//! Per-tenant costs grow here: the meter is where a request's resource use is attributed to
-//! its tenant. CPU time per request (measured by `tenantplane-cpu` around the request's
-//! polls and the blocking work done for it) is added up per tenant and month on this
-//! replica; it is not yet written to the catalog.
+//! Per-tenant costs start here: the meter is where a request's resource use is attributed to
+//! its tenant ([`usage`]: route class, status, bytes, wall and CPU time per tenant and
+//! minute), flushed with the request counts into the catalog's usage ledger, whose minute
+//! rows the flush loop rolls up to hours after [`LedgerPolicy::minute_rows_for`].
 
 #![forbid(unsafe_code)]
+
+pub mod usage;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use tenantplane_catalog::Catalog;
 use tenantplane_core::TenantId;
 use time::OffsetDateTime;
+pub use usage::{RouteClass, Served, UsageMeter};
 
 /// `YYYY-MM` of now (UTC).
 pub fn current_month() -> String {
@@ -43,14 +46,13 @@ struct Count {
     known: u64,
     /// This replica's requests since.
     pending: u64,
-    /// CPU nanoseconds this replica spent on the tenant's requests this month.
-    cpu_nanos: u64,
 }
 
 /// The per-replica meter.
 #[derive(Debug, Default)]
 pub struct RequestMeter {
     counts: Mutex<HashMap<(u32, TenantId), Count>>,
+    usage: UsageMeter,
 }
 
 /// A request refused by the monthly quota.
@@ -91,27 +93,27 @@ impl RequestMeter {
         g.get(&key).map(|c| c.known + c.pending).unwrap_or(0)
     }
 
-    /// Adds `nanos` of CPU time spent on a request of `tenant`.
-    pub fn add_cpu(&self, tenant: TenantId, nanos: u64) {
-        let key = (month_key(OffsetDateTime::now_utc()), tenant);
-        let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let c = g.entry(key).or_default();
-        c.cpu_nanos = c.cpu_nanos.saturating_add(nanos);
+    /// Records what an answered request of `tenant` used.
+    pub fn record(&self, tenant: TenantId, served: &Served) {
+        self.usage.record(tenant, served);
     }
 
-    /// CPU nanoseconds this replica spent on `tenant`'s requests this month.
-    pub fn cpu_used(&self, tenant: TenantId) -> u64 {
-        let key = (month_key(OffsetDateTime::now_utc()), tenant);
-        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        g.get(&key).map(|c| c.cpu_nanos).unwrap_or(0)
+    /// The usage gathered since the last flush.
+    pub fn usage(&self) -> &UsageMeter {
+        &self.usage
     }
 
-    /// Adds the pending counts to the catalog and learns the totals. On failure the counts
-    /// stay pending. Entries of past months are dropped once flushed.
+    /// Adds the pending counts and usage to the catalog and learns the totals. On failure
+    /// they stay pending. Entries of past months are dropped once flushed.
     pub async fn flush(
         &self,
         catalog: &Catalog,
     ) -> Result<usize, tenantplane_catalog::CatalogError> {
+        let rows = self.usage.take();
+        if let Err(e) = catalog.add_usage(&rows).await {
+            self.usage.give_back(rows);
+            return Err(e);
+        }
         let now = month_key(OffsetDateTime::now_utc());
         let batches: HashMap<u32, Vec<(TenantId, u64)>> = {
             let mut g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,22 +153,61 @@ impl RequestMeter {
     }
 }
 
-/// Flushes `meter` into `catalog` every `every` until `cancel`, then once more.
+/// How the ledger is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerPolicy {
+    /// How often a replica flushes.
+    pub every: Duration,
+    /// Minute rows older than this are rolled up into hours.
+    pub minute_rows_for: Duration,
+    /// Idempotency keys of meter events are kept this long (older events are refused).
+    pub event_keys_for: Duration,
+}
+
+impl LedgerPolicy {
+    /// Rolls up minute rows past their age and forgets old event keys.
+    pub async fn maintain(&self, catalog: &Catalog, now: i64) {
+        let age = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        // Only whole hours are rolled up, so an hour is never half minutes, half hour.
+        let cutoff = now.saturating_sub(age(self.minute_rows_for));
+        let cutoff = cutoff - cutoff.rem_euclid(tenantplane_catalog::usage::HOUR);
+        match catalog.roll_up(cutoff).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "usage minutes rolled up to hours"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "usage roll-up failed; retried later"),
+        }
+        if let Err(e) = catalog
+            .prune_events(now.saturating_sub(age(self.event_keys_for)))
+            .await
+        {
+            tracing::warn!(error = %e, "meter event keys not pruned; retried later");
+        }
+    }
+}
+
+/// Flushes `meter` into `catalog` every `policy.every` until `cancel`, then once more;
+/// every ten minutes, rolls up and prunes the ledger.
 pub async fn flush_loop(
     meter: std::sync::Arc<RequestMeter>,
     catalog: Catalog,
-    every: Duration,
+    policy: LedgerPolicy,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(policy.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut upkeep = tokio::time::interval(Duration::from_secs(600));
+    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let last = tokio::select! {
             _ = cancel.cancelled() => true,
             _ = tick.tick() => false,
+            _ = upkeep.tick() => {
+                policy.maintain(&catalog, OffsetDateTime::now_utc().unix_timestamp()).await;
+                continue;
+            }
         };
         if let Err(e) = meter.flush(&catalog).await {
-            tracing::warn!(error = %e, "request counts not flushed; kept for the next try");
+            tracing::warn!(error = %e, "usage not flushed; kept for the next try");
         }
         if last {
             break;

@@ -372,14 +372,21 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MeteringConfig {
     /// How often this replica adds its request counts to the catalog, in seconds (the
-    /// monthly request quota is exact up to one interval of the other replicas' traffic).
+    /// monthly request quota is exact up to one interval of the other replicas' traffic;
+    /// a crash loses at most one interval of this replica's usage).
     pub flush_interval_secs: u64,
+    /// Minute rows of the usage ledger older than this many hours are rolled up to hours.
+    pub minute_rows_hours: u64,
+    /// Idempotency keys of meter events are kept this many days; older events are refused.
+    pub event_key_days: u64,
 }
 
 impl Default for MeteringConfig {
     fn default() -> Self {
         Self {
             flush_interval_secs: 5,
+            minute_rows_hours: 48,
+            event_key_days: 7,
         }
     }
 }

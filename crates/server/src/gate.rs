@@ -17,7 +17,7 @@ use tenantplane_control::index::{RequestFacts, Resolution};
 use tenantplane_core::{Tenant, TenantStatus};
 use tenantplane_tenant_data::{TenantData, TenantDb};
 
-use crate::{problem::ApiError, state::GateState};
+use crate::{problem::ApiError, state::GateState, usage_meter::Metered};
 
 /// Header a trusted proxy uses to name the tenant.
 pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
@@ -261,14 +261,15 @@ pub async fn resolve_tenant(
         tenant,
         base: base.into(),
     });
-    // The request's CPU time, its blocking work included, is the tenant's.
+    // The request's CPU time, its blocking work included, is the tenant's; so are its
+    // bytes and its wall time, recorded when the response has been sent.
     let charge = tenantplane_cpu::Charge::new();
-    let mut res = tenantplane_cpu::metered(charge.clone(), next.run(req)).await;
-    state.meter.add_cpu(tenant_id, charge.nanos());
+    let metered = Metered::start(state.meter.clone(), tenant_id, charge.clone(), &mut req);
+    let mut res = tenantplane_cpu::metered(charge, next.run(req)).await;
     if let Some(d) = decision {
         for (k, v) in d.headers() {
             res.headers_mut().insert(k, v);
         }
     }
-    res
+    metered.finish(res)
 }

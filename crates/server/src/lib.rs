@@ -8,7 +8,8 @@
 //!   limits; Redis-shared in [`limits::redis`]), [`data`] (opening the tenant stores);
 //! - [`state`]: the narrow per-surface views of the server's state;
 //! - [`gate`]: tenant resolution — the only producer of a [`gate::TenantCtx`] — the tenant's
-//!   rate limit and monthly quota;
+//!   rate limit and monthly quota, and the request meter (`usage_meter`: what each tenant
+//!   request used, recorded when its response is sent);
 //! - [`context`]: who is calling ([`context::OperatorCtx`], [`context::UserCtx`], one bearer
 //!   parser);
 //! - the surfaces: [`api`] (operator API `/api/v1`),
@@ -38,6 +39,7 @@ pub mod sso_api;
 pub mod state;
 pub mod surface;
 pub mod tenant_api;
+mod usage_meter;
 
 pub use app::Server;
 pub use config::Config;

@@ -170,7 +170,9 @@ pub async fn meter_events_count_once(c: Catalog) {
     assert_eq!(r2.unwrap(), EventsOutcome::Recorded(vec![false]));
     // The same key at another tenant is another event: keys are per tenant.
     assert_eq!(
-        c.record_events(b, &[e1.clone()], DAY).await.unwrap(),
+        c.record_events(b, std::slice::from_ref(&e1), DAY)
+            .await
+            .unwrap(),
         EventsOutcome::Recorded(vec![true])
     );
     // A key reused for other content refuses the whole batch.

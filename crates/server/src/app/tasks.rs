@@ -121,11 +121,16 @@ impl Server {
             }
         });
         let svc = self.state.control.clone();
-        let every = Duration::from_secs(self.config.metering.flush_interval_secs.max(1));
+        let m = &self.config.metering;
+        let policy = tenantplane_metering::LedgerPolicy {
+            every: Duration::from_secs(m.flush_interval_secs.max(1)),
+            minute_rows_for: Duration::from_secs(m.minute_rows_hours.max(1) * 3_600),
+            event_keys_for: Duration::from_secs(m.event_key_days.max(1) * 86_400),
+        };
         let metering = tokio::spawn(tenantplane_metering::flush_loop(
             svc.meter().clone(),
             svc.catalog().clone(),
-            every,
+            policy,
             c4,
         ));
         let svc = self.state.control.clone();

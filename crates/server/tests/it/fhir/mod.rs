@@ -21,6 +21,7 @@ mod history_rows;
 mod module_and_quotas;
 mod search;
 mod synthea;
+mod usage_ledger;
 
 const FHIR: &str = "application/fhir+json";
 

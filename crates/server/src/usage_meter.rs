@@ -1,0 +1,173 @@
+//! The request meter at the edge: wraps a tenant request's body and its response's body so
+//! that, when the response has been sent (or the client went away), what the request used —
+//! route class, status, body bytes in and out, wall time, CPU time — is recorded once for
+//! its tenant ([`tenantplane_metering::RequestMeter::record`]).
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tenantplane_core::TenantId;
+use tenantplane_metering::{RequestMeter, RouteClass, Served};
+
+pin_project_lite::pin_project! {
+    /// A request body that counts the bytes read from it.
+    struct CountedBody {
+        #[pin]
+        inner: Body,
+        read: Arc<AtomicU64>,
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &polled
+            && let Some(d) = f.data_ref()
+        {
+            this.read.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What is known of a request when its response head is ready.
+pub(crate) struct Metered {
+    meter: Arc<RequestMeter>,
+    tenant: TenantId,
+    class: RouteClass,
+    started: Instant,
+    read: Arc<AtomicU64>,
+    charge: tenantplane_cpu::Charge,
+}
+
+impl Metered {
+    /// Starts metering `req` of `tenant`: its class, its clock, its body's byte count.
+    pub(crate) fn start(
+        meter: Arc<RequestMeter>,
+        tenant: TenantId,
+        charge: tenantplane_cpu::Charge,
+        req: &mut axum::extract::Request,
+    ) -> Self {
+        let class = RouteClass::classify(req.method().as_str(), req.uri().path());
+        let read = Arc::new(AtomicU64::new(0));
+        let body = std::mem::take(req.body_mut());
+        *req.body_mut() = Body::new(CountedBody {
+            inner: body,
+            read: read.clone(),
+        });
+        Self {
+            meter,
+            tenant,
+            class,
+            started: Instant::now(),
+            read,
+            charge,
+        }
+    }
+
+    /// Wraps the response so the request is recorded when its body is done.
+    pub(crate) fn finish(self, res: axum::response::Response) -> axum::response::Response {
+        let status = res.status().as_u16();
+        res.map(|inner| {
+            Body::new(MeteredBody {
+                inner,
+                sent: 0,
+                pending: Some((self, status)),
+            })
+        })
+    }
+}
+
+fn record(m: Metered, status: u16, sent: u64) {
+    let wall = u64::try_from(m.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    m.meter.record(
+        m.tenant,
+        &Served {
+            class: m.class,
+            status,
+            bytes_in: m.read.load(Ordering::Relaxed),
+            bytes_out: sent,
+            wall_nanos: wall,
+            cpu_nanos: m.charge.nanos(),
+        },
+    );
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its request when it ends or is dropped.
+    struct MeteredBody {
+        #[pin]
+        inner: Body,
+        sent: u64,
+        pending: Option<(Metered, u16)>,
+    }
+
+    impl PinnedDrop for MeteredBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some((m, status)) = this.pending.take() {
+                record(m, status, *this.sent);
+            }
+        }
+    }
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    *this.sent += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                if let Some((m, status)) = this.pending.take() {
+                    record(m, status, *this.sent);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
