@@ -3,6 +3,8 @@
 //! adds their sums to the hours in one statement, so two replicas rolling up at once move
 //! each row once.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use tenantplane_core::TenantId;
 use tokio_postgres::types::Json;
@@ -60,67 +62,84 @@ impl UsageStore for PgCatalog {
 
     async fn record_events(
         &self,
-        tenant: TenantId,
         events: &[MeterEvent],
         received_at: i64,
     ) -> Result<EventsOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
+        let tenants: Vec<Uuid> = events.iter().map(|e| *e.row.tenant.as_uuid()).collect();
         let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
         let digests: Vec<&[u8]> = events.iter().map(|e| &e.digest[..]).collect();
         // New keys are inserted; a key another transaction is inserting waits for it.
         let inserted = tx
             .query(
                 "INSERT INTO usage_events (tenant_id, key, received_at, digest) \
-                 SELECT $1, k, $2, d FROM unnest($3::text[], $4::bytea[]) AS e(k, d) \
-                 ON CONFLICT DO NOTHING RETURNING key",
-                &[tenant.as_uuid(), &received_at, &keys, &digests],
+                 SELECT t, k, $1, d FROM unnest($2::uuid[], $3::text[], $4::bytea[]) AS e(t, k, d) \
+                 ON CONFLICT DO NOTHING RETURNING tenant_id, key",
+                &[&received_at, &tenants, &keys, &digests],
             )
             .await
             .map_err(db_err)?;
-        let fresh_keys: std::collections::HashSet<String> =
-            inserted.iter().map(|r| r.get::<_, String>(0)).collect();
-        let old: Vec<&str> = keys
+        let fresh_keys: HashSet<(Uuid, String)> = inserted
             .iter()
-            .copied()
-            .filter(|k| !fresh_keys.contains(*k))
+            .map(|r| (r.get::<_, Uuid>(0), r.get::<_, String>(1)))
             .collect();
+        let is_fresh =
+            |e: &MeterEvent| fresh_keys.contains(&(*e.row.tenant.as_uuid(), e.key.clone()));
+        let old: Vec<&MeterEvent> = events.iter().filter(|e| !is_fresh(e)).collect();
         let mut reused = Vec::new();
         if !old.is_empty() {
+            let ot: Vec<Uuid> = old.iter().map(|e| *e.row.tenant.as_uuid()).collect();
+            let ok: Vec<&str> = old.iter().map(|e| e.key.as_str()).collect();
             let had = tx
                 .query(
-                    "SELECT key, digest FROM usage_events WHERE tenant_id = $1 AND key = ANY($2)",
-                    &[tenant.as_uuid(), &old],
+                    "SELECT u.tenant_id, u.key, u.digest FROM usage_events u \
+                     JOIN unnest($1::uuid[], $2::text[]) AS e(t, k) ON u.tenant_id = e.t AND u.key = e.k",
+                    &[&ot, &ok],
                 )
                 .await
                 .map_err(db_err)?;
-            let had: std::collections::HashMap<String, Vec<u8>> = had
+            let had: HashMap<(Uuid, String), Vec<u8>> = had
                 .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
+                .map(|r| {
+                    (
+                        (r.get::<_, Uuid>(0), r.get::<_, String>(1)),
+                        r.get::<_, Vec<u8>>(2),
+                    )
+                })
                 .collect();
-            for e in events.iter().filter(|e| !fresh_keys.contains(&e.key)) {
-                if had.get(&e.key).map(Vec::as_slice) != Some(&e.digest[..]) {
+            for e in old {
+                let k = (*e.row.tenant.as_uuid(), e.key.clone());
+                if had.get(&k).map(Vec::as_slice) != Some(&e.digest[..]) {
                     reused.push(e.key.clone());
                 }
+            }
+        }
+        // Within the batch: a key sent twice counts once, and only with the same content.
+        let mut seen: HashMap<(Uuid, &str), &[u8; 32]> = HashMap::new();
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut rows = Vec::new();
+        for e in events {
+            let new = match seen.entry((*e.row.tenant.as_uuid(), e.key.as_str())) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    if *o.get() != &e.digest && !reused.contains(&e.key) {
+                        reused.push(e.key.clone());
+                    }
+                    false
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(&e.digest);
+                    is_fresh(e)
+                }
+            };
+            fresh.push(new);
+            if new {
+                rows.push(e.row.clone());
             }
         }
         if !reused.is_empty() {
             tx.rollback().await.map_err(db_err)?;
             return Ok(EventsOutcome::KeyReused(reused));
-        }
-        // A key sent twice in one batch counts once: the first occurrence.
-        let mut seen = std::collections::HashSet::new();
-        let mut fresh = Vec::with_capacity(events.len());
-        let mut rows = Vec::new();
-        for e in events {
-            let new = fresh_keys.contains(&e.key) && seen.insert(e.key.as_str());
-            fresh.push(new);
-            if new {
-                rows.push(UsageRow {
-                    tenant,
-                    ..e.row.clone()
-                });
-            }
         }
         add_rows(&tx, &merged(&rows)).await?;
         tx.commit().await.map_err(db_err)?;

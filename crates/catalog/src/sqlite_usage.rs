@@ -60,7 +60,6 @@ impl UsageStore for SqliteCatalog {
 
     async fn record_events(
         &self,
-        tenant: TenantId,
         events: &[MeterEvent],
         received_at: i64,
     ) -> Result<EventsOutcome> {
@@ -69,7 +68,6 @@ impl UsageStore for SqliteCatalog {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let id = tenant.to_string();
             let mut fresh = Vec::with_capacity(events.len());
             let mut reused = Vec::new();
             let mut rows = Vec::new();
@@ -86,15 +84,13 @@ impl UsageStore for SqliteCatalog {
                     )
                     .map_err(internal)?;
                 for e in &events {
+                    let id = e.row.tenant.to_string();
                     let n = ins
                         .execute(params![id, e.key, received_at, &e.digest[..]])
                         .map_err(internal)?;
                     if n == 1 {
                         fresh.push(true);
-                        rows.push(UsageRow {
-                            tenant,
-                            ..e.row.clone()
-                        });
+                        rows.push(e.row.clone());
                         continue;
                     }
                     fresh.push(false);

@@ -82,7 +82,7 @@ pub struct MeterEvent {
     /// SHA-256 of what the event says (meter, quantity, time): a key reused for another
     /// event is refused.
     pub digest: [u8; 32],
-    /// The counter it adds to (its `tenant` is the batch's).
+    /// The counter it adds to (its tenant is the key's scope).
     pub row: UsageRow,
 }
 
@@ -112,14 +112,11 @@ pub trait UsageStore: Send + Sync + 'static {
     /// several replicas do not deadlock).
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<()>;
 
-    /// Records `events` of `tenant` with their keys in one transaction, or nothing when a
-    /// key was used before for another event.
-    async fn record_events(
-        &self,
-        tenant: TenantId,
-        events: &[MeterEvent],
-        received_at: i64,
-    ) -> Result<EventsOutcome>;
+    /// Records `events` (of any tenants; keys are unique per tenant) with their keys in one
+    /// transaction, or nothing when a key was used before for another event. A key that
+    /// appears twice in `events` counts once.
+    async fn record_events(&self, events: &[MeterEvent], received_at: i64)
+    -> Result<EventsOutcome>;
 
     /// Forgets idempotency keys received before `before`; returns how many.
     async fn prune_events(&self, before: i64) -> Result<u64>;

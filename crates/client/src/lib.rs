@@ -206,6 +206,18 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/usage/events`.
+    pub async fn report_usage(
+        &self,
+        batch: &tenantplane_core::usage_api::UsageEventBatch,
+    ) -> Result<tenantplane_core::usage_api::UsageEventsReport> {
+        Self::send(
+            self.request(Method::POST, "/api/v1/usage/events")
+                .json(batch),
+        )
+        .await
+    }
+
     /// `PATCH /api/v1/tenants/{tenant}`.
     pub async fn update_tenant(
         &self,

@@ -71,6 +71,9 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
+    /// Idempotency keys already used for other usage events; nothing was recorded.
+    #[error("idempotency keys reused: {0:?}")]
+    KeyReused(Vec<String>),
     /// An operator tried to disable themselves.
     #[error("cannot disable yourself")]
     SelfDisable,
@@ -121,6 +124,7 @@ impl ControlError {
             Self::InvalidBundle(_) => "invalid-bundle",
             Self::BundleEntryFailed { .. } => "bundle-entry-failed",
             Self::SelfDisable => "self-disable",
+            Self::KeyReused(_) => "idempotency-key-reused",
             Self::Catalog(e) => catalog_label(e),
             Self::Data(e) => data_label(e),
             Self::Identity(e) => match e {

@@ -241,6 +241,15 @@ impl TenantIndex {
         (Resolution::NoTenant, untrusted_header)
     }
 
+    /// A tenant by id or slug, if indexed.
+    pub fn find(&self, id_or_slug: &str) -> Option<Arc<Tenant>> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        match id_or_slug.parse::<TenantId>() {
+            Ok(id) => g.by_id.get(&id).cloned(),
+            Err(_) => g.by_slug.get(id_or_slug).cloned(),
+        }
+    }
+
     /// A tenant by id, if indexed.
     pub fn get(&self, id: &TenantId) -> Option<Arc<Tenant>> {
         self.inner

@@ -34,6 +34,7 @@ pub mod standby;
 pub mod tenant_ops;
 pub mod tenants;
 pub mod tokens;
+mod usage;
 
 pub use error::{ControlError, ControlResult};
 pub use index::TenantIndex;
@@ -57,6 +58,8 @@ pub struct ControlSettings {
     /// Standby pool size per isolation mode (per server for the PostgreSQL modes); a mode
     /// absent or at 0 has no pool.
     pub standby: BTreeMap<IsolationMode, usize>,
+    /// The ages that bound custom meter events.
+    pub event_window: tenantplane_metering::events::EventWindow,
 }
 
 /// The control plane.

@@ -15,6 +15,7 @@ pub mod operator;
 pub mod plan;
 pub mod sso;
 pub mod tenant;
+pub mod usage_api;
 
 pub use error::{ErrorKind, FieldError, ValidationErrors};
 pub use identity::{Email, Permission, Role, RoleName};

@@ -13,8 +13,10 @@ use crate::OperatorId;
 pub enum OperatorRole {
     /// Everything on the control plane.
     PlatformAdmin,
-    /// Read-only access (tenants, plans, and later costs).
+    /// Read-only access (tenants, plans, costs).
     BillingViewer,
+    /// A service reporting usage (`POST /api/v1/usage/events`) and nothing else.
+    UsageReporter,
 }
 
 impl OperatorRole {
@@ -23,7 +25,19 @@ impl OperatorRole {
         match self {
             Self::PlatformAdmin => "platform-admin",
             Self::BillingViewer => "billing-viewer",
+            Self::UsageReporter => "usage-reporter",
         }
+    }
+
+    /// Whether this role may read and use the control-plane API (a usage reporter may only
+    /// report usage).
+    pub fn can_read(self) -> bool {
+        !matches!(self, Self::UsageReporter)
+    }
+
+    /// Whether this role may report usage events.
+    pub fn can_report_usage(self) -> bool {
+        matches!(self, Self::PlatformAdmin | Self::UsageReporter)
     }
 
     /// Whether this role may change state.
@@ -35,10 +49,16 @@ impl OperatorRole {
 impl FromStr for OperatorRole {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::PlatformAdmin, Self::BillingViewer]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role '{s}' (platform-admin, billing-viewer)"))
+        [
+            Self::PlatformAdmin,
+            Self::BillingViewer,
+            Self::UsageReporter,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| {
+            format!("unknown role '{s}' (platform-admin, billing-viewer, usage-reporter)")
+        })
     }
 }
 

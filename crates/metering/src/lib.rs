@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod events;
 pub mod usage;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};

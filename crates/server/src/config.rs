@@ -435,6 +435,10 @@ impl Config {
                 .map(|(name, s)| (name.clone(), s.modes.clone()))
                 .collect(),
             standby: self.tenants.standby.clone(),
+            event_window: tenantplane_metering::events::EventWindow {
+                keys_for_secs: (self.metering.event_key_days.max(1) * 86_400) as i64,
+                minutes_for_secs: (self.metering.minute_rows_hours.max(1) * 3_600) as i64,
+            },
         }
     }
 

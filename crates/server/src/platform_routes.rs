@@ -81,7 +81,7 @@ pub(crate) async fn metrics_route(
                 .lookup(control.catalog(), &hash)
                 .await
             {
-                Ok(Some(op)) if !op.disabled => {}
+                Ok(Some(op)) if !op.disabled && op.role.can_read() => {}
                 Ok(_) => {
                     metrics::counter!("tenantplane_operator_auth_failures_total").increment(1);
                     return ApiError::unauthorized("invalid metrics or operator token")

@@ -566,6 +566,21 @@ impl From<tenantplane_control::ControlError> for ApiError {
             .detail(tenantplane_records::bundle::BundleError::entry_detail(
                 index, &message,
             )),
+            C::KeyReused(keys) => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            )
+            .detail(format!(
+                "these idempotency keys were used before for other events, so nothing of \
+                 the batch was recorded: {}{}",
+                keys.iter()
+                    .take(10)
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if keys.len() > 10 { ", …" } else { "" }
+            )),
             C::SelfDisable => Self::new(
                 StatusCode::CONFLICT,
                 "self-disable",

@@ -140,22 +140,22 @@ pub async fn ledger_rolls_minutes_up_to_hours_exactly_once(c: Catalog) {
     );
 }
 
-fn event(key: &str, meter: &str, value: i64, at: i64) -> MeterEvent {
+fn event(t: TenantId, key: &str, meter: &str, value: i64, at: i64) -> MeterEvent {
     let mut h = Sha256::new();
     h.update(format!("{meter}|{value}|{at}"));
     MeterEvent {
         key: key.into(),
         digest: h.finalize().into(),
-        row: row(TenantId::new(), at, MINUTE, meter, value),
+        row: row(t, at, MINUTE, meter, value),
     }
 }
 
 pub async fn meter_events_count_once(c: Catalog) {
     let (a, b) = (TenantId::new(), TenantId::new());
-    let e1 = event("k1", "meter:tokens", 1_000, DAY);
-    let e2 = event("k2", "meter:tokens", 500, DAY + 60);
+    let e1 = event(a, "k1", "meter:tokens", 1_000, DAY);
+    let e2 = event(a, "k2", "meter:tokens", 500, DAY + 60);
     assert_eq!(
-        c.record_events(a, &[e1.clone(), e2.clone()], DAY)
+        c.record_events(&[e1.clone(), e2.clone()], DAY)
             .await
             .unwrap(),
         EventsOutcome::Recorded(vec![true, true])
@@ -163,25 +163,29 @@ pub async fn meter_events_count_once(c: Catalog) {
     // A retry (and a retry racing another replica) counts nothing twice.
     let (both, second) = ([e1.clone(), e2.clone()], [e2.clone()]);
     let (r1, r2) = tokio::join!(
-        c.record_events(a, &both, DAY + 1),
-        c.record_events(a, &second, DAY + 1)
+        c.record_events(&both, DAY + 1),
+        c.record_events(&second, DAY + 1)
     );
     assert_eq!(r1.unwrap(), EventsOutcome::Recorded(vec![false, false]));
     assert_eq!(r2.unwrap(), EventsOutcome::Recorded(vec![false]));
     // The same key at another tenant is another event: keys are per tenant.
     assert_eq!(
-        c.record_events(b, std::slice::from_ref(&e1), DAY)
-            .await
-            .unwrap(),
+        c.record_events(
+            &[MeterEvent {
+                row: row(b, DAY, MINUTE, "meter:tokens", 1_000),
+                ..e1.clone()
+            }],
+            DAY
+        )
+        .await
+        .unwrap(),
         EventsOutcome::Recorded(vec![true])
     );
     // A key reused for other content refuses the whole batch.
-    let e3 = event("k3", "meter:tokens", 7, DAY);
-    let forged = event("k1", "meter:tokens", 9_999, DAY);
+    let e3 = event(a, "k3", "meter:tokens", 7, DAY);
+    let forged = event(a, "k1", "meter:tokens", 9_999, DAY);
     assert_eq!(
-        c.record_events(a, &[e3.clone(), forged], DAY)
-            .await
-            .unwrap(),
+        c.record_events(&[e3.clone(), forged], DAY).await.unwrap(),
         EventsOutcome::KeyReused(vec!["k1".into()])
     );
     let q = UsageQuery {
@@ -195,14 +199,14 @@ pub async fn meter_events_count_once(c: Catalog) {
     assert_eq!(sum(&v, b, DAY, "meter:tokens"), 1_000);
     // k3 was not kept: it records now.
     assert_eq!(
-        c.record_events(a, &[e3], DAY).await.unwrap(),
+        c.record_events(&[e3], DAY).await.unwrap(),
         EventsOutcome::Recorded(vec![true])
     );
     // Concurrent first deliveries of one event by two replicas: counted once.
-    let e4 = event("k4", "meter:tokens", 1, DAY);
+    let e4 = event(a, "k4", "meter:tokens", 1, DAY);
     let (x, y) = tokio::join!(
-        c.record_events(a, std::slice::from_ref(&e4), DAY),
-        c.record_events(a, std::slice::from_ref(&e4), DAY)
+        c.record_events(std::slice::from_ref(&e4), DAY),
+        c.record_events(std::slice::from_ref(&e4), DAY)
     );
     let news = [x.unwrap(), y.unwrap()]
         .iter()
@@ -211,8 +215,28 @@ pub async fn meter_events_count_once(c: Catalog) {
     assert_eq!(news, 1);
     let v = c.usage(&q).await.unwrap();
     assert_eq!(sum(&v, a, DAY, "meter:tokens"), 1_508);
+    // One batch for two tenants; a key twice in a batch counts once, and only with the
+    // same content.
+    let e5 = event(a, "k5", "meter:tokens", 2, DAY);
+    let mut e5b = event(b, "k5", "meter:tokens", 2, DAY);
+    e5b.row.tenant = b;
+    assert_eq!(
+        c.record_events(&[e5.clone(), e5b.clone(), e5.clone()], DAY)
+            .await
+            .unwrap(),
+        EventsOutcome::Recorded(vec![true, true, false])
+    );
+    let e6 = event(a, "k6", "meter:tokens", 2, DAY);
+    let e6x = event(a, "k6", "meter:tokens", 3, DAY);
+    assert_eq!(
+        c.record_events(&[e6, e6x], DAY).await.unwrap(),
+        EventsOutcome::KeyReused(vec!["k6".into()])
+    );
+    let v = c.usage(&q).await.unwrap();
+    assert_eq!(sum(&v, a, DAY, "meter:tokens"), 1_510);
+    assert_eq!(sum(&v, b, DAY, "meter:tokens"), 1_002);
     // Pruning forgets old keys only.
-    assert_eq!(c.prune_events(DAY + 1).await.unwrap(), 5);
+    assert_eq!(c.prune_events(DAY + 1).await.unwrap(), 7);
 }
 
 pub async fn gauges_keep_the_latest_sample(c: Catalog) {

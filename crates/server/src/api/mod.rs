@@ -5,6 +5,7 @@ pub mod operators;
 pub mod placement;
 pub mod plans;
 pub mod tenants;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ where
             "/api/v1/tenants/{tenant}/domains/{domain}",
             axum::routing::delete(tenants::remove_domain),
         )
+        .route("/api/v1/usage/events", post(usage::report))
         .route("/api/v1/placement", get(placement::list))
         .route("/api/v1/migrations", get(placement::status))
         .route("/api/v1/plans", get(plans::list))

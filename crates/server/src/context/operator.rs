@@ -44,7 +44,51 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let control = Arc::<Control>::from_ref(state);
+        let me = authenticate(parts, &Arc::<Control>::from_ref(state)).await?;
+        if !me.operator.role.can_read() {
+            return Err(ApiError::forbidden(&format!(
+                "role {} may only report usage",
+                me.operator.role
+            )));
+        }
+        Ok(me)
+    }
+}
+
+/// A caller that may report usage events: a platform administrator or a usage reporter
+/// (a service token).
+#[derive(Debug, Clone)]
+pub struct ReporterCtx {
+    /// Who is calling.
+    pub operator: Operator,
+}
+
+impl<S> FromRequestParts<S> for ReporterCtx
+where
+    S: Send + Sync,
+    Arc<Control>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let me = authenticate(parts, &Arc::<Control>::from_ref(state)).await?;
+        if !me.operator.role.can_report_usage() {
+            return Err(ApiError::forbidden(&format!(
+                "role {} cannot report usage; this needs {} or {}",
+                me.operator.role,
+                OperatorRole::UsageReporter,
+                OperatorRole::PlatformAdmin
+            )));
+        }
+        Ok(ReporterCtx {
+            operator: me.operator,
+        })
+    }
+}
+
+/// The operator named by the request's bearer token.
+async fn authenticate(parts: &Parts, control: &Control) -> Result<OperatorCtx, ApiError> {
+    {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(ApiError::unauthorized(
                 "send an operator token as 'Authorization: Bearer <token>'",

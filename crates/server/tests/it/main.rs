@@ -4,6 +4,7 @@
 mod audit;
 mod bad_input;
 mod contract;
+mod costs;
 mod edge;
 mod fhir;
 mod fleet;

@@ -146,6 +146,8 @@ pub enum RoleArg {
     PlatformAdmin,
     /// Read-only.
     BillingViewer,
+    /// Reports usage events, nothing else (a service token).
+    UsageReporter,
 }
 
 impl From<RoleArg> for OperatorRole {
@@ -153,6 +155,7 @@ impl From<RoleArg> for OperatorRole {
         match r {
             RoleArg::PlatformAdmin => OperatorRole::PlatformAdmin,
             RoleArg::BillingViewer => OperatorRole::BillingViewer,
+            RoleArg::UsageReporter => OperatorRole::UsageReporter,
         }
     }
 }

@@ -1,0 +1,4 @@
+//! Cost transparency over real HTTP: custom meter events (idempotent, also across replicas
+//! sharing a PostgreSQL catalog), the price sheet, cost reports.
+
+mod events;
