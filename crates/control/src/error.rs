@@ -71,6 +71,9 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
+    /// No price sheet is stored: costs cannot be computed.
+    #[error("no price sheet")]
+    NoPrices,
     /// Idempotency keys already used for other usage events; nothing was recorded.
     #[error("idempotency keys reused: {0:?}")]
     KeyReused(Vec<String>),
@@ -125,6 +128,7 @@ impl ControlError {
             Self::BundleEntryFailed { .. } => "bundle-entry-failed",
             Self::SelfDisable => "self-disable",
             Self::KeyReused(_) => "idempotency-key-reused",
+            Self::NoPrices => "no-prices",
             Self::Catalog(e) => catalog_label(e),
             Self::Data(e) => data_label(e),
             Self::Identity(e) => match e {

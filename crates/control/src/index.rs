@@ -241,6 +241,12 @@ impl TenantIndex {
         (Resolution::NoTenant, untrusted_header)
     }
 
+    /// Every indexed tenant.
+    pub fn all(&self) -> Vec<Arc<Tenant>> {
+        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        g.by_id.values().cloned().collect()
+    }
+
     /// A tenant by id or slug, if indexed.
     pub fn find(&self, id_or_slug: &str) -> Option<Arc<Tenant>> {
         let g = self.inner.read().unwrap_or_else(|p| p.into_inner());

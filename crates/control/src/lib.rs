@@ -24,6 +24,7 @@ use tenantplane_metering::RequestMeter;
 use tenantplane_tenant_data::TenantData;
 use time::OffsetDateTime;
 
+pub mod costs;
 mod error;
 pub mod fleet;
 pub mod index;

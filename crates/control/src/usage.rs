@@ -1,9 +1,10 @@
 //! Usage reported by services the platform does not run itself: batches of custom meter
 //! events, checked whole, counted once per idempotency key.
 
-use tenantplane_catalog::usage::EventsOutcome;
+use futures_util::StreamExt as _;
+use tenantplane_catalog::usage::{EventsOutcome, GaugeRow, HOUR};
 use tenantplane_core::{
-    TenantStatus,
+    TenantRef, TenantStatus,
     usage_api::{UsageEventBatch, UsageEventResult, UsageEventStatus, UsageEventsReport},
 };
 use tenantplane_metering::events;
@@ -11,16 +12,37 @@ use time::OffsetDateTime;
 
 use crate::{Control, ControlError, ControlResult};
 
+type TenantStatusAndId = (TenantStatus, tenantplane_core::TenantId);
+
 impl Control {
     /// Records a batch of custom meter events: all of them (those seen before are reported
     /// as duplicates and not counted again) or, on any invalid event or reused key, none.
     pub async fn report_usage(&self, batch: &UsageEventBatch) -> ControlResult<UsageEventsReport> {
         let now = OffsetDateTime::now_utc();
+        // Tenants this replica has not indexed yet (created moments ago elsewhere) are
+        // looked up in the catalog.
+        let mut known: std::collections::HashMap<&str, Option<TenantStatusAndId>> =
+            std::collections::HashMap::new();
+        for e in &batch.events {
+            if known.contains_key(e.tenant.as_str()) {
+                continue;
+            }
+            let found = match self.index.find(&e.tenant) {
+                Some(t) => Some((t.status, t.id)),
+                None => match e.tenant.parse::<TenantRef>() {
+                    Ok(r) => self.catalog.get_tenant(&r).await?.map(|t| (t.status, t.id)),
+                    Err(_) => None,
+                },
+            };
+            known.insert(e.tenant.as_str(), found);
+        }
         let resolve = |r: &str| {
-            self.index
-                .find(r)
-                .filter(|t| !matches!(t.status, TenantStatus::Deleted))
-                .map(|t| t.id)
+            known
+                .get(r)
+                .copied()
+                .flatten()
+                .filter(|(status, _)| !matches!(status, TenantStatus::Deleted))
+                .map(|(_, id)| id)
         };
         let prepared = events::prepare(&batch.events, resolve, now, self.settings.event_window)?;
         match self
@@ -53,5 +75,66 @@ impl Control {
                 })
             }
         }
+    }
+}
+
+impl Control {
+    /// Samples every servable tenant's absolute measures for the current hour: store
+    /// bytes, users, patients and record bytes (`usage_gauges`; a later sample of the same
+    /// hour replaces an earlier one, so replicas sampling alike do no harm). A tenant whose
+    /// store cannot be read now is skipped and logged. Returns how many were sampled.
+    pub async fn sample_stores(&self) -> ControlResult<usize> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let hour = now - now.rem_euclid(HOUR);
+        let tenants: Vec<_> = self
+            .index
+            .all()
+            .into_iter()
+            .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
+            .collect();
+        let measured: Vec<Option<Vec<GaugeRow>>> = futures_util::stream::iter(tenants)
+            .map(|t| async move {
+                let g = |measure: &str, value: u64| GaugeRow {
+                    tenant: t.id,
+                    hour,
+                    measure: measure.to_owned(),
+                    value: i64::try_from(value).unwrap_or(i64::MAX),
+                };
+                let store = self.data.store_bytes(&t).await;
+                let counts = match self.data.handle(&t) {
+                    Ok(db) => {
+                        let users = tenantplane_identity::users::count(db).await;
+                        let records = tenantplane_records::store::usage(db).await;
+                        users.map_err(ControlError::from).and_then(|u| {
+                            records.map(|r| (u, r)).map_err(ControlError::from)
+                        })
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                match (store, counts) {
+                    (Ok(bytes), Ok((users, records))) => Some(vec![
+                        g("store_bytes", bytes),
+                        g("users", users),
+                        g("patients", records.patients),
+                        g("record_bytes", records.bytes),
+                    ]),
+                    (Err(e), _) => {
+                        tracing::warn!(tenant = %t.id, error = %e, "store size not sampled");
+                        None
+                    }
+                    (_, Err(e)) => {
+                        tracing::warn!(tenant = %t.id, code = e.label(), error = %e, "tenant counts not sampled");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let rows: Vec<GaugeRow> = measured.into_iter().flatten().flatten().collect();
+        for chunk in rows.chunks(2_000) {
+            self.catalog.set_gauges(chunk).await?;
+        }
+        Ok(rows.len() / 4)
     }
 }

@@ -72,3 +72,131 @@ pub struct UsageEventsReport {
     /// Each event's outcome.
     pub events: Vec<UsageEventResult>,
 }
+
+/// `GET /api/v1/costs`: which costs, how cut and shared (OpenCost's `/allocation` names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CostQuery {
+    /// `today`, `yesterday`, `week`, `lastweek`, `month`, `lastmonth`, a duration back
+    /// from now (`24h`, `7d`), or `start,end` (RFC 3339 or Unix seconds). UTC, whole
+    /// minutes.
+    pub window: String,
+    /// Step: `window` (default), `1h`, `1d`, `1w` or any duration in whole minutes.
+    pub step: Option<String>,
+    /// Comma-separated properties: `tenant`, `tenant_id`, `plan`, `profile`, `isolation`,
+    /// `placement`, `status`, and `category` (last) for one row per cost category.
+    pub aggregate: Option<String>,
+    /// Idle capacity: `separate` (default, an `__idle__` row), `weighted` (by each row's
+    /// CPU cost) or `even`.
+    pub idle: Option<String>,
+    /// Shared costs (database, load balancer, platform overhead, shared tenants):
+    /// `weighted` (default, by each row's own cost), `even`, or `separate` (a `__shared__`
+    /// row).
+    pub shared: Option<String>,
+    /// Comma-separated tenants (slugs) whose costs are shared by the others (e.g. a
+    /// monitoring tenant).
+    pub share_tenants: Option<String>,
+    /// Only these: `property:value|value,property:value` (all clauses must match).
+    pub filter: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// A report interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CostWindow {
+    /// Start (RFC 3339, UTC).
+    pub start: String,
+    /// End, exclusive.
+    pub end: String,
+}
+
+/// One row of a step: amounts are exact decimal strings in the sheet's currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostRow {
+    /// The row's key (`acme-hospital`, `large/acme-hospital`, `__idle__`, `__shared__`).
+    pub name: String,
+    /// CPU time at the price per core-hour.
+    pub cpu_cost: String,
+    /// Memory.
+    pub ram_cost: String,
+    /// GPU time.
+    pub gpu_cost: String,
+    /// Stored bytes by storage class.
+    pub storage_cost: String,
+    /// Egress.
+    pub network_cost: String,
+    /// Load balancers.
+    pub load_balancer_cost: String,
+    /// Managed databases.
+    pub database_cost: String,
+    /// AI workloads (custom meters of category `ai`).
+    pub ai_cost: String,
+    /// API requests by route class.
+    pub api_cost: String,
+    /// Idle capacity given to the row (or shown, for an idle row).
+    pub idle_cost: String,
+    /// Shared costs given to the row.
+    pub shared_cost: String,
+    /// Everything.
+    pub total_cost: String,
+    /// CPU core-hours used (tenant rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_core_hours: Option<f64>,
+    /// Requests by route class (tenant rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<std::collections::BTreeMap<String, u64>>,
+    /// Bytes sent (tenant rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_bytes: Option<u64>,
+    /// Stored GiB × hours (tenant rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_gib_hours: Option<f64>,
+    /// Custom meters, in their units (tenant rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meters: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// One step of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostStep {
+    /// The step.
+    pub window: CostWindow,
+    /// Rows by name.
+    pub allocations: std::collections::BTreeMap<String, CostRow>,
+    /// Idle rows by name (idle shown apart, or idle nobody could take).
+    pub idle: std::collections::BTreeMap<String, CostRow>,
+    /// Shared costs shown apart (`shared=separate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<CostRow>,
+    /// Shared cost nobody could take.
+    pub unallocated_cost: String,
+    /// What the filter left out.
+    pub filtered_out_cost: String,
+    /// The step's whole cost: `Σ allocations + Σ idle + shared + unallocated + filtered
+    /// out`, exactly.
+    pub total_cost: String,
+    /// Usage priced at nothing (meters, classes or times without a price).
+    pub unpriced: Vec<String>,
+}
+
+/// `GET /api/v1/costs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostReport {
+    /// 200, as OpenCost answers.
+    pub code: u16,
+    /// ISO 4217 currency of every amount.
+    pub currency: String,
+    /// The window reported (its charged part ends now at the latest).
+    pub window: CostWindow,
+    /// Step length in seconds.
+    pub step_seconds: i64,
+    /// The aggregation.
+    pub aggregate: Vec<String>,
+    /// One entry per step.
+    pub data: Vec<CostStep>,
+}

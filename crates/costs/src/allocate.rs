@@ -58,6 +58,21 @@ impl Category {
         Category::Api,
     ];
 
+    /// Its name in reports (`cpu`, `load_balancer`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Cpu => "cpu",
+            Category::Ram => "ram",
+            Category::Gpu => "gpu",
+            Category::Storage => "storage",
+            Category::Network => "network",
+            Category::LoadBalancer => "load_balancer",
+            Category::Database => "database",
+            Category::Ai => "ai",
+            Category::Api => "api",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }

@@ -9,7 +9,9 @@
 //! report: rows aggregated by the requested properties, idle shared or shown apart, shared
 //! costs distributed evenly or by weight. Every report holds
 //! `Σ rows + idle + unallocated shared + filtered out = total`, exactly; a filter selects
-//! rows of the unfiltered report and never changes their numbers (ADR 011).
+//! rows of the unfiltered report and never changes their numbers (ADR 011). [`window`]
+//! parses report windows and steps; [`chargeback`] prices metered usage per step and
+//! allocates each step, capacity not used becoming idle.
 //!
 //! The semantics follow OpenCost's allocation model (`max(request, usage)` is the caller's;
 //! idle per resource, weighted by the resource's cost in the same idle scope; shared
@@ -20,9 +22,11 @@
 #![forbid(unsafe_code)]
 
 pub mod allocate;
+pub mod chargeback;
 pub mod money;
 pub mod pricing;
 pub mod split;
+pub mod window;
 
 pub use allocate::{
     AllocError, Allocation, Category, Costs, Filter, IdleCost, IdleShare, Query, Report, ReportRow,

@@ -40,6 +40,9 @@ pub enum PriceError {
     /// No version covers the instant.
     #[error("no price version covers {0}")]
     NoPrice(OffsetDateTime),
+    /// A stored sheet's versions are not in order or do not join up.
+    #[error("the price versions must follow each other, each ending where the next starts")]
+    Versions,
 }
 
 /// An ISO 4217 currency code.
@@ -315,6 +318,19 @@ pub struct PriceSheet {
     versions: Vec<PriceVersion>,
 }
 
+impl<'de> Deserialize<'de> for PriceSheet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            currency: Currency,
+            versions: Vec<PriceVersion>,
+        }
+        let raw = Raw::deserialize(d)?;
+        PriceSheet::from_versions(raw.currency, raw.versions).map_err(serde::de::Error::custom)
+    }
+}
+
 impl PriceSheet {
     /// A sheet whose first prices apply from `from`.
     pub fn new(
@@ -331,6 +347,31 @@ impl PriceSheet {
                 prices,
             }],
         })
+    }
+
+    /// A sheet from stored versions, checked: at least one, in order, each ending where
+    /// the next starts, the last open-ended, no negative price.
+    pub fn from_versions(
+        currency: Currency,
+        versions: Vec<PriceVersion>,
+    ) -> Result<Self, PriceError> {
+        if versions.is_empty() {
+            return Err(PriceError::Versions);
+        }
+        for v in &versions {
+            v.prices.check()?;
+        }
+        for pair in versions.windows(2) {
+            if let [a, b] = pair
+                && (a.valid_until != Some(b.valid_from) || b.valid_from <= a.valid_from)
+            {
+                return Err(PriceError::Versions);
+            }
+        }
+        if versions.last().is_some_and(|v| v.valid_until.is_some()) {
+            return Err(PriceError::Versions);
+        }
+        Ok(Self { currency, versions })
     }
 
     /// The currency.
@@ -572,5 +613,33 @@ mod tests {
             ..Usage::default()
         };
         assert_eq!(p.cost(&u), Err(PriceError::Money(MoneyError::Overflow)));
+    }
+
+    #[test]
+    fn stored_sheets_round_trip_and_are_checked() {
+        let mut sheet = PriceSheet::new(
+            Currency::new("BRL").unwrap(),
+            datetime!(2026-01-01 0:00 UTC),
+            seed_prices(),
+        )
+        .unwrap();
+        sheet
+            .change(datetime!(2026-07-01 0:00 UTC), Prices::default())
+            .unwrap();
+        let json = serde_json::to_value(&sheet).unwrap();
+        let back: PriceSheet = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, sheet);
+        // Versions that do not join up, an end on the last one, none, a negative price.
+        let mut gap = json.clone();
+        gap["versions"][0]["valid_until"] = "2026-06-01T00:00:00Z".into();
+        let mut closed = json.clone();
+        closed["versions"][1]["valid_until"] = "2027-01-01T00:00:00Z".into();
+        let mut empty = json.clone();
+        empty["versions"] = serde_json::json!([]);
+        let mut negative = json;
+        negative["versions"][1]["prices"]["cpu_core_hour"] = "-1".into();
+        for bad in [gap, closed, empty, negative] {
+            assert!(serde_json::from_value::<PriceSheet>(bad).is_err());
+        }
     }
 }

@@ -566,6 +566,9 @@ impl From<tenantplane_control::ControlError> for ApiError {
             .detail(tenantplane_records::bundle::BundleError::entry_detail(
                 index, &message,
             )),
+            C::NoPrices => Self::new(StatusCode::CONFLICT, "no-prices", "No price sheet").detail(
+                "costs need prices: set [costs] in the configuration or POST /api/v1/prices",
+            ),
             C::KeyReused(keys) => Self::new(
                 StatusCode::CONFLICT,
                 "idempotency-key-reused",

@@ -200,6 +200,21 @@ impl TenantData {
         }
     }
 
+    /// The bytes the tenant's store takes: its SQLite file and write-ahead log, its
+    /// database, its schema's relations, or its share of the shared tables.
+    pub async fn store_bytes(&self, t: &Tenant) -> Result<u64> {
+        match self.backend(t)? {
+            Backend::Sqlite(r) => {
+                let path = r.path_of(&t.id);
+                let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                Ok(size(&path) + size(std::path::Path::new(&wal)))
+            }
+            Backend::Pg(s) => s.store_bytes(t).await,
+        }
+    }
+
     /// Drops the tenant's store (file, database, schema or rows). Idempotent.
     pub async fn drop_tenant(&self, t: &Tenant) -> Result<()> {
         match self.backend(t)? {

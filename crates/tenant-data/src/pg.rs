@@ -22,6 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tenantplane_core::{IsolationMode, Tenant, TenantId};
 use tokio_postgres::{Client, NoTls, error::SqlState};
 
+mod sizes;
 mod statements;
 
 use crate::{

@@ -45,6 +45,8 @@ pub struct TestServerOptions {
     pub identity: Option<tenantplane_server::config::IdentitySettings>,
     /// `[metering] flush_interval_secs`.
     pub metering_flush_secs: Option<u64>,
+    /// `[costs]` (the price sheet seeded at start).
+    pub costs: Option<tenantplane_server::config::CostsConfig>,
     /// `server.platform_listen`: the platform routes on their own listener.
     pub platform_listen: Option<SocketAddr>,
     /// `server.metrics_listen`: `/metrics` on its own listener.
@@ -168,6 +170,9 @@ impl TestServer {
                     argon2_iterations: 1,
                     ..Default::default()
                 });
+        if let Some(c) = &opts.costs {
+            config.costs = c.clone();
+        }
         if let Some(n) = opts.metering_flush_secs {
             config.metering.flush_interval_secs = n;
         }

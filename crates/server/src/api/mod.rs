@@ -1,6 +1,7 @@
 //! The control-plane API under `/api/v1`: operator routes (operator bearer tokens). Its
 //! OpenAPI document, with every other surface's, is in [`crate::openapi`].
 
+pub mod costs;
 pub mod operators;
 pub mod placement;
 pub mod plans;
@@ -58,6 +59,11 @@ where
             axum::routing::delete(tenants::remove_domain),
         )
         .route("/api/v1/usage/events", post(usage::report))
+        .route("/api/v1/costs", get(costs::report))
+        .route(
+            "/api/v1/prices",
+            get(costs::get_prices).post(costs::change_prices),
+        )
         .route("/api/v1/placement", get(placement::list))
         .route("/api/v1/migrations", get(placement::status))
         .route("/api/v1/plans", get(plans::list))

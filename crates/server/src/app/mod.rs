@@ -229,8 +229,16 @@ impl Server {
         self.state.limits.clone()
     }
 
-    /// Creates the first operator if there is none; returns a generated token to show once.
+    /// Creates the first operator if there is none and stores the configured price sheet if
+    /// the catalog holds none; returns a generated token to show once.
     pub async fn bootstrap(&self) -> anyhow::Result<Option<String>> {
+        if let Some(sheet) = self.config.costs.sheet()? {
+            self.state
+                .control
+                .seed_prices(&sheet)
+                .await
+                .context("storing the configured price sheet")?;
+        }
         self.state
             .control
             .bootstrap(

@@ -1,6 +1,6 @@
 //! The server's background tasks: the tenant index and plan refresh, the purge of deleted
 //! tenants and the release of idle memory, interrupted provisioning and fleet migrations at
-//! start, rate-limit housekeeping, and the metering flush.
+//! start, rate-limit housekeeping, the metering flush, and the sampling of store sizes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +19,7 @@ impl Server {
         let c3 = cancel.clone();
         let c4 = cancel.clone();
         let c5 = cancel.clone();
+        let c6 = cancel.clone();
         let poller = tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,6 +150,42 @@ impl Server {
                 }
             }
         });
-        vec![poller, purger, startup, housekeeping, metering, standby]
+        let sampler = self.sampler(c6);
+        vec![
+            poller,
+            purger,
+            startup,
+            housekeeping,
+            metering,
+            standby,
+            sampler,
+        ]
+    }
+
+    /// Samples every tenant's store size and counts each `metering.sample_interval_secs`
+    /// (the first pass a minute after start).
+    fn sampler(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let svc = self.state.control.clone();
+        let every = self.config.metering.sample_interval_secs;
+        tokio::spawn(async move {
+            if every == 0 {
+                return;
+            }
+            let first = tokio::time::Instant::now() + Duration::from_secs(60.min(every));
+            let mut tick = tokio::time::interval_at(first, Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                match svc.sample_stores().await {
+                    Ok(n) => tracing::debug!(tenants = n, "store sizes sampled"),
+                    Err(e) => {
+                        tracing::warn!(code = e.label(), error = %e, "store sizes not sampled")
+                    }
+                }
+            }
+        })
     }
 }

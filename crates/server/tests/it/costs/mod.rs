@@ -2,3 +2,4 @@
 //! sharing a PostgreSQL catalog), the price sheet, cost reports.
 
 mod events;
+mod report;

@@ -13,6 +13,9 @@ use figment::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod costs;
+pub use costs::CostsConfig;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +38,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Request metering.
     pub metering: MeteringConfig,
+    /// Prices of the cost reports.
+    pub costs: CostsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -379,6 +384,9 @@ pub struct MeteringConfig {
     pub minute_rows_hours: u64,
     /// Idempotency keys of meter events are kept this many days; older events are refused.
     pub event_key_days: u64,
+    /// How often each tenant's store size, users and patients are sampled, in seconds (0:
+    /// never; storage costs then have no data).
+    pub sample_interval_secs: u64,
 }
 
 impl Default for MeteringConfig {
@@ -387,6 +395,7 @@ impl Default for MeteringConfig {
             flush_interval_secs: 5,
             minute_rows_hours: 48,
             event_key_days: 7,
+            sample_interval_secs: 900,
         }
     }
 }
@@ -529,6 +538,12 @@ impl Config {
                     "data.servers.{name}.modes: sqlite tenants live in files, not on a server"
                 )));
             }
+        }
+        self.costs.sheet()?;
+        if self.metering.sample_interval_secs > 3_600 {
+            return Err(ConfigError::Invalid(
+                "metering.sample_interval_secs is at most 3600 (each hour needs a sample)".into(),
+            ));
         }
         if self.data.migrate_concurrency == 0 {
             return Err(ConfigError::Invalid(
