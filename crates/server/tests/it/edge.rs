@@ -372,6 +372,9 @@ async fn platform_routes_never_answer_on_tenant_hosts() {
             "/api/v1/tenants",
             "/api/v1/openapi.json",
             "/api/v1/docs",
+            "/api/v1/costs?window=today",
+            "/api/v1/prices",
+            "/api/v1/usage/events",
             "/readyz",
         ] {
             let r = get(path, Some(host), Some(&s.token)).await.unwrap();
@@ -385,6 +388,7 @@ async fn platform_routes_never_answer_on_tenant_hosts() {
     for path in [
         "/t/plat-hospital/metrics",
         "/t/plat-hospital/api/v1/tenants",
+        "/t/plat-hospital/api/v1/costs?window=today",
     ] {
         let r = get(path, None, Some(&s.token)).await.unwrap();
         assert_eq!(r.status(), 404, "{path}");

@@ -20,6 +20,7 @@ mod cpu_usage;
 mod history_rows;
 mod module_and_quotas;
 mod search;
+mod store_samples;
 mod synthea;
 mod usage_ledger;
 
