@@ -154,10 +154,16 @@ impl UsageStore for SqliteCatalog {
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageSum>> {
         let q = q.clone();
         self.with(move |c| {
-            let sql = "SELECT tenant_id, ?1 + ((bucket - ?1) / ?3) * ?3 AS s, meter, sum(value) \
-                       FROM usage_ledger WHERE bucket >= ?1 AND bucket < ?2 \
-                       AND (?4 IS NULL OR tenant_id = ?4) \
-                       GROUP BY tenant_id, s, meter ORDER BY tenant_id, s, meter";
+            // Two statements, so one tenant's query uses the primary key.
+            let sql = if q.tenant.is_some() {
+                "SELECT tenant_id, ?1 + ((bucket - ?1) / ?3) * ?3 AS s, meter, sum(value) \
+                 FROM usage_ledger WHERE tenant_id = ?4 AND bucket >= ?1 AND bucket < ?2 \
+                 GROUP BY tenant_id, s, meter ORDER BY tenant_id, s, meter"
+            } else {
+                "SELECT tenant_id, ?1 + ((bucket - ?1) / ?3) * ?3 AS s, meter, sum(value) \
+                 FROM usage_ledger WHERE bucket >= ?1 AND bucket < ?2 AND ?4 IS NULL \
+                 GROUP BY tenant_id, s, meter ORDER BY tenant_id, s, meter"
+            };
             let mut st = c.prepare_cached(sql).map_err(internal)?;
             let tenant = q.tenant.map(|t| t.to_string());
             let rows = st

@@ -218,6 +218,46 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/costs` as JSON.
+    pub async fn costs(
+        &self,
+        q: &tenantplane_core::usage_api::CostQuery,
+    ) -> Result<tenantplane_core::usage_api::CostReport> {
+        let q = tenantplane_core::usage_api::CostQuery {
+            format: None,
+            ..q.clone()
+        };
+        Self::send(self.request(Method::GET, "/api/v1/costs").query(&q)).await
+    }
+
+    /// `GET /api/v1/costs` as the server's CSV.
+    pub async fn costs_csv(&self, q: &tenantplane_core::usage_api::CostQuery) -> Result<String> {
+        let q = tenantplane_core::usage_api::CostQuery {
+            format: Some("csv".into()),
+            ..q.clone()
+        };
+        let res = self
+            .request(Method::GET, "/api/v1/costs")
+            .query(&q)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if res.status().is_success() {
+            return res
+                .text()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()));
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Err(match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => ClientError::Api(p),
+            Err(e) => ClientError::Unexpected(e.to_string()),
+        })
+    }
+
     /// `PATCH /api/v1/tenants/{tenant}`.
     pub async fn update_tenant(
         &self,

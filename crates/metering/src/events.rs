@@ -147,11 +147,16 @@ pub fn prepare(
             } else {
                 MINUTE
             };
+            // What the event says: a retry without a timestamp is the same event even
+            // though the server's clock moved.
             let mut h = Sha256::new();
             h.update(e.meter.as_bytes());
             h.update([0]);
             h.update(value.to_be_bytes());
-            h.update(when.to_be_bytes());
+            match &e.timestamp {
+                Some(_) => h.update(when.to_be_bytes()),
+                None => h.update(b"now"),
+            }
             out.push(MeterEvent {
                 key: e.idempotency_key.clone(),
                 digest: h.finalize().into(),
@@ -245,6 +250,15 @@ mod tests {
         assert_eq!(out[1].row.span, HOUR);
         assert_eq!(out[1].row.bucket % HOUR, 0);
         assert_ne!(out[0].digest, out[1].digest);
+        // Retried a minute later without a timestamp: the same event.
+        let later = prepare(
+            &[ev("a", "k1", None)],
+            resolve,
+            now + time::Duration::minutes(1),
+            w,
+        )
+        .unwrap();
+        assert_eq!(later[0].digest, out[0].digest);
         let err = prepare(
             &[
                 ev("a", "ok", None),

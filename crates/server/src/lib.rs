@@ -39,7 +39,7 @@ pub mod sso_api;
 pub mod state;
 pub mod surface;
 pub mod tenant_api;
-mod usage_meter;
+pub mod usage_meter;
 
 pub use app::Server;
 pub use config::Config;

@@ -56,7 +56,7 @@ impl http_body::Body for CountedBody {
 }
 
 /// What is known of a request when its response head is ready.
-pub(crate) struct Metered {
+pub struct Metered {
     meter: Arc<RequestMeter>,
     tenant: TenantId,
     class: RouteClass,
@@ -67,7 +67,7 @@ pub(crate) struct Metered {
 
 impl Metered {
     /// Starts metering `req` of `tenant`: its class, its clock, its body's byte count.
-    pub(crate) fn start(
+    pub fn start(
         meter: Arc<RequestMeter>,
         tenant: TenantId,
         charge: tenantplane_cpu::Charge,
@@ -91,7 +91,7 @@ impl Metered {
     }
 
     /// Wraps the response so the request is recorded when its body is done.
-    pub(crate) fn finish(self, res: axum::response::Response) -> axum::response::Response {
+    pub fn finish(self, res: axum::response::Response) -> axum::response::Response {
         let status = res.status().as_u16();
         res.map(|inner| {
             Body::new(MeteredBody {

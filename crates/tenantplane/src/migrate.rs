@@ -12,10 +12,7 @@ use clap::{Subcommand, ValueEnum};
 use tenantplane_control::fleet::{self, Progress, ProgressFn, RunOptions};
 use tenantplane_server::Server;
 
-use crate::{
-    flags::ServerFlags,
-    output::{Output, table},
-};
+use crate::{flags::ServerFlags, output::Output};
 
 /// `migrate …`.
 #[derive(Debug, Subcommand)]
@@ -78,7 +75,7 @@ pub async fn run(cmd: MigrateCmd, cfg_file: Option<&Path>) -> anyhow::Result<()>
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
                 Output::Yaml => print!("{}", serde_saphyr::to_string(&st)?),
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     let rows: Vec<Vec<String>> = st
                         .rows
                         .iter()
@@ -98,7 +95,11 @@ pub async fn run(cmd: MigrateCmd, cfg_file: Option<&Path>) -> anyhow::Result<()>
                         .collect();
                     print!(
                         "{}",
-                        table(&["ISOLATION", "VERSION", "TENANTS", "STATE"], &rows)
+                        crate::output::grid(
+                            output,
+                            &["ISOLATION", "VERSION", "TENANTS", "STATE"],
+                            &rows
+                        )
                     );
                     println!(
                         "target version {}: {} up to date, {} behind, {} ahead",

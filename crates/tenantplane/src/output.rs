@@ -13,6 +13,8 @@ pub enum Output {
     Json,
     /// YAML.
     Yaml,
+    /// CSV: the table's columns, for spreadsheets.
+    Csv,
 }
 
 pub fn structured<T: Serialize>(v: &T, out: Output) -> anyhow::Result<bool> {
@@ -25,7 +27,23 @@ pub fn structured<T: Serialize>(v: &T, out: Output) -> anyhow::Result<bool> {
             print!("{}", serde_saphyr::to_string(v)?);
             Ok(true)
         }
-        Output::Table => Ok(false),
+        Output::Table | Output::Csv => Ok(false),
+    }
+}
+
+/// Rows as aligned columns, or as CSV with `--output csv`.
+pub fn grid(out: Output, headers: &[&str], rows: &[Vec<String>]) -> String {
+    if out != Output::Csv {
+        return table(headers, rows);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut ok = w.write_record(headers).is_ok();
+    for r in rows {
+        ok &= w.write_record(r).is_ok();
+    }
+    match (ok, w.into_inner()) {
+        (true, Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => table(headers, rows),
     }
 }
 
@@ -105,7 +123,7 @@ pub fn print_tenants(items: &[TenantView], next: Option<&str>, out: Output) -> a
         return Ok(());
     }
     let rows: Vec<_> = items.iter().map(tenant_row).collect();
-    print!("{}", table(&TENANT_HEADERS, &rows));
+    print!("{}", grid(out, &TENANT_HEADERS, &rows));
     if let Some(n) = next {
         eprintln!("(more: --all, or the API's cursor={n})");
     }
@@ -142,7 +160,7 @@ pub fn print_tenant(t: &TenantView, out: Output) -> anyhow::Result<()> {
         ]);
     }
     rows.push(vec!["version".into(), t.version.to_string()]);
-    print!("{}", table(&["FIELD", "VALUE"], &rows));
+    print!("{}", grid(out, &["FIELD", "VALUE"], &rows));
     Ok(())
 }
 
@@ -167,7 +185,8 @@ pub fn print_plans(plans: &[Plan], out: Output) -> anyhow::Result<()> {
         .collect();
     print!(
         "{}",
-        table(
+        grid(
+            out,
             &[
                 "PLAN",
                 "USERS",
@@ -211,7 +230,8 @@ pub fn print_placement(
         .collect();
     print!(
         "{}",
-        table(
+        grid(
+            out,
             &[
                 "SERVER",
                 "MODES",
@@ -260,6 +280,62 @@ pub fn print_admin(a: &tenantplane_core::identity::AdminCredentials) {
     );
     println!("  one-time password: {}", a.one_time_password);
     println!("  It is shown only now; it must be changed at first login (POST /auth/password).");
+}
+
+/// Prints a cost report: one line per row and step, then each step's total.
+pub fn print_costs(r: &tenantplane_core::usage_api::CostReport, out: Output) -> anyhow::Result<()> {
+    if structured(r, out)? {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for step in &r.data {
+        let start = step.window.start.clone();
+        let all = step
+            .allocations
+            .values()
+            .chain(step.idle.values())
+            .chain(step.shared.iter());
+        for x in all {
+            rows.push(vec![
+                start.clone(),
+                x.name.clone(),
+                x.cpu_cost.clone(),
+                x.storage_cost.clone(),
+                x.network_cost.clone(),
+                x.ai_cost.clone(),
+                x.api_cost.clone(),
+                x.idle_cost.clone(),
+                x.shared_cost.clone(),
+                x.total_cost.clone(),
+            ]);
+        }
+        rows.push(vec![
+            start,
+            "(total)".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            step.total_cost.clone(),
+        ]);
+    }
+    print!(
+        "{}",
+        table(
+            &[
+                "STEP", "NAME", "CPU", "STORAGE", "NETWORK", "AI", "API", "IDLE", "SHARED", "TOTAL"
+            ],
+            &rows
+        )
+    );
+    println!(
+        "amounts in {}; window {} – {}",
+        r.currency, r.window.start, r.window.end
+    );
+    Ok(())
 }
 
 /// What a failed control-plane operation tells the person at the terminal: the problem's

@@ -393,7 +393,7 @@ impl Default for MeteringConfig {
     fn default() -> Self {
         Self {
             flush_interval_secs: 5,
-            minute_rows_hours: 48,
+            minute_rows_hours: 24,
             event_key_days: 7,
             sample_interval_secs: 900,
         }

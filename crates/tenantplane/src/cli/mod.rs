@@ -81,6 +81,42 @@ pub enum Command {
     /// Medical records: load FHIR bundles into a tenant (asks a server).
     #[command(subcommand)]
     Fhir(FhirCmd),
+    /// Per-tenant costs from measured usage and the price sheet (asks a server).
+    #[command(subcommand)]
+    Costs(CostsCmd),
+}
+
+/// `costs …`.
+#[derive(Debug, Subcommand)]
+pub enum CostsCmd {
+    /// Costs of a window per tenant (or plan, profile, category, …), step by step.
+    Report {
+        /// today, yesterday, week, lastweek, month, lastmonth, 24h, 7d, or START,END
+        /// (RFC 3339 or Unix seconds).
+        #[arg(long, default_value = "month")]
+        window: String,
+        /// window, 1h, 1d, 1w or any duration in whole minutes.
+        #[arg(long)]
+        step: Option<String>,
+        /// Comma-separated: tenant, tenant_id, plan, profile, isolation, placement, status,
+        /// and category (last).
+        #[arg(long, default_value = "tenant")]
+        aggregate: String,
+        /// Idle capacity: separate, weighted or even.
+        #[arg(long)]
+        idle: Option<String>,
+        /// Shared costs: weighted, even or separate.
+        #[arg(long)]
+        shared: Option<String>,
+        /// Tenants (slugs, comma-separated) whose costs the others share.
+        #[arg(long)]
+        share_tenants: Option<String>,
+        /// property:value|value,property:value
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `fhir …`.
@@ -337,6 +373,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Placement(PlacementCmd::List { remote }) => {
             let p = remote.client()?.placement().await.map_err(api)?;
             crate::output::print_placement(&p, remote.output)
+        }
+        Command::Costs(CostsCmd::Report {
+            window,
+            step,
+            aggregate,
+            idle,
+            shared,
+            share_tenants,
+            filter,
+            remote,
+        }) => {
+            let q = tenantplane_core::usage_api::CostQuery {
+                window,
+                step,
+                aggregate: Some(aggregate),
+                idle,
+                shared,
+                share_tenants,
+                filter,
+                format: None,
+            };
+            let c = remote.client()?;
+            if remote.output == Output::Csv {
+                print!("{}", c.costs_csv(&q).await.map_err(api)?);
+                return Ok(());
+            }
+            let report = c.costs(&q).await.map_err(api)?;
+            crate::output::print_costs(&report, remote.output)
         }
         Command::Fhir(FhirCmd::Load {
             tenant,
