@@ -13,7 +13,7 @@ use tenantplane_core::api::{
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with a problem document.
-    #[error("{} ({}): {}", .0.title, .0.status, .0.detail.clone().unwrap_or_default())]
+    #[error("{}", describe(.0))]
     Api(Problem),
     /// The server could not be reached.
     #[error("cannot reach the server: {0}")]
@@ -21,6 +21,20 @@ pub enum ClientError {
     /// The server answered something unexpected.
     #[error("unexpected response: {0}")]
     Unexpected(String),
+}
+
+/// `title (status): detail`, then each field error as `pointer: detail`.
+fn describe(p: &Problem) -> String {
+    let mut s = format!(
+        "{} ({}): {}",
+        p.title,
+        p.status,
+        p.detail.clone().unwrap_or_default()
+    );
+    for e in &p.errors {
+        s.push_str(&format!("\n  {}: {}", e.pointer, e.detail));
+    }
+    s
 }
 
 impl ClientError {
@@ -230,15 +244,49 @@ impl Client {
         Self::send(self.request(Method::GET, "/api/v1/costs").query(&q)).await
     }
 
-    /// `GET /api/v1/costs` as the server's CSV.
-    pub async fn costs_csv(&self, q: &tenantplane_core::usage_api::CostQuery) -> Result<String> {
-        let q = tenantplane_core::usage_api::CostQuery {
-            format: Some("csv".into()),
-            ..q.clone()
+    /// `GET /api/v1/tenants/{tenant}/statement` as JSON.
+    pub async fn statement(
+        &self,
+        tenant: &str,
+        month: Option<&str>,
+    ) -> Result<tenantplane_core::usage_api::Statement> {
+        let q = tenantplane_core::usage_api::StatementQuery {
+            month: month.map(str::to_owned),
+            format: None,
         };
-        let res = self
-            .request(Method::GET, "/api/v1/costs")
-            .query(&q)
+        Self::send(
+            self.request(
+                Method::GET,
+                &format!("/api/v1/tenants/{}/statement", Self::seg(tenant)),
+            )
+            .query(&q),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/tenants/{tenant}/statement` as CSV (`csv`) or a printable page (`html`).
+    pub async fn statement_text(
+        &self,
+        tenant: &str,
+        month: Option<&str>,
+        format: &str,
+    ) -> Result<String> {
+        let q = tenantplane_core::usage_api::StatementQuery {
+            month: month.map(str::to_owned),
+            format: Some(format.to_owned()),
+        };
+        Self::text(
+            self.request(
+                Method::GET,
+                &format!("/api/v1/tenants/{}/statement", Self::seg(tenant)),
+            )
+            .query(&q),
+        )
+        .await
+    }
+
+    async fn text(rb: RequestBuilder) -> Result<String> {
+        let res = rb
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
@@ -256,6 +304,15 @@ impl Client {
             Ok(p) => ClientError::Api(p),
             Err(e) => ClientError::Unexpected(e.to_string()),
         })
+    }
+
+    /// `GET /api/v1/costs` as the server's CSV.
+    pub async fn costs_csv(&self, q: &tenantplane_core::usage_api::CostQuery) -> Result<String> {
+        let q = tenantplane_core::usage_api::CostQuery {
+            format: Some("csv".into()),
+            ..q.clone()
+        };
+        Self::text(self.request(Method::GET, "/api/v1/costs").query(&q)).await
     }
 
     /// `PATCH /api/v1/tenants/{tenant}`.

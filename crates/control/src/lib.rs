@@ -32,6 +32,7 @@ pub mod operators;
 pub mod placement;
 pub mod provisioning;
 pub mod standby;
+mod statements;
 pub mod tenant_ops;
 pub mod tenants;
 pub mod tokens;

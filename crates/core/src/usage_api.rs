@@ -200,3 +200,95 @@ pub struct CostReport {
     /// One entry per step.
     pub data: Vec<CostStep>,
 }
+
+/// `GET /api/v1/tenants/{t}/statement`: which month, in which form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// `YYYY-MM` (UTC); the current month when absent.
+    pub month: Option<String>,
+    /// `json` (default), `csv` or `html` (a printable page in the tenant's branding).
+    pub format: Option<String>,
+}
+
+/// One amount of a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatementLine {
+    /// `cpu`, `ram`, `gpu`, `storage`, `network`, `load_balancer`, `database`, `ai`,
+    /// `api`, `idle` (the tenant's share of unused capacity), `shared` (its share of the
+    /// platform's shared costs).
+    pub category: String,
+    /// Amount (decimal string).
+    pub amount: String,
+}
+
+/// What changed from the previous month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GrowthDriver {
+    /// `users`, `requests`, `storage_gib_hours`, `ai_cost`, `cpu_core_hours`.
+    pub driver: String,
+    /// Previous month.
+    pub previous: f64,
+    /// This month (so far).
+    pub current: f64,
+    /// Change in percent (none when the previous month had none).
+    pub change_pct: Option<f64>,
+}
+
+/// A department's part of the tenant's cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DepartmentCost {
+    /// Department name (`(none)` for users in no department).
+    pub department: String,
+    /// Active users in it.
+    pub users: u64,
+    /// Its part (decimal string).
+    pub amount: String,
+}
+
+/// A tenant's monthly statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Statement {
+    /// The tenant.
+    pub tenant: crate::TenantId,
+    /// Its slug.
+    pub slug: String,
+    /// Its name as branded.
+    pub display_name: String,
+    /// Its branding (for the printable page).
+    pub branding: crate::Branding,
+    /// Its plan.
+    pub plan: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// The month.
+    pub period: CostWindow,
+    /// Costs up to this instant (the month's end once it is over).
+    pub as_of: String,
+    /// Amounts by category, idle and shared shares included.
+    pub lines: Vec<StatementLine>,
+    /// Month to date (the month's total once it is over).
+    pub total: String,
+    /// Projected total at the month's end.
+    pub projected_total: String,
+    /// How the projection is made.
+    pub projection_method: String,
+    /// The previous month's total.
+    pub previous_total: String,
+    /// Growth of this month (projected) over the previous one, percent.
+    pub growth_pct: Option<f64>,
+    /// What drove it.
+    pub drivers: Vec<GrowthDriver>,
+    /// Active users at the last sample.
+    pub users: u64,
+    /// Month to date per active user.
+    pub per_user: Option<String>,
+    /// Month to date by department: each active user's equal share, split evenly between
+    /// their departments.
+    pub departments: Vec<DepartmentCost>,
+    /// Usage behind it.
+    pub usage: CostRow,
+}

@@ -27,25 +27,27 @@ fn bench(c: &mut Criterion) {
     // The same middleware layer either way (the gate is one): only the metering differs.
     let plain = Router::new()
         .route("/fhir/Patient/{id}", post(handler))
-        .layer(axum::middleware::from_fn(|req: Request, next: Next| async move {
-            next.run(req).await
-        }));
+        .layer(axum::middleware::from_fn(
+            |req: Request, next: Next| async move { next.run(req).await },
+        ));
     let m = meter.clone();
     let t = tenants.clone();
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let metered = Router::new()
         .route("/fhir/Patient/{id}", post(handler))
-        .layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
-            let m = m.clone();
-            let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tenant = t[i % t.len()];
-            async move {
-                let charge = tenantplane_cpu::Charge::new();
-                let metered = Metered::start(m, tenant, charge.clone(), &mut req);
-                let res = tenantplane_cpu::metered(charge, next.run(req)).await;
-                metered.finish(res)
-            }
-        }));
+        .layer(axum::middleware::from_fn(
+            move |mut req: Request, next: Next| {
+                let m = m.clone();
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tenant = t[i % t.len()];
+                async move {
+                    let charge = tenantplane_cpu::Charge::new();
+                    let metered = Metered::start(m, tenant, charge.clone(), &mut req);
+                    let res = tenantplane_cpu::metered(charge, next.run(req)).await;
+                    metered.finish(res)
+                }
+            },
+        ));
     let rt = &rt;
     let run = |router: Router| {
         move || {
@@ -55,8 +57,16 @@ fn bench(c: &mut Criterion) {
                     .uri("/fhir/Patient/abc")
                     .body(Body::from("{\"resourceType\":\"Patient\"}"))
                     .unwrap_or_else(|_| unreachable!());
-                let res = router.clone().oneshot(req).await.unwrap_or_else(|_| unreachable!());
-                let bytes = res.into_body().collect().await.unwrap_or_else(|_| unreachable!());
+                let res = router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .unwrap_or_else(|_| unreachable!());
+                let bytes = res
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap_or_else(|_| unreachable!());
                 black_box(bytes.to_bytes().len())
             })
         }

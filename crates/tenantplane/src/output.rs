@@ -338,6 +338,52 @@ pub fn print_costs(r: &tenantplane_core::usage_api::CostReport, out: Output) -> 
     Ok(())
 }
 
+/// Prints a tenant's statement.
+pub fn print_statement(
+    s: &tenantplane_core::usage_api::Statement,
+    out: Output,
+) -> anyhow::Result<()> {
+    if structured(s, out)? {
+        return Ok(());
+    }
+    println!(
+        "{} — statement {} (plan {}, amounts in {}, up to {})",
+        s.display_name, s.month, s.plan, s.currency, s.as_of
+    );
+    let mut rows: Vec<Vec<String>> = s
+        .lines
+        .iter()
+        .filter(|l| l.amount != "0.000000")
+        .map(|l| vec![l.category.clone(), l.amount.clone()])
+        .collect();
+    rows.push(vec!["month to date".into(), s.total.clone()]);
+    rows.push(vec![
+        "projected month end".into(),
+        s.projected_total.clone(),
+    ]);
+    rows.push(vec!["previous month".into(), s.previous_total.clone()]);
+    rows.push(vec![
+        "growth".into(),
+        s.growth_pct
+            .map(|g| format!("{g:+.1} %"))
+            .unwrap_or_else(|| "-".into()),
+    ]);
+    if let Some(p) = &s.per_user {
+        rows.push(vec![format!("per user ({})", s.users), p.clone()]);
+    }
+    print!("{}", table(&["ITEM", "AMOUNT"], &rows));
+    if !s.departments.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .departments
+            .iter()
+            .map(|d| vec![d.department.clone(), d.users.to_string(), d.amount.clone()])
+            .collect();
+        print!("{}", table(&["DEPARTMENT", "USERS", "AMOUNT"], &rows));
+    }
+    println!("projection: {}", s.projection_method);
+    Ok(())
+}
+
 /// What a failed control-plane operation tells the person at the terminal: the problem's
 /// detail, as the API would answer it.
 pub fn describe(e: tenantplane_control::ControlError) -> String {

@@ -5,6 +5,7 @@ pub mod costs;
 pub mod operators;
 pub mod placement;
 pub mod plans;
+pub mod statements;
 pub mod tenants;
 pub mod usage;
 
@@ -40,6 +41,10 @@ where
         )
         .route("/api/v1/tenants/{tenant}/admin", post(tenants::admin_reset))
         .route("/api/v1/tenants/{tenant}/usage", get(tenants::usage))
+        .route(
+            "/api/v1/tenants/{tenant}/statement",
+            get(statements::statement),
+        )
         .route(
             "/api/v1/tenants/{tenant}/fhir",
             post(tenants::fhir_import).layer(axum::extract::DefaultBodyLimit::max(

@@ -36,7 +36,7 @@ use crate::api;
         api::operators::reset_token, api::operators::disable, api::placement::list,
         api::placement::status, api::tenants::admin_reset, api::tenants::usage,
         api::tenants::fhir_import, api::usage::report, api::costs::report,
-        api::costs::get_prices, api::costs::change_prices, crate::tenant_api::profile,
+        api::costs::get_prices, api::costs::change_prices, api::statements::statement, crate::tenant_api::profile,
         crate::tenant_api::departments,
         crate::identity_api::login, crate::identity_api::refresh, crate::identity_api::logout,
         crate::identity_api::change_password, crate::identity_api::jwks,

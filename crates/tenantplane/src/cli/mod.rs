@@ -117,6 +117,19 @@ pub enum CostsCmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A tenant's monthly statement: costs by category, projection, growth, departments.
+    Statement {
+        /// The tenant (slug or id).
+        tenant: String,
+        /// YYYY-MM (default: this month).
+        #[arg(long)]
+        month: Option<String>,
+        /// Write the printable HTML page (in the tenant's branding) to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `fhir …`.
@@ -401,6 +414,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let report = c.costs(&q).await.map_err(api)?;
             crate::output::print_costs(&report, remote.output)
+        }
+        Command::Costs(CostsCmd::Statement {
+            tenant,
+            month,
+            html,
+            remote,
+        }) => {
+            let c = remote.client()?;
+            if let Some(path) = html {
+                let page = c
+                    .statement_text(&tenant, month.as_deref(), "html")
+                    .await
+                    .map_err(api)?;
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+                return Ok(());
+            }
+            if remote.output == Output::Csv {
+                print!(
+                    "{}",
+                    c.statement_text(&tenant, month.as_deref(), "csv")
+                        .await
+                        .map_err(api)?
+                );
+                return Ok(());
+            }
+            let st = c.statement(&tenant, month.as_deref()).await.map_err(api)?;
+            crate::output::print_statement(&st, remote.output)
         }
         Command::Fhir(FhirCmd::Load {
             tenant,

@@ -108,4 +108,62 @@ fn the_ledger_loses_at_most_one_flush_interval_to_kill_9() {
     let (m, _) = requests(&rt, &s3.url, "ledger-hospital");
     // The cost report's own requests are platform requests, never the tenant's.
     assert_eq!(m, n + 10, "a clean stop lost nothing");
+    // The CLI: the report as a table and CSV, the statement as JSON and a printable page.
+    let o = cli(
+        d,
+        &["costs", "report", "--window", "today"],
+        &s3.url,
+        Some(TOKEN),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = crate::stdout(&o);
+    assert!(
+        out.contains("ledger-hospital") && out.contains("amounts in BRL"),
+        "{out}"
+    );
+    let o = cli(
+        d,
+        &["costs", "report", "--window", "today", "-o", "csv"],
+        &s3.url,
+        Some(TOKEN),
+    );
+    assert!(crate::stdout(&o).starts_with("windowStart,windowEnd,kind,name,currency,"));
+    let o = cli(
+        d,
+        &["costs", "statement", "ledger-hospital", "-o", "json"],
+        &s3.url,
+        Some(TOKEN),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let st: Value = serde_json::from_str(&crate::stdout(&o)).unwrap();
+    assert_eq!(st["slug"], "ledger-hospital");
+    assert_eq!(st["usage"]["meters"]["inference-tokens"], "1234.000000");
+    let page = d.join("statement.html");
+    let o = cli(
+        d,
+        &[
+            "costs",
+            "statement",
+            "ledger-hospital",
+            "--html",
+            page.to_str().unwrap(),
+        ],
+        &s3.url,
+        Some(TOKEN),
+    );
+    assert_eq!(code(&o), 0);
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("<h1>L</h1>")
+    );
+    // Bad input: a clear message and the invalid-input exit code.
+    let o = cli(
+        d,
+        &["costs", "report", "--window", "fortnight"],
+        &s3.url,
+        Some(TOKEN),
+    );
+    assert_eq!(code(&o), 3, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown window"));
 }

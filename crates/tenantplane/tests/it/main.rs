@@ -678,6 +678,8 @@ fn cli_help_is_a_reviewed_contract() {
         vec!["tenant", "--help"],
         vec!["tenant", "create", "--help"],
         vec!["serve", "--help"],
+        vec!["costs", "report", "--help"],
+        vec!["costs", "statement", "--help"],
     ] {
         let o = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(code(&o), 0);

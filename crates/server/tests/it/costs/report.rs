@@ -33,7 +33,7 @@ fn costs_config() -> tenantplane_server::config::CostsConfig {
     .unwrap()
 }
 
-async fn server() -> TestServer {
+pub(super) async fn costs_server() -> TestServer {
     TestServer::start_with(TestServerOptions {
         costs: Some(costs_config()),
         ..Default::default()
@@ -108,7 +108,7 @@ async fn fixed_ledger(s: &TestServer) -> (TenantId, TenantId) {
     (a, b)
 }
 
-fn micros(v: &Value) -> i64 {
+pub(super) fn micros(v: &Value) -> i64 {
     v.as_str().unwrap().parse::<Money>().unwrap().micros()
 }
 
@@ -148,7 +148,7 @@ const WINDOW: &str = "window=2026-11-02T00:00:00Z,2026-11-02T02:00:00Z";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_ledger_is_priced_exactly() {
-    let s = server().await;
+    let s = costs_server().await;
     fixed_ledger(&s).await;
     let (st, v) = get(&s, &format!("{WINDOW}&step=1h&aggregate=tenant")).await;
     assert_eq!(st, 200, "{v}");
@@ -204,7 +204,7 @@ async fn a_known_ledger_is_priced_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregations_filters_and_sharing_keep_every_cent() {
-    let s = server().await;
+    let s = costs_server().await;
     fixed_ledger(&s).await;
     let mut seen = BTreeMap::new();
     for q in [
@@ -264,7 +264,7 @@ async fn aggregations_filters_and_sharing_keep_every_cent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queries_and_missing_prices() {
-    let s = server().await;
+    let s = costs_server().await;
     for (q, pointer) in [
         ("window=fortnight", "/window"),
         (
@@ -316,7 +316,7 @@ async fn bad_queries_and_missing_prices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prices_change_from_a_date_on() {
-    let s = server().await;
+    let s = costs_server().await;
     fixed_ledger(&s).await;
     let (st, _, _, sheet) = raw(s.client.request(Method::GET, "/api/v1/prices")).await;
     assert_eq!(st, 200);
