@@ -10,10 +10,13 @@
 //! and a monotonically increasing change sequence that replicas poll to keep their
 //! in-memory tenant indexes fresh.
 
+pub mod budgets;
 mod migrations;
+mod pg_budgets;
 mod pg_usage;
 mod postgres;
 mod sqlite;
+mod sqlite_budgets;
 mod sqlite_usage;
 mod standby;
 pub mod usage;
@@ -27,6 +30,7 @@ use tenantplane_core::{
 };
 use time::OffsetDateTime;
 
+pub use budgets::BudgetStore;
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 pub use standby::{StandbyState, StandbyStore};
@@ -144,9 +148,10 @@ pub struct ChangeBatch {
     pub last_seq: u64,
 }
 
-/// The control-plane store (its usage ledger is the [`UsageStore`] half).
+/// The control-plane store (its usage ledger is the [`UsageStore`] part, budgets and alerts
+/// the [`BudgetStore`] part).
 #[async_trait]
-pub trait CatalogStore: UsageStore + Send + Sync + 'static {
+pub trait CatalogStore: UsageStore + BudgetStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

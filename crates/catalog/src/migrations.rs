@@ -120,6 +120,42 @@ CREATE TABLE price_sheet (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 6,
+        name: "budgets, alerts and their webhook deliveries",
+        sql: r#"
+CREATE TABLE budgets (
+    id         TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+) STRICT;
+CREATE TABLE budget_alerts (
+    id              TEXT PRIMARY KEY,
+    budget_id       TEXT NOT NULL,
+    tenant_id       TEXT NOT NULL,
+    period_start    INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    threshold       INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    payload         TEXT NOT NULL,
+    delivered_at    INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error      TEXT,
+    UNIQUE (budget_id, tenant_id, period_start, kind, threshold)
+) STRICT;
+CREATE INDEX budget_alerts_due ON budget_alerts (next_attempt_at);
+CREATE INDEX budget_alerts_tenant ON budget_alerts (tenant_id, created_at);
+CREATE TABLE alert_deliveries (
+    alert_id TEXT NOT NULL,
+    attempt  INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    status   INTEGER,
+    error    TEXT,
+    PRIMARY KEY (alert_id, attempt)
+) STRICT;
+"#,
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -231,6 +267,42 @@ CREATE TABLE price_sheet (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     version  BIGINT NOT NULL,
     doc      JSONB NOT NULL
+);
+"#,
+    },
+    Migration {
+        version: 6,
+        name: "budgets, alerts and their webhook deliveries",
+        sql: r#"
+CREATE TABLE budgets (
+    id         UUID PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    doc        JSONB NOT NULL
+);
+CREATE TABLE budget_alerts (
+    id              UUID PRIMARY KEY,
+    budget_id       UUID NOT NULL,
+    tenant_id       UUID NOT NULL,
+    period_start    BIGINT NOT NULL,
+    kind            TEXT NOT NULL,
+    threshold       INTEGER NOT NULL,
+    created_at      BIGINT NOT NULL,
+    payload         JSONB NOT NULL,
+    delivered_at    BIGINT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    last_error      TEXT,
+    UNIQUE (budget_id, tenant_id, period_start, kind, threshold)
+);
+CREATE INDEX budget_alerts_due ON budget_alerts (next_attempt_at);
+CREATE INDEX budget_alerts_tenant ON budget_alerts (tenant_id, created_at);
+CREATE TABLE alert_deliveries (
+    alert_id UUID NOT NULL,
+    attempt  INTEGER NOT NULL,
+    at       BIGINT NOT NULL,
+    status   INTEGER,
+    error    TEXT,
+    PRIMARY KEY (alert_id, attempt)
 );
 "#,
     },

@@ -6,7 +6,7 @@ use tenantplane_core::{
 };
 use time::OffsetDateTime;
 
-use crate::{ledger::*, standby::*, tenant};
+use crate::{budgets::*, ledger::*, standby::*, tenant};
 
 pub async fn create_get_roundtrip(c: Catalog) {
     let mut t = tenant("alpha-hospital");
@@ -344,7 +344,8 @@ macro_rules! catalog_conformance {
                 concurrent_standby_claims_never_share_a_store,
                 ledger_adds_up_across_flushes_and_replicas,
                 ledger_rolls_minutes_up_to_hours_exactly_once, meter_events_count_once,
-                gauges_keep_the_latest_sample, price_sheet_compare_and_swap);
+                gauges_keep_the_latest_sample, price_sheet_compare_and_swap,
+                budgets_and_alerts);
         }
     };
     (@tests $open:expr; $($name:ident),*) => {
