@@ -24,6 +24,8 @@ use tenantplane_metering::RequestMeter;
 use tenantplane_tenant_data::TenantData;
 use time::OffsetDateTime;
 
+pub mod alerts;
+mod budgets;
 pub mod costs;
 mod error;
 pub mod fleet;
@@ -62,6 +64,8 @@ pub struct ControlSettings {
     pub standby: BTreeMap<IsolationMode, usize>,
     /// The ages that bound custom meter events.
     pub event_window: tenantplane_metering::events::EventWindow,
+    /// How budget alerts are delivered.
+    pub alerting: alerts::AlertSettings,
 }
 
 /// The control plane.

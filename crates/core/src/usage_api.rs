@@ -292,3 +292,139 @@ pub struct Statement {
     /// Usage behind it.
     pub usage: CostRow,
 }
+
+/// `POST /api/v1/budgets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBudget {
+    /// A name for people.
+    pub name: String,
+    /// The tenant (id or slug) — or `plan`: a budget of that amount for each tenant on it.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The plan (every tenant on it has this budget).
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// `monthly` (calendar month, default) or `weekly` (from Monday, UTC).
+    #[serde(default)]
+    pub period: Option<String>,
+    /// The amount per period (decimal string, the price sheet's currency).
+    pub amount: String,
+    /// Percentages of the amount that raise an alert (default 50, 80, 100).
+    #[serde(default)]
+    pub thresholds: Option<Vec<u32>>,
+    /// On what: `actual` spend, `projected` spend at the period's end (default both).
+    #[serde(default)]
+    pub on: Option<Vec<String>>,
+    /// Where alerts are sent (`https://`, or `http://` to a private receiver), signed.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Alert when a day costs more than this many times the tenant's average of the seven
+    /// days before (e.g. 2.0); none: no spike alerts.
+    #[serde(default)]
+    pub spike_factor: Option<f64>,
+    /// Days cheaper than this never count as spikes (decimal string; default 0).
+    #[serde(default)]
+    pub spike_min: Option<String>,
+}
+
+/// A budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetView {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// The tenant, for a tenant's budget.
+    pub tenant: Option<crate::TenantId>,
+    /// The plan, for a plan's budget.
+    pub plan: Option<String>,
+    /// `monthly` or `weekly`.
+    pub period: String,
+    /// Amount per period.
+    pub amount: String,
+    /// Alert thresholds, percent.
+    pub thresholds: Vec<u32>,
+    /// `actual` and/or `projected`.
+    pub on: Vec<String>,
+    /// The webhook.
+    pub webhook_url: Option<String>,
+    /// The spike factor.
+    pub spike_factor: Option<f64>,
+    /// The smallest spike.
+    pub spike_min: String,
+    /// The HMAC-SHA256 key of the webhook's signatures: shown once, at creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+/// `GET /api/v1/budgets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetList {
+    /// Every budget.
+    pub items: Vec<BudgetView>,
+}
+
+/// An alert and its delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlertView {
+    /// Its id (the webhook's `Tenantplane-Event-Id`).
+    pub id: uuid::Uuid,
+    /// The budget.
+    pub budget: uuid::Uuid,
+    /// The tenant.
+    pub tenant: crate::TenantId,
+    /// `actual`, `projected` or `spike`.
+    pub kind: String,
+    /// The threshold crossed (percent; 0 for spikes).
+    pub threshold: u32,
+    /// When it was raised (RFC 3339).
+    pub created_at: String,
+    /// What the webhook receives.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// `pending`, `delivered`, `failed` (attempts exhausted) or `not_sent` (no webhook).
+    pub delivery: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// `GET /api/v1/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlertList {
+    /// Newest first.
+    pub items: Vec<AlertView>,
+}
+
+/// `GET /api/v1/alerts` filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// Only this tenant's (id or slug).
+    pub tenant: Option<String>,
+    /// Only this budget's.
+    pub budget: Option<uuid::Uuid>,
+}
+
+/// One delivery attempt of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    /// From 1.
+    pub attempt: u32,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The receiver's HTTP status.
+    pub status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/alerts/{id}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    /// In order.
+    pub items: Vec<DeliveryView>,
+}

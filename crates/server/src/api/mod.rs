@@ -1,6 +1,7 @@
 //! The control-plane API under `/api/v1`: operator routes (operator bearer tokens). Its
 //! OpenAPI document, with every other surface's, is in [`crate::openapi`].
 
+pub mod budgets;
 pub mod costs;
 pub mod operators;
 pub mod placement;
@@ -65,6 +66,16 @@ where
         )
         .route("/api/v1/usage/events", post(usage::report))
         .route("/api/v1/costs", get(costs::report))
+        .route("/api/v1/budgets", post(budgets::create).get(budgets::list))
+        .route(
+            "/api/v1/budgets/{budget}",
+            axum::routing::delete(budgets::delete),
+        )
+        .route("/api/v1/alerts", get(budgets::alerts))
+        .route(
+            "/api/v1/alerts/{alert}/deliveries",
+            get(budgets::deliveries),
+        )
         .route(
             "/api/v1/prices",
             get(costs::get_prices).post(costs::change_prices),

@@ -150,7 +150,8 @@ impl Server {
                 }
             }
         });
-        let sampler = self.sampler(c6);
+        let sampler = self.sampler(c6.clone());
+        let alerting = self.alerting(c6);
         vec![
             poller,
             purger,
@@ -159,6 +160,7 @@ impl Server {
             metering,
             standby,
             sampler,
+            alerting,
         ]
     }
 
@@ -183,6 +185,34 @@ impl Server {
                     Ok(n) => tracing::debug!(tenants = n, "store sizes sampled"),
                     Err(e) => {
                         tracing::warn!(code = e.label(), error = %e, "store sizes not sampled")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Evaluates budgets every `costs.budget_interval_secs` and sends due alerts every
+    /// second.
+    fn alerting(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let svc = self.state.control.clone();
+        let every = self.config.costs.budget_interval_secs;
+        tokio::spawn(async move {
+            let mut evaluate = tokio::time::interval(Duration::from_secs(every.max(1)));
+            evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut deliver = tokio::time::interval(Duration::from_secs(1));
+            deliver.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = evaluate.tick(), if every > 0 => {
+                        if let Err(e) = svc.evaluate_budgets(time::OffsetDateTime::now_utc()).await {
+                            tracing::warn!(code = e.label(), error = %e, "budgets not evaluated");
+                        }
+                    }
+                    _ = deliver.tick() => {
+                        if let Err(e) = svc.deliver_alerts().await {
+                            tracing::warn!(code = e.label(), error = %e, "alerts not delivered");
+                        }
                     }
                 }
             }

@@ -8,7 +8,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::ConfigError;
 
 /// `[costs]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostsConfig {
     /// ISO 4217 code of every amount (`USD`, `BRL`, …).
@@ -18,6 +18,25 @@ pub struct CostsConfig {
     pub valid_from: Option<String>,
     /// The prices (`[costs.prices]`); no sheet is seeded without them.
     pub prices: Option<Prices>,
+    /// How often budgets are evaluated, in seconds (0: never).
+    pub budget_interval_secs: u64,
+    /// The first webhook retry waits this long; each next twice as long (≤ 1 h).
+    pub webhook_backoff_secs: u64,
+    /// Delivery attempts before an alert is marked failed.
+    pub webhook_max_attempts: u32,
+}
+
+impl Default for CostsConfig {
+    fn default() -> Self {
+        Self {
+            currency: None,
+            valid_from: None,
+            prices: None,
+            budget_interval_secs: 300,
+            webhook_backoff_secs: 30,
+            webhook_max_attempts: 8,
+        }
+    }
 }
 
 impl CostsConfig {

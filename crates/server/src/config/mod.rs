@@ -448,6 +448,10 @@ impl Config {
                 keys_for_secs: (self.metering.event_key_days.max(1) * 86_400) as i64,
                 minutes_for_secs: (self.metering.minute_rows_hours.max(1) * 3_600) as i64,
             },
+            alerting: tenantplane_control::alerts::AlertSettings {
+                backoff_secs: self.costs.webhook_backoff_secs,
+                max_attempts: self.costs.webhook_max_attempts,
+            },
         }
     }
 

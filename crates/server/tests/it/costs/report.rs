@@ -14,7 +14,7 @@ use tenantplane_testkit::{TestServer, TestServerOptions};
 
 use crate::{new_tenant, raw};
 
-fn costs_config() -> tenantplane_server::config::CostsConfig {
+pub(super) fn costs_config() -> tenantplane_server::config::CostsConfig {
     serde_json::from_value(json!({
         "currency": "BRL",
         "valid_from": "2026-01-01T00:00:00Z",
