@@ -33,6 +33,7 @@ pub mod index;
 pub mod operators;
 pub mod placement;
 pub mod provisioning;
+mod recommendations;
 pub mod standby;
 mod statements;
 pub mod tenant_ops;

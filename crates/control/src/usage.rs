@@ -85,6 +85,16 @@ impl Control {
     /// store cannot be read now is skipped and logged. Returns how many were sampled.
     pub async fn sample_stores(&self) -> ControlResult<usize> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Record versions older than 90 days (the lifecycle rule's cold data) are counted
+        // once a day, in the 02:00 UTC hour: it reads every version's length.
+        self.sample_stores_with(now.rem_euclid(86_400) / HOUR == 2)
+            .await
+    }
+
+    /// [`Control::sample_stores`], counting cold record bytes when `cold`.
+    pub async fn sample_stores_with(&self, cold: bool) -> ControlResult<usize> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let cold_before_ms = (now - 90 * 86_400) * 1_000;
         let hour = now - now.rem_euclid(HOUR);
         let tenants: Vec<_> = self
             .index
@@ -105,19 +115,32 @@ impl Control {
                     Ok(db) => {
                         let users = tenantplane_identity::users::count(db).await;
                         let records = tenantplane_records::store::usage(db).await;
+                        let cold_bytes = if cold {
+                            tenantplane_records::store::cold_bytes(db, cold_before_ms)
+                                .await
+                                .map(Some)
+                        } else {
+                            Ok(None)
+                        };
                         users.map_err(ControlError::from).and_then(|u| {
-                            records.map(|r| (u, r)).map_err(ControlError::from)
+                            let r = records.map_err(ControlError::from)?;
+                            let c = cold_bytes.map_err(ControlError::from)?;
+                            Ok((u, r, c))
                         })
                     }
                     Err(e) => Err(e.into()),
                 };
                 match (store, counts) {
-                    (Ok(bytes), Ok((users, records))) => Some(vec![
-                        g("store_bytes", bytes),
-                        g("users", users),
-                        g("patients", records.patients),
-                        g("record_bytes", records.bytes),
-                    ]),
+                    (Ok(bytes), Ok((users, records, cold))) => {
+                        let mut v = vec![
+                            g("store_bytes", bytes),
+                            g("users", users),
+                            g("patients", records.patients),
+                            g("record_bytes", records.bytes),
+                        ];
+                        v.extend(cold.map(|c| g("cold_bytes", c)));
+                        Some(v)
+                    }
                     (Err(e), _) => {
                         tracing::warn!(tenant = %t.id, error = %e, "store size not sampled");
                         None
@@ -131,10 +154,11 @@ impl Control {
             .buffer_unordered(4)
             .collect()
             .await;
+        let measured_tenants = measured.iter().filter(|m| m.is_some()).count();
         let rows: Vec<GaugeRow> = measured.into_iter().flatten().flatten().collect();
         for chunk in rows.chunks(2_000) {
             self.catalog.set_gauges(chunk).await?;
         }
-        Ok(rows.len() / 4)
+        Ok(measured_tenants)
     }
 }

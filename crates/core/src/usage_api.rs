@@ -428,3 +428,45 @@ pub struct DeliveryList {
     /// In order.
     pub items: Vec<DeliveryView>,
 }
+
+/// One savings recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Recommendation {
+    /// `plan-downsize`, `plan-upsize`, `idle-tenant`, `isolation-shared`,
+    /// `isolation-dedicated` or `cold-storage`.
+    pub kind: String,
+    /// The tenant's slug.
+    pub tenant: String,
+    /// The tenant's id.
+    pub tenant_id: crate::TenantId,
+    /// What to do, for people.
+    pub action: String,
+    /// Estimated saving per month (decimal string; negative: it costs more, for a reason
+    /// `action` states).
+    pub monthly_saving: String,
+    /// How the saving was computed.
+    pub method: String,
+    /// The measurements behind it.
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+}
+
+/// `GET /api/v1/recommendations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecommendationList {
+    /// Currency of the savings.
+    pub currency: String,
+    /// The measured window.
+    pub window: CostWindow,
+    /// Largest saving first.
+    pub items: Vec<Recommendation>,
+}
+
+/// `GET /api/v1/recommendations` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendationQuery {
+    /// The window measured (default `30d`; the same forms as `/api/v1/costs`).
+    pub window: Option<String>,
+}

@@ -117,6 +117,9 @@ pub struct Prices {
     pub load_balancer_month: Money,
     /// Flat platform overhead (monitoring, the control plane), per month.
     pub overhead_month: Money,
+    /// What each plan is sold for per month (the tenant's subscription; not a cost of the
+    /// platform: plan recommendations price their savings with it).
+    pub plan_month: BTreeMap<String, Money>,
 }
 
 impl Prices {
@@ -146,6 +149,9 @@ impl Prices {
         }
         for n in &self.nodes {
             neg(&format!("nodes.{}", n.name), n.hourly)?;
+        }
+        for (k, m) in &self.plan_month {
+            neg(&format!("plan_month.{k}"), *m)?;
         }
         Ok(())
     }
@@ -453,6 +459,7 @@ mod tests {
             database_month: usd("730"),
             load_balancer_month: usd("18.25"),
             overhead_month: usd("1460"),
+            plan_month: BTreeMap::from([("small".into(), usd("99"))]),
         }
     }
 

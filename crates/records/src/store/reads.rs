@@ -143,6 +143,43 @@ async fn rows(
     Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())
 }
 
+/// Bytes of the record versions (current and superseded) last written before
+/// `before_ms`: what a lifecycle rule would move to a colder storage class. Reads every
+/// version's length, so it is sampled rarely (once a day).
+pub async fn cold_bytes(db: TenantDb<'_>, before_ms: i64) -> Result<u64> {
+    let n: i64 = match db {
+        TenantDb::Sqlite(s) => {
+            s.run(move |c| {
+                c.query_row(
+                    "SELECT (SELECT coalesce(sum(length(CAST(doc AS BLOB))), 0) FROM fhir_resources \
+                     WHERE last_updated < ?1) + (SELECT coalesce(sum(length(CAST(doc AS BLOB))), 0) \
+                     FROM fhir_history WHERE last_updated < ?1)",
+                    [before_ms],
+                    |r| r.get(0),
+                )
+            })
+            .await?
+        }
+        TenantDb::Pg(p) => {
+            p.transaction(move |tx| {
+                Box::pin(async move {
+                    Ok(tx
+                        .query_one(
+                            "SELECT ((SELECT coalesce(sum(octet_length(doc)), 0) FROM fhir_resources \
+                             WHERE last_updated < $1) + (SELECT coalesce(sum(octet_length(doc)), 0) \
+                             FROM fhir_history WHERE last_updated < $1))::bigint",
+                            &[&before_ms],
+                        )
+                        .await?
+                        .get::<_, i64>(0))
+                })
+            })
+            .await?
+        }
+    };
+    Ok(n.max(0) as u64)
+}
+
 /// What the tenant uses.
 pub async fn usage(db: TenantDb<'_>) -> Result<Usage> {
     let pairs: Vec<(String, i64)> = match db {

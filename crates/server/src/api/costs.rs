@@ -225,3 +225,22 @@ pub async fn change_prices(
         .await?;
     Ok(sheet_response(StatusCode::OK, &sheet, version))
 }
+
+/// Savings recommendations from measured usage: plan right-sizing, idle tenants,
+/// isolation modes that cost more (or protect less) than their load needs, storage to move
+/// to a colder class; each with its estimated monthly saving and how it was computed.
+#[utoipa::path(get, path = "/api/v1/recommendations", tag = "costs",
+    params(tenantplane_core::usage_api::RecommendationQuery),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Largest saving first", body = tenantplane_core::usage_api::RecommendationList),
+        (status = 400, description = "Bad window", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No price sheet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn recommendations(
+    State(control): State<Arc<Control>>,
+    _op: OperatorCtx,
+    ApiQuery(q): ApiQuery<tenantplane_core::usage_api::RecommendationQuery>,
+) -> ApiResult<Json<tenantplane_core::usage_api::RecommendationList>> {
+    Ok(Json(control.recommendations(q.window.as_deref()).await?))
+}

@@ -66,6 +66,7 @@ where
         )
         .route("/api/v1/usage/events", post(usage::report))
         .route("/api/v1/costs", get(costs::report))
+        .route("/api/v1/recommendations", get(costs::recommendations))
         .route("/api/v1/budgets", post(budgets::create).get(budgets::list))
         .route(
             "/api/v1/budgets/{budget}",

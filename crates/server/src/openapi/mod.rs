@@ -36,7 +36,7 @@ use crate::api;
         api::operators::reset_token, api::operators::disable, api::placement::list,
         api::placement::status, api::tenants::admin_reset, api::tenants::usage,
         api::tenants::fhir_import, api::usage::report, api::costs::report,
-        api::costs::get_prices, api::costs::change_prices, api::statements::statement,
+        api::costs::get_prices, api::costs::change_prices, api::statements::statement, api::costs::recommendations,
         api::budgets::create, api::budgets::list, api::budgets::delete, api::budgets::alerts,
         api::budgets::deliveries, crate::tenant_api::profile,
         crate::tenant_api::departments,

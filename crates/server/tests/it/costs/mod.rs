@@ -3,5 +3,6 @@
 
 mod budgets;
 mod events;
+mod recommendations;
 mod report;
 mod statements;

@@ -20,14 +20,15 @@ pub(super) fn costs_config() -> tenantplane_server::config::CostsConfig {
         "valid_from": "2026-01-01T00:00:00Z",
         "prices": {
             "cpu_core_hour": "0.36",
-            "storage_gib_month": {"standard": "730"},
+            "storage_gib_month": {"standard": "730", "coldline": "146"},
             "egress_gib": "1",
             "requests_per_thousand": {"fhir-read": "2", "fhir-search": "5"},
             "meters": {"inference-tokens": {"category": "ai", "per_unit": "0.002"}},
             "nodes": [{"name": "n1-standard-8", "hourly": "1", "count": 3}],
             "database_month": "730",
             "load_balancer_month": "73",
-            "overhead_month": "146"
+            "overhead_month": "146",
+            "plan_month": {"small": "99", "medium": "299", "large": "999"}
         }
     }))
     .unwrap()
