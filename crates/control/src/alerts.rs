@@ -36,7 +36,7 @@ impl Default for AlertSettings {
 /// How long a claimed delivery is reserved for the replica that claimed it.
 const LEASE_SECS: i64 = 60;
 
-fn http() -> &'static reqwest::Client {
+pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()

@@ -23,7 +23,7 @@ use crate::{Control, ControlError, ControlResult};
 /// The storage class of tenant stores.
 pub const STORE_CLASS: &str = "standard";
 /// Properties a report can aggregate or filter by.
-pub const PROPERTIES: [&str; 7] = [
+pub const PROPERTIES: [&str; 10] = [
     "tenant",
     "tenant_id",
     "plan",
@@ -31,6 +31,9 @@ pub const PROPERTIES: [&str; 7] = [
     "isolation",
     "placement",
     "status",
+    "source",
+    "cluster",
+    "namespace",
 ];
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -49,6 +52,7 @@ fn properties_of(t: &Tenant) -> Properties {
             t.placement.clone().unwrap_or_else(|| "embedded".to_owned()),
         ),
         ("status".to_owned(), t.status.to_string()),
+        ("source".to_owned(), "tenantplane".to_owned()),
     ])
 }
 
@@ -269,13 +273,14 @@ impl Control {
         let steps = window::steps(&win, step);
         // Nothing after now is charged.
         let limit = now + time::Duration::minutes(1);
-        let segments = self.segments(&sheet, &steps, step, limit).await?;
-        let units: BTreeMap<String, Arc<Properties>> = self
+        let (segments, kube_units) = self.segments(&sheet, &steps, step, limit).await?;
+        let mut units: BTreeMap<String, Arc<Properties>> = self
             .index
             .all()
             .iter()
             .map(|t| (t.id.to_string(), Arc::new(properties_of(t))))
             .collect();
+        units.extend(kube_units.into_iter().map(|(k, p)| (k, Arc::new(p))));
         let reports =
             chargeback::chargeback(&sheet, &steps, &segments, &units, &opts).map_err(|e| {
                 field(
@@ -334,12 +339,12 @@ impl Control {
         steps: &[Window],
         step_len: i64,
         limit: OffsetDateTime,
-    ) -> ControlResult<Vec<Segment>> {
+    ) -> ControlResult<(Vec<Segment>, BTreeMap<String, Properties>)> {
         let step_len = step_len.max(60);
         let charged: Vec<Window> = steps.iter().map(|s| s.until(limit)).collect();
         let steps = &charged[..];
         let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), BTreeMap::new()));
         };
         let boundaries: Vec<OffsetDateTime> =
             sheet.versions().iter().map(|v| v.valid_from).collect();
@@ -419,6 +424,7 @@ impl Control {
                 step: *i,
                 window: *w,
                 usage: BTreeMap::new(),
+                capacity: Vec::new(),
             })
             .collect();
         let seg_of = |step: usize, at: i64| {
@@ -472,10 +478,44 @@ impl Control {
                 }
             }
         }
-        Ok(out)
+        // Kubernetes mode: the cluster's namespaces and nodes, sample by sample.
+        let mut kube_units = BTreeMap::new();
+        if let Some(k) = &self.settings.kubernetes {
+            // Up to now: Prometheus would carry gauges up to five minutes into the future.
+            let end = whole.end.min(OffsetDateTime::now_utc()).unix_timestamp();
+            let kw = self
+                .kube_window(k, sheet, whole.start.unix_timestamp(), end)
+                .await?;
+            let seg_at = |out: &[Segment], t: i64| {
+                out.iter().position(|s| {
+                    s.window.start.unix_timestamp() <= t && t < s.window.end.unix_timestamp()
+                })
+            };
+            for (t, unit, u) in kw.usage {
+                if let Some(i) = seg_at(&out, t) {
+                    let e = out[i].usage.entry(unit).or_default();
+                    e.cpu_nanos = e.cpu_nanos.saturating_add(u.cpu_nanos);
+                    e.ram_byte_seconds = e.ram_byte_seconds.saturating_add(u.ram_byte_seconds);
+                }
+            }
+            let scope = Properties::from([
+                ("source".to_owned(), "kubernetes".to_owned()),
+                ("cluster".to_owned(), k.cluster.clone()),
+            ]);
+            for (t, cost) in kw.capacity {
+                if let Some(i) = seg_at(&out, t) {
+                    let seg = &mut out[i];
+                    match seg.capacity.iter_mut().find(|(s, _)| *s == scope) {
+                        Some((_, c)) => *c = c.checked_add(cost).unwrap_or(*c),
+                        None => seg.capacity.push((scope.clone(), cost)),
+                    }
+                }
+            }
+            kube_units = kw.units;
+        }
+        Ok((out, kube_units))
     }
 }
-
 fn wire_row(r: &Row) -> CostRow {
     let c = |cat: Category| r.costs.get(cat).to_string();
     let u = r.usage.as_ref();

@@ -71,6 +71,9 @@ pub enum ControlError {
         /// Why.
         message: String,
     },
+    /// A service the answer depends on failed (Prometheus); the detail is for logs.
+    #[error("upstream: {0}")]
+    Upstream(String),
     /// No price sheet is stored: costs cannot be computed.
     #[error("no price sheet")]
     NoPrices,
@@ -129,6 +132,7 @@ impl ControlError {
             Self::SelfDisable => "self-disable",
             Self::KeyReused(_) => "idempotency-key-reused",
             Self::NoPrices => "no-prices",
+            Self::Upstream(_) => "upstream-unavailable",
             Self::Catalog(e) => catalog_label(e),
             Self::Data(e) => data_label(e),
             Self::Identity(e) => match e {

@@ -30,6 +30,7 @@ pub mod costs;
 mod error;
 pub mod fleet;
 pub mod index;
+pub mod kube;
 pub mod operators;
 pub mod placement;
 pub mod provisioning;
@@ -67,6 +68,8 @@ pub struct ControlSettings {
     pub event_window: tenantplane_metering::events::EventWindow,
     /// How budget alerts are delivered.
     pub alerting: alerts::AlertSettings,
+    /// Kubernetes mode: the cluster whose namespaces are tenants too.
+    pub kubernetes: Option<kube::KubeSettings>,
 }
 
 /// The control plane.

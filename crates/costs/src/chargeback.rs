@@ -43,6 +43,14 @@ pub struct Segment {
     pub window: Window,
     /// Usage by unit key (tenant id).
     pub usage: BTreeMap<String, Usage>,
+    /// Capacity measured elsewhere (a Kubernetes cluster's nodes): its cost in the segment
+    /// and the units it served (those whose properties include the scope's).
+    pub capacity: Vec<(Properties, Money)>,
+}
+
+/// The scope of the sheet's own machines: units with `source = tenantplane`.
+pub fn platform_scope() -> Properties {
+    Properties::from([("source".to_owned(), "tenantplane".to_owned())])
 }
 
 /// How shared costs are treated.
@@ -146,8 +154,8 @@ pub struct StepReport {
 #[derive(Default)]
 struct StepAcc {
     costs: BTreeMap<String, (Costs, Usage)>,
-    capacity: Money,
-    has_capacity: bool,
+    /// Capacity cost by scope.
+    capacity: BTreeMap<Vec<(String, String)>, Money>,
     monthly: Costs,
     overhead: Money,
     unpriced: std::collections::BTreeSet<String>,
@@ -220,13 +228,17 @@ pub fn chargeback(
             e.0 = add_costs(e.0, &c)?;
             add_usage(&mut e.1, u);
         }
+        let mut scopes: Vec<(Properties, Money)> = seg.capacity.clone();
         if !prices.nodes.is_empty() {
-            a.has_capacity = true;
+            scopes.push((platform_scope(), prices.capacity(secs)?));
         }
-        a.capacity = a
-            .capacity
-            .checked_add(prices.capacity(secs)?)
-            .map_err(PriceError::from)?;
+        for (scope, cost) in scopes {
+            let e = a
+                .capacity
+                .entry(scope.into_iter().collect())
+                .or_insert(Money::ZERO);
+            *e = e.checked_add(cost).map_err(PriceError::from)?;
+        }
         a.monthly = add_costs(a.monthly, &prices.monthly(secs)?)?;
         a.overhead = a
             .overhead
@@ -247,28 +259,33 @@ pub fn chargeback(
         let mut usages = Vec::with_capacity(a.costs.len());
         for (unit, (costs, usage)) in a.costs {
             let properties = units.get(&unit).cloned().unwrap_or_else(|| {
-                Arc::new(Properties::from([("tenant".to_owned(), unit.clone())]))
+                Arc::new(Properties::from([
+                    ("tenant".to_owned(), unit.clone()),
+                    ("source".to_owned(), "tenantplane".to_owned()),
+                ]))
             });
             allocations.push(Allocation { properties, costs });
             usages.push(usage);
         }
-        let used = Money::sum(
-            allocations
-                .iter()
-                .flat_map(|al| [al.costs.get(Category::Cpu), al.costs.get(Category::Ram)]),
-        )
-        .map_err(AllocError::from)?;
-        let idle = if a.has_capacity {
-            vec![IdleCost {
-                scope: Properties::new(),
+        // Idle per capacity scope: its cost minus the CPU and memory its units used.
+        let mut idle = Vec::with_capacity(a.capacity.len());
+        for (scope, cost) in &a.capacity {
+            let scope: Properties = scope.iter().cloned().collect();
+            let used = Money::sum(
+                allocations
+                    .iter()
+                    .filter(|al| scope.iter().all(|(k, v)| al.properties.get(k) == Some(v)))
+                    .flat_map(|al| [al.costs.get(Category::Cpu), al.costs.get(Category::Ram)]),
+            )
+            .map_err(AllocError::from)?;
+            idle.push(IdleCost {
+                scope,
                 costs: Costs::default().with(
                     Category::Cpu,
-                    a.capacity.checked_sub(used).map_err(AllocError::from)?,
+                    cost.checked_sub(used).map_err(AllocError::from)?,
                 ),
-            }]
-        } else {
-            Vec::new()
-        };
+            });
+        }
         let shared_costs = [
             ("database", a.monthly.get(Category::Database)),
             ("load-balancer", a.monthly.get(Category::LoadBalancer)),

@@ -566,6 +566,15 @@ impl From<tenantplane_control::ControlError> for ApiError {
             .detail(tenantplane_records::bundle::BundleError::entry_detail(
                 index, &message,
             )),
+            C::Upstream(what) => {
+                tracing::warn!(upstream = %what, "an upstream service failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-unavailable",
+                    "Upstream unavailable",
+                )
+                .detail("the cluster's metrics could not be read; try again later")
+            }
             C::NoPrices => Self::new(StatusCode::CONFLICT, "no-prices", "No price sheet").detail(
                 "costs need prices: set [costs] in the configuration or POST /api/v1/prices",
             ),

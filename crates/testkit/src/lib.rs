@@ -6,6 +6,7 @@
 //!   temporary data directory and hands back a typed client.
 
 pub mod pg;
+pub mod prometheus;
 pub mod proxy;
 pub mod redis;
 pub mod server;

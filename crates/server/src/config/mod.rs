@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod costs;
-pub use costs::CostsConfig;
+pub use costs::{CostsConfig, KubernetesConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -452,6 +452,14 @@ impl Config {
                 backoff_secs: self.costs.webhook_backoff_secs,
                 max_attempts: self.costs.webhook_max_attempts,
             },
+            kubernetes: self.costs.kubernetes.as_ref().map(|k| {
+                tenantplane_control::kube::KubeSettings {
+                    prometheus_url: k.prometheus_url.clone(),
+                    cluster: k.cluster.clone(),
+                    tenant_label: k.tenant_label.clone(),
+                    resolution_secs: k.resolution_secs,
+                }
+            }),
         }
     }
 

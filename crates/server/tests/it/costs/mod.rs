@@ -3,6 +3,7 @@
 
 mod budgets;
 mod events;
+mod kubernetes;
 mod recommendations;
 mod report;
 mod statements;

@@ -20,6 +20,7 @@ pub(super) fn costs_config() -> tenantplane_server::config::CostsConfig {
         "valid_from": "2026-01-01T00:00:00Z",
         "prices": {
             "cpu_core_hour": "0.36",
+            "ram_gib_hour": "0.01",
             "storage_gib_month": {"standard": "730", "coldline": "146"},
             "egress_gib": "1",
             "requests_per_thousand": {"fhir-read": "2", "fhir-search": "5"},
