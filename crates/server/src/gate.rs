@@ -263,9 +263,15 @@ pub async fn resolve_tenant(
     });
     // The request's CPU time, its blocking work included, is the tenant's; so are its
     // bytes and its wall time, recorded when the response has been sent.
-    let charge = tenantplane_cpu::Charge::new();
+    // Under `usage_meter::meter_cpu` the whole stack is already metered into the request's
+    // charge; without it (a router built without that layer) the gate meters from here.
+    let outer = req.extensions().get::<tenantplane_cpu::Charge>().cloned();
+    let charge = outer.clone().unwrap_or_default();
     let metered = Metered::start(state.meter.clone(), tenant_id, charge.clone(), &mut req);
-    let mut res = tenantplane_cpu::metered(charge, next.run(req)).await;
+    let mut res = match outer {
+        Some(_) => next.run(req).await,
+        None => tenantplane_cpu::metered(charge, next.run(req)).await,
+    };
     if let Some(d) = decision {
         for (k, v) in d.headers() {
             res.headers_mut().insert(k, v);

@@ -55,6 +55,19 @@ impl http_body::Body for CountedBody {
     }
 }
 
+/// The outermost layer: a request's CPU time from the first poll of the whole stack
+/// (request id, tracing, host check, limits, dispatch) in a [`tenantplane_cpu::Charge`] the
+/// gate hands to the tenant's meter once the tenant is known; platform requests' charges
+/// are dropped.
+pub async fn meter_cpu(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let charge = tenantplane_cpu::Charge::new();
+    req.extensions_mut().insert(charge.clone());
+    tenantplane_cpu::metered(charge, next.run(req)).await
+}
+
 /// What is known of a request when its response head is ready.
 pub struct Metered {
     meter: Arc<RequestMeter>,

@@ -133,6 +133,7 @@ impl Server {
             .layer(axum::middleware::from_fn(scope_request_id))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(axum::middleware::from_fn(crate::usage_meter::meter_cpu))
     }
 }
 
