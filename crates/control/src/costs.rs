@@ -41,7 +41,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn properties_of(t: &Tenant) -> Properties {
-    Properties::from([
+    let mut p = Properties::from([
         ("tenant".to_owned(), t.slug.to_string()),
         ("tenant_id".to_owned(), t.id.to_string()),
         ("plan".to_owned(), t.plan.to_string()),
@@ -53,7 +53,21 @@ fn properties_of(t: &Tenant) -> Properties {
         ),
         ("status".to_owned(), t.status.to_string()),
         ("source".to_owned(), "tenantplane".to_owned()),
-    ])
+    ]);
+    p.extend(
+        t.labels
+            .iter()
+            .map(|(k, v)| (format!("label:{k}"), v.clone())),
+    );
+    p
+}
+
+/// Whether reports can aggregate or filter by `key`: a property, or `label:<key>`.
+fn known_property(key: &str) -> bool {
+    PROPERTIES.contains(&key)
+        || key
+            .strip_prefix("label:")
+            .is_some_and(|k| !k.is_empty() && k.len() <= 63)
 }
 
 fn field(pointer: &str, detail: impl Into<String>) -> ControlError {
@@ -74,11 +88,11 @@ pub fn options(q: &CostQuery) -> ControlResult<Options> {
     let aggregate = list(&q.aggregate);
     for (i, a) in aggregate.iter().enumerate() {
         let last = i + 1 == aggregate.len();
-        if !(PROPERTIES.contains(&a.as_str()) || a == "category" && last) {
+        if !(known_property(a) || a == "category" && last) {
             return Err(field(
                 "/aggregate",
                 format!(
-                    "cannot aggregate by '{a}': use {} and category (last)",
+                    "cannot aggregate by '{a}': use {}, label:<key> and category (last)",
                     PROPERTIES.join(", ")
                 ),
             ));
@@ -109,18 +123,29 @@ pub fn options(q: &CostQuery) -> ControlResult<Options> {
         Some(f) => {
             let mut clauses = Vec::new();
             for clause in f.split(',') {
-                let (k, vs) = clause.split_once(':').ok_or_else(|| {
+                let bad = || {
                     field(
                         "/filter",
                         "write clauses as property:value|value, joined by commas",
                     )
-                })?;
-                let k = k.trim();
-                if !PROPERTIES.contains(&k) {
+                };
+                // `label:<key>:<values>` names a label; otherwise `<property>:<values>`.
+                let (k, vs) = match clause.trim().strip_prefix("label:") {
+                    Some(rest) => {
+                        let (lk, vs) = rest.split_once(':').ok_or_else(bad)?;
+                        (format!("label:{lk}"), vs)
+                    }
+                    None => {
+                        let (k, vs) = clause.split_once(':').ok_or_else(bad)?;
+                        (k.trim().to_owned(), vs)
+                    }
+                };
+                let k = k.as_str();
+                if !known_property(k) {
                     return Err(field(
                         "/filter",
                         format!(
-                            "cannot filter by '{}': use {}",
+                            "cannot filter by '{}': use {} or label:<key>",
                             k.chars().take(40).collect::<String>(),
                             PROPERTIES.join(", ")
                         ),

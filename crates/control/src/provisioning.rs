@@ -53,6 +53,8 @@ impl Control {
         branding.validate("/branding", &mut errs);
         let settings = req.settings.unwrap_or_default();
         validate_settings("/settings", &settings, &mut errs);
+        let labels = req.labels.unwrap_or_default();
+        tenantplane_core::tenant::validate_labels("/labels", &labels, &mut errs);
         let departments = validate_departments(&req.departments, &mut errs);
         let isolation = req
             .isolation
@@ -78,6 +80,7 @@ impl Control {
             custom_domains: domains,
             branding,
             settings,
+            labels,
             placement,
             seed: TenantSeed {
                 departments,

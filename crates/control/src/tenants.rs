@@ -229,6 +229,9 @@ impl Control {
         if let Some(s) = &req.settings {
             validate_settings("/settings", s, &mut errs);
         }
+        if let Some(l) = &req.labels {
+            tenantplane_core::tenant::validate_labels("/labels", l, &mut errs);
+        }
         errs.into_result()?;
         self.modify(r, if_match, |t| {
             if matches!(t.status, TenantStatus::Deleted) {
@@ -248,6 +251,9 @@ impl Control {
             }
             if let Some(s) = &req.settings {
                 t.settings = s.clone();
+            }
+            if let Some(l) = &req.labels {
+                t.labels = l.clone();
             }
             Ok(())
         })

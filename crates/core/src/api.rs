@@ -32,6 +32,9 @@ pub struct TenantView {
     /// Free-form settings.
     #[schema(value_type = Object)]
     pub settings: Settings,
+    /// Labels for cost reports (`label:<key>`).
+    #[serde(default)]
+    pub labels: crate::tenant::Labels,
     /// Lifecycle status.
     pub status: TenantStatus,
     /// Why it is in this status.
@@ -76,6 +79,7 @@ impl TenantView {
             domains: t.domains(base_domain),
             branding: t.branding.clone(),
             settings: t.settings.clone(),
+            labels: t.labels.clone(),
             status: t.status,
             status_reason: t.status_reason.clone(),
             delete_after: t.delete_after,
@@ -134,6 +138,9 @@ pub struct CreateTenant {
     /// 1–100 characters, unique).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub departments: Vec<String>,
+    /// Labels for cost reports (`department`, `region`, …): at most 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<crate::tenant::Labels>,
     /// E-mail of the tenant's first administrator, created at provisioning with a one-time
     /// password returned once in `initial_admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +176,9 @@ pub struct UpdateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Settings>,
+    /// New labels (replace all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<crate::tenant::Labels>,
 }
 
 /// Optional body of the lifecycle actions (suspend, resume, delete, restore).

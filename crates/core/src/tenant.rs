@@ -217,6 +217,40 @@ fn depth(v: &serde_json::Value) -> usize {
     }
 }
 
+/// A tenant's labels: key → value.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Most labels on one tenant.
+pub const MAX_LABELS: usize = 32;
+
+/// Validates labels: at most 32; keys of 1-63 characters `a-z 0-9 . _ -` starting with a
+/// letter or digit; values of at most 128 printable characters.
+pub fn validate_labels(pointer: &str, labels: &Labels, errs: &mut ValidationErrors) {
+    if labels.len() > MAX_LABELS {
+        errs.push(pointer, format!("at most {MAX_LABELS} labels"));
+    }
+    for (k, v) in labels {
+        let kb = k.as_bytes();
+        let key_ok = (1..=63).contains(&kb.len())
+            && (kb[0].is_ascii_lowercase() || kb[0].is_ascii_digit())
+            && kb
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c));
+        if !key_ok {
+            errs.push(
+                format!("{pointer}/{}", k.chars().take(63).collect::<String>()),
+                "label keys are 1-63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+            );
+        }
+        if v.chars().count() > 128 || v.chars().any(char::is_control) {
+            errs.push(
+                format!("{pointer}/{}", k.chars().take(63).collect::<String>()),
+                "label values are at most 128 printable characters",
+            );
+        }
+    }
+}
+
 /// Validates settings: size, nesting depth and key length.
 pub fn validate_settings(pointer: &str, s: &Settings, errs: &mut ValidationErrors) {
     let size = serde_json::to_vec(s).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -263,6 +297,10 @@ pub struct Tenant {
     pub branding: Branding,
     /// Free-form settings.
     pub settings: Settings,
+    /// Labels for reports (`department`, `region`, `cost-center`, …): cost reports
+    /// aggregate and filter by `label:<key>`.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
     /// Lifecycle status.
     pub status: TenantStatus,
     /// Why it is in its status (failures, suspensions).
@@ -375,6 +413,7 @@ impl Tenant {
             custom_domains: Vec::new(),
             branding: Branding::default(),
             settings: Settings::new(),
+            labels: Labels::new(),
             status: TenantStatus::Provisioning,
             status_reason: None,
             restore_to: None,

@@ -41,6 +41,7 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
     let hospital =
         |slug: &str, name: &str, plan: &str, users: u32, depts: &[&str], colors: (&str, &str)| {
             CreateTenant {
+                labels: None,
                 slug: slug.into(),
                 display_name: name.into(),
                 profile: Some(Profile::Hospital),
@@ -96,6 +97,7 @@ pub fn seed_tenants() -> Vec<CreateTenant> {
             ("#5b2c83", "#ffffff"),
         ),
         CreateTenant {
+            labels: None,
             slug: "camara-santarem".into(),
             display_name: "Câmara Municipal de Santarém".into(),
             profile: Some(Profile::Council),

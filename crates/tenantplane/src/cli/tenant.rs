@@ -87,6 +87,9 @@ pub struct TenantCreate {
     /// Department seeded into the tenant's store (repeatable).
     #[arg(long = "department")]
     pub departments: Vec<String>,
+    /// Label for cost reports as KEY=VALUE (repeatable), e.g. --label department=cardiology.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
     /// E-mail of the first tenant administrator (its one-time password is printed once).
     #[arg(long)]
     pub admin_email: Option<String>,
@@ -139,6 +142,9 @@ pub struct TenantUpdate {
     pub plan: Option<String>,
     #[command(flatten)]
     pub branding: BrandingArgs,
+    /// Replace the labels with these KEY=VALUE (repeatable); --label '' clears them.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
     /// Only apply if the tenant is still at this version (its ETag).
     #[arg(long)]
     pub if_version: Option<u64>,
@@ -222,6 +228,23 @@ pub(crate) fn parse_settings(raw: &[String]) -> anyhow::Result<Option<tenantplan
     Ok(Some(s))
 }
 
+/// `KEY=VALUE` labels; none given → `None`; a single empty one → no labels.
+pub(crate) fn parse_labels(
+    raw: &[String],
+) -> anyhow::Result<Option<tenantplane_core::tenant::Labels>> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mut l = tenantplane_core::tenant::Labels::new();
+    for kv in raw.iter().filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--label expects KEY=VALUE, got '{kv}'"))?;
+        l.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(Some(l))
+}
+
 pub(crate) async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
         TenantCmd::Create(a) => {
@@ -240,6 +263,7 @@ pub(crate) async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 branding,
                 settings: parse_settings(&a.settings)?,
                 departments: a.departments,
+                labels: parse_labels(&a.labels)?,
                 admin_email: a.admin_email,
             };
             let t = c.create_tenant(&req).await.map_err(api)?;
@@ -309,6 +333,7 @@ pub(crate) async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 plan: a.plan,
                 branding,
                 settings: None,
+                labels: parse_labels(&a.labels)?,
             };
             let t = c
                 .update_tenant(&a.tenant, &req, a.if_version)

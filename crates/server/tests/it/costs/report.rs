@@ -408,3 +408,72 @@ async fn prices_change_from_a_date_on() {
     .await;
     assert_eq!(st, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_labels_aggregate_and_filter() {
+    let s = costs_server().await;
+    let (a, b) = fixed_ledger(&s).await;
+    let _ = (a, b);
+    let label = |slug: &str, labels: Value| {
+        s.client
+            .request(Method::PATCH, &format!("/api/v1/tenants/{slug}"))
+            .json(&json!({ "labels": labels }))
+    };
+    let (st, _, _, v) = raw(label(
+        "alpha-hospital",
+        json!({"department": "cardiology", "region": "sp"}),
+    ))
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["labels"]["department"], "cardiology");
+    let (st, ..) = raw(label("bravo-clinic", json!({"department": "oncology"}))).await;
+    assert_eq!(st, 200);
+    // Bad labels change nothing.
+    for bad in [
+        json!({"Department": "x"}),
+        json!({"": "x"}),
+        json!({"department": "x".repeat(129)}),
+        json!({"department": "line\nbreak"}),
+    ] {
+        let (st, _, p, v) = raw(label("alpha-hospital", bad.clone())).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(
+            p.unwrap()
+                .errors
+                .iter()
+                .all(|e| e.pointer.starts_with("/labels"))
+        );
+    }
+    let t = s.client.get_tenant("alpha-hospital").await.unwrap();
+    assert_eq!(
+        t.labels.get("department").map(String::as_str),
+        Some("cardiology")
+    );
+    // Costs by label, and filtered by one.
+    let (st, v) = get(&s, &format!("{WINDOW}&aggregate=label:department")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_conserved(&v);
+    let rows = &v["data"][0]["allocations"];
+    assert!(
+        rows.get("cardiology").is_some() && rows.get("oncology").is_some(),
+        "{rows}"
+    );
+    let (_, by_tenant) = get(&s, &format!("{WINDOW}&aggregate=tenant")).await;
+    assert_eq!(
+        rows["cardiology"]["totalCost"],
+        by_tenant["data"][0]["allocations"]["alpha-hospital"]["totalCost"]
+    );
+    let (_, only) = get(
+        &s,
+        &format!("{WINDOW}&aggregate=tenant&filter=label:region:sp"),
+    )
+    .await;
+    assert!(only["data"][0]["allocations"].get("bravo-clinic").is_none());
+    assert!(
+        only["data"][0]["allocations"]
+            .get("alpha-hospital")
+            .is_some()
+    );
+    let (st, _) = get(&s, &format!("{WINDOW}&aggregate=label:")).await;
+    assert_eq!(st, 400);
+}
