@@ -2,5 +2,6 @@
 //! properties every report must hold.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chargeback;
 mod golden;
 mod properties;

@@ -481,7 +481,20 @@ async fn separate_platform_and_metrics_listeners() {
 /// acknowledged create is readable afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_postgres_connections_are_503_never_500() {
-    let s = TestServer::start_with_pg_data(8).await.unwrap();
+    // The load comes from one address and reads back every create: the per-address limit
+    // (1,000 a minute) is not what this test is about.
+    let s = TestServer::start_with(tenantplane_testkit::TestServerOptions {
+        data_servers: tenantplane_testkit::server::pg_data_server("pg1", 8)
+            .await
+            .unwrap(),
+        limits: Some(tenantplane_server::config::LimitsConfig {
+            per_ip_per_minute: 0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let (t, tokens) = hospital(&s, "restart-hospital", IsolationMode::PgSchema).await;
     // The load is about lost connections, not the plan's request rate: a plan whose
     // per-minute budget the load and the reads after it stay well within.
