@@ -80,7 +80,7 @@ impl Control {
 
 impl Control {
     /// Samples every servable tenant's absolute measures for the current hour: store
-    /// bytes, users, patients and record bytes (`usage_gauges`; a later sample of the same
+    /// bytes, users, patients, resources and record bytes (`usage_gauges`; a later sample of the same
     /// hour replaces an earlier one, so replicas sampling alike do no harm). A tenant whose
     /// store cannot be read now is skipped and logged. Returns how many were sampled.
     pub async fn sample_stores(&self) -> ControlResult<usize> {
@@ -122,20 +122,23 @@ impl Control {
                         } else {
                             Ok(None)
                         };
+                        let resources = tenantplane_records::store::resource_count(db).await;
                         users.map_err(ControlError::from).and_then(|u| {
                             let r = records.map_err(ControlError::from)?;
                             let c = cold_bytes.map_err(ControlError::from)?;
-                            Ok((u, r, c))
+                            let n = resources.map_err(ControlError::from)?;
+                            Ok((u, r, c, n))
                         })
                     }
                     Err(e) => Err(e.into()),
                 };
                 match (store, counts) {
-                    (Ok(bytes), Ok((users, records, cold))) => {
+                    (Ok(bytes), Ok((users, records, cold, resources))) => {
                         let mut v = vec![
                             g("store_bytes", bytes),
                             g("users", users),
                             g("patients", records.patients),
+                            g("resources", resources),
                             g("record_bytes", records.bytes),
                         ];
                         v.extend(cold.map(|c| g("cold_bytes", c)));

@@ -25,7 +25,7 @@ mod reads;
 
 use counters::Counters;
 
-pub use reads::{cold_bytes, history, read, usage, vread};
+pub use reads::{cold_bytes, history, read, resource_count, usage, vread};
 
 /// The plan's limits a write must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

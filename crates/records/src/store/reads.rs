@@ -143,6 +143,34 @@ async fn rows(
     Ok(rows.into_iter().map(|r| to_version(rtype, id, r)).collect())
 }
 
+/// Resources not deleted (every type).
+pub async fn resource_count(db: TenantDb<'_>) -> Result<u64> {
+    let n: i64 = match db {
+        TenantDb::Sqlite(s) => {
+            s.run(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM fhir_resources WHERE deleted = 0",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await?
+        }
+        TenantDb::Pg(p) => {
+            p.transaction(|tx| {
+                Box::pin(async move {
+                    Ok(tx
+                        .query_one("SELECT count(*) FROM fhir_resources WHERE NOT deleted", &[])
+                        .await?
+                        .get::<_, i64>(0))
+                })
+            })
+            .await?
+        }
+    };
+    Ok(n.max(0) as u64)
+}
+
 /// Bytes of the record versions (current and superseded) last written before
 /// `before_ms`: what a lifecycle rule would move to a colder storage class. Reads every
 /// version's length, so it is sampled rarely (once a day).

@@ -64,6 +64,7 @@ async fn store_sizes_users_and_patients_in_every_mode() {
         assert_eq!(r.status, 200, "{}", r.text);
         let after = samples(&s).await;
         assert_eq!(g(&after, id, "patients"), 40, "{mode:?}");
+        assert_eq!(g(&after, id, "resources"), 40, "{mode:?}");
         assert!(g(&after, id, "record_bytes") > 16_000, "{mode:?}");
         assert!(
             g(&after, id, "store_bytes") > g(&before, id, "store_bytes"),
