@@ -23,7 +23,7 @@ use crate::{Control, ControlError, ControlResult};
 /// The storage class of tenant stores.
 pub const STORE_CLASS: &str = "standard";
 /// Properties a report can aggregate or filter by.
-pub const PROPERTIES: [&str; 10] = [
+pub const PROPERTIES: [&str; 11] = [
     "tenant",
     "tenant_id",
     "plan",
@@ -34,6 +34,7 @@ pub const PROPERTIES: [&str; 10] = [
     "source",
     "cluster",
     "namespace",
+    "department",
 ];
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -170,6 +171,8 @@ pub fn options(q: &CostQuery) -> ControlResult<Options> {
         share_units,
         shared,
         filter,
+        split: BTreeMap::new(),
+        split_by: "department".into(),
     })
 }
 
@@ -291,7 +294,7 @@ impl Control {
             window::parse_window(&q.window, now).map_err(|e| field("/window", e.to_string()))?;
         let step = window::parse_step(q.step.as_deref(), &win)
             .map_err(|e| field("/step", e.to_string()))?;
-        let opts = options(q)?;
+        let mut opts = options(q)?;
         let Some((sheet, _)) = self.price_sheet().await? else {
             return Err(ControlError::NoPrices);
         };
@@ -306,6 +309,34 @@ impl Control {
             .map(|t| (t.id.to_string(), Arc::new(properties_of(t))))
             .collect();
         units.extend(kube_units.into_iter().map(|(k, p)| (k, Arc::new(p))));
+        // By department: each tenant's costs split by its departments' active users (the
+        // latest sample up to the window's end; a user in k departments counts 1/k in each).
+        let by_department = opts.aggregate.iter().any(|a| a == "department")
+            || opts
+                .filter
+                .as_ref()
+                .is_some_and(|f| f.clauses.iter().any(|(k, _)| k == "department"));
+        if by_department {
+            let end = win.end.min(now).unix_timestamp();
+            let gauges = self.catalog.gauges(end - 7 * 86_400, end + 1, None).await?;
+            let mut latest: BTreeMap<TenantId, (i64, Vec<(String, u64)>)> = BTreeMap::new();
+            for g in gauges {
+                let Some(name) = g.measure.strip_prefix("department:") else {
+                    continue;
+                };
+                let e = latest.entry(g.tenant).or_insert((i64::MIN, Vec::new()));
+                if g.hour > e.0 {
+                    *e = (g.hour, Vec::new());
+                }
+                if g.hour == e.0 {
+                    e.1.push((name.to_owned(), g.value.max(0) as u64));
+                }
+            }
+            opts.split = latest
+                .into_iter()
+                .map(|(t, (_, parts))| (t.to_string(), parts))
+                .collect();
+        }
         let reports =
             chargeback::chargeback(&sheet, &steps, &segments, &units, &opts).map_err(|e| {
                 field(

@@ -303,6 +303,39 @@ impl Control {
         t: &tenantplane_core::Tenant,
         total: Money,
     ) -> ControlResult<Vec<DepartmentCost>> {
+        let weight = self.department_members(t).await?;
+        let weights: Vec<u64> = weight.iter().map(|(_, _, w)| *w).collect();
+        let parts = split::by_weight(total, &weights).unwrap_or_default();
+        Ok(weight
+            .into_iter()
+            .zip(parts)
+            .map(|((department, n, _), amount)| DepartmentCost {
+                department,
+                users: n,
+                amount: amount.to_string(),
+            })
+            .collect())
+    }
+
+    /// The tenant's departments by weight (what the hourly samples record): each active
+    /// user counts 2520/k in each of its k departments (users in none: `(none)`).
+    pub(crate) async fn department_weights(
+        &self,
+        t: &tenantplane_core::Tenant,
+    ) -> ControlResult<Vec<(String, u64)>> {
+        Ok(self
+            .department_members(t)
+            .await?
+            .into_iter()
+            .map(|(d, _, w)| (d, w))
+            .collect())
+    }
+
+    /// (department, active users, weight in 2520ths of a user).
+    async fn department_members(
+        &self,
+        t: &tenantplane_core::Tenant,
+    ) -> ControlResult<Vec<(String, u64, u64)>> {
         let Ok(db) = self.data.handle(t) else {
             return Ok(Vec::new());
         };
@@ -345,16 +378,6 @@ impl Control {
                 e.1 += share;
             }
         }
-        let weights: Vec<u64> = weight.values().map(|(_, w)| *w).collect();
-        let parts = split::by_weight(total, &weights).unwrap_or_default();
-        Ok(weight
-            .into_iter()
-            .zip(parts)
-            .map(|((department, (n, _)), amount)| DepartmentCost {
-                department,
-                users: n,
-                amount: amount.to_string(),
-            })
-            .collect())
+        Ok(weight.into_iter().map(|(d, (n, w))| (d, n, w)).collect())
     }
 }

@@ -123,17 +123,19 @@ impl Control {
                             Ok(None)
                         };
                         let resources = tenantplane_records::store::resource_count(db).await;
+                        let departments = self.department_weights(&t).await;
                         users.map_err(ControlError::from).and_then(|u| {
                             let r = records.map_err(ControlError::from)?;
                             let c = cold_bytes.map_err(ControlError::from)?;
                             let n = resources.map_err(ControlError::from)?;
-                            Ok((u, r, c, n))
+                            let d = departments?;
+                            Ok((u, r, c, n, d))
                         })
                     }
                     Err(e) => Err(e.into()),
                 };
                 match (store, counts) {
-                    (Ok(bytes), Ok((users, records, cold, resources))) => {
+                    (Ok(bytes), Ok((users, records, cold, resources, departments))) => {
                         let mut v = vec![
                             g("store_bytes", bytes),
                             g("users", users),
@@ -142,6 +144,11 @@ impl Control {
                             g("record_bytes", records.bytes),
                         ];
                         v.extend(cold.map(|c| g("cold_bytes", c)));
+                        v.extend(
+                            departments
+                                .into_iter()
+                                .map(|(d, w)| g(&format!("department:{d}"), w)),
+                        );
                         Some(v)
                     }
                     (Err(e), _) => {

@@ -85,7 +85,9 @@ pub struct CostQuery {
     /// Step: `window` (default), `1h`, `1d`, `1w` or any duration in whole minutes.
     pub step: Option<String>,
     /// Comma-separated properties: `tenant`, `tenant_id`, `plan`, `profile`, `isolation`,
-    /// `placement`, `status`, and `category` (last) for one row per cost category.
+    /// `placement`, `status`, `source`, `cluster`, `namespace`, `department` (each tenant's
+    /// costs split by its departments' active users), `label:<key>`, and `category` (last)
+    /// for one row per cost category.
     pub aggregate: Option<String>,
     /// Idle capacity: `separate` (default, an `__idle__` row), `weighted` (by each row's
     /// CPU cost) or `even`.

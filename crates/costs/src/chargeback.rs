@@ -78,6 +78,12 @@ pub struct Options {
     pub shared: SharedMode,
     /// Only units matching it are shown.
     pub filter: Option<Filter>,
+    /// Units whose costs are split between parts (a tenant's departments): unit key →
+    /// (value of the property `split_by`, weight). Each part becomes an allocation of its
+    /// own, with that property set and the unit's costs split by weight, to the micro-unit.
+    pub split: BTreeMap<String, Vec<(String, u64)>>,
+    /// The property the parts set (e.g. `department`).
+    pub split_by: String,
 }
 
 /// What a row's units used.
@@ -188,6 +194,24 @@ fn add_usage(into: &mut Usage, u: &Usage) {
     }
 }
 
+/// `u` × `w / total` (for display: each part's share of the unit's usage).
+fn scaled(u: &Usage, w: u64, total: u64) -> Usage {
+    let f = |x: u64| (u128::from(x) * u128::from(w) / u128::from(total.max(1))) as u64;
+    Usage {
+        cpu_nanos: f(u.cpu_nanos),
+        ram_byte_seconds: f(u.ram_byte_seconds),
+        gpu_nanos: f(u.gpu_nanos),
+        storage_byte_seconds: u
+            .storage_byte_seconds
+            .iter()
+            .map(|(k, v)| (k.clone(), f(*v)))
+            .collect(),
+        egress_bytes: f(u.egress_bytes),
+        requests: u.requests.iter().map(|(k, v)| (k.clone(), f(*v))).collect(),
+        meters: u.meters.iter().map(|(k, v)| (k.clone(), f(*v))).collect(),
+    }
+}
+
 /// Prices and allocates every step. `units` gives each unit key its properties (a unit
 /// with usage but no properties is reported under its key as `tenant`).
 pub fn chargeback(
@@ -264,8 +288,37 @@ pub fn chargeback(
                     ("source".to_owned(), "tenantplane".to_owned()),
                 ]))
             });
-            allocations.push(Allocation { properties, costs });
-            usages.push(usage);
+            match opts
+                .split
+                .get(&unit)
+                .filter(|p| p.iter().any(|(_, w)| *w > 0))
+            {
+                None => {
+                    allocations.push(Allocation { properties, costs });
+                    usages.push(usage);
+                }
+                Some(parts) => {
+                    let weights: Vec<u64> = parts.iter().map(|(_, w)| *w).collect();
+                    let total_w: u64 = weights.iter().sum::<u64>().max(1);
+                    let mut split_costs = vec![Costs::default(); parts.len()];
+                    for c in Category::ALL {
+                        let amounts = crate::split::by_weight(costs.get(c), &weights)
+                            .ok_or(AllocError::Money(crate::MoneyError::Overflow))?;
+                        for (sc, m) in split_costs.iter_mut().zip(amounts) {
+                            *sc = sc.with(c, m);
+                        }
+                    }
+                    for ((name, w), c) in parts.iter().zip(split_costs) {
+                        let mut p = (*properties).clone();
+                        p.insert(opts.split_by.clone(), name.clone());
+                        allocations.push(Allocation {
+                            properties: Arc::new(p),
+                            costs: c,
+                        });
+                        usages.push(scaled(&usage, *w, total_w));
+                    }
+                }
+            }
         }
         // Idle per capacity scope: its cost minus the CPU and memory its units used.
         let mut idle = Vec::with_capacity(a.capacity.len());

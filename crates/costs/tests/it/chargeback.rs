@@ -131,6 +131,9 @@ proptest! {
             shared: [SharedMode::Weighted, SharedMode::Even, SharedMode::Separate][shared as usize],
             share_units: if share_t0 { vec![tenantplane_costs::Filter::eq("tenant", "t0")] } else { vec![] },
             filter: filter.then(|| tenantplane_costs::Filter::eq("plan", "p1")),
+            // Unit u1 is split between two departments, 2:1.
+            split: BTreeMap::from([("u1".to_owned(), vec![("er".to_owned(), 2), ("icu".to_owned(), 1)])]),
+            split_by: "department".into(),
         };
         // These amounts fit in 64 bits: a report always comes out.
         let reports = chargeback(&sheet, &st, &segs, &units, &opts).unwrap();

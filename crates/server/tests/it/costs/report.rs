@@ -477,3 +477,45 @@ async fn tenant_labels_aggregate_and_filter() {
     let (st, _) = get(&s, &format!("{WINDOW}&aggregate=label:")).await;
     assert_eq!(st, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_by_department() {
+    let s = costs_server().await;
+    let (a, _) = fixed_ledger(&s).await;
+    // Alpha's departments as the hourly sample records them: ER twice ICU's weight.
+    let g = |m: &str, v: i64| GaugeRow {
+        tenant: a,
+        hour: T0,
+        measure: m.into(),
+        value: v,
+    };
+    s.control
+        .catalog()
+        .set_gauges(&[g("department:er", 2 * 2_520), g("department:icu", 2_520)])
+        .await
+        .unwrap();
+    let (st, v) = get(&s, &format!("{WINDOW}&aggregate=department")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_conserved(&v);
+    let (_, by_tenant) = get(&s, &format!("{WINDOW}&aggregate=tenant")).await;
+    for (i, step) in v["data"].as_array().unwrap().iter().enumerate() {
+        let rows = &step["allocations"];
+        let alpha = micros(&by_tenant["data"][i]["allocations"]["alpha-hospital"]["totalCost"]);
+        let (er, icu) = (
+            micros(&rows["er"]["totalCost"]),
+            micros(&rows["icu"]["totalCost"]),
+        );
+        assert_eq!(er + icu, alpha, "the parts add up to the tenant");
+        assert!((er - 2 * icu).abs() <= 3, "2:1 ({er} vs {icu})");
+    }
+    // Bravo reports no department.
+    assert!(v["data"][0]["allocations"].get("__unallocated__").is_some());
+    let (_, both) = get(
+        &s,
+        &format!("{WINDOW}&aggregate=tenant,department&filter=department:er"),
+    )
+    .await;
+    assert_conserved(&both);
+    let rows = both["data"][0]["allocations"].as_object().unwrap();
+    assert_eq!(rows.keys().collect::<Vec<_>>(), ["alpha-hospital/er"]);
+}

@@ -65,6 +65,8 @@ async fn store_sizes_users_and_patients_in_every_mode() {
         let after = samples(&s).await;
         assert_eq!(g(&after, id, "patients"), 40, "{mode:?}");
         assert_eq!(g(&after, id, "resources"), 40, "{mode:?}");
+        // Five active users in no department, each a whole user (2520/2520).
+        assert_eq!(g(&after, id, "department:(none)"), 5 * 2_520, "{mode:?}");
         assert!(g(&after, id, "record_bytes") > 16_000, "{mode:?}");
         assert!(
             g(&after, id, "store_bytes") > g(&before, id, "store_bytes"),
