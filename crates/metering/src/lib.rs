@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod red;
 pub mod usage;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
@@ -54,6 +55,13 @@ struct Count {
 pub struct RequestMeter {
     counts: Mutex<HashMap<(u32, TenantId), Count>>,
     usage: UsageMeter,
+    top: red::TopTenants,
+}
+
+impl Default for red::TopTenants {
+    fn default() -> Self {
+        red::TopTenants::new(20)
+    }
 }
 
 /// A request refused by the monthly quota.
@@ -97,6 +105,26 @@ impl RequestMeter {
     /// Records what an answered request of `tenant` used.
     pub fn record(&self, tenant: TenantId, served: &Served) {
         self.usage.record(tenant, served);
+    }
+
+    /// Records what an answered request used, and its RED metrics (`slug` and `plan` label
+    /// them).
+    pub fn record_served(&self, tenant: TenantId, slug: &str, plan: &str, served: &Served) {
+        self.usage.record(tenant, served);
+        red::record(&self.top, tenant, slug, plan, served);
+    }
+
+    /// Which tenants get latency histograms of their own.
+    pub fn top_tenants(&self) -> &red::TopTenants {
+        &self.top
+    }
+
+    /// A meter whose `top_n` busiest tenants get latency histograms of their own.
+    pub fn with_top_tenants(top_n: usize) -> Self {
+        Self {
+            top: red::TopTenants::new(top_n),
+            ..Self::default()
+        }
     }
 
     /// The usage gathered since the last flush.

@@ -2,7 +2,8 @@
 //! same tiny handler behind a router, called in-process (no sockets), with and without the
 //! gate's metering (route class, request and response bodies wrapped, the CPU clock read
 //! around each poll, the usage recorded into the tenant's minute when the body ends), 1,000
-//! tenants' minutes live in the meter. Issue 15's target: < 2 µs plus the clock reads.
+//! tenants' minutes live in the meter, the RED metrics recorded into the Prometheus
+//! recorder). Issue 15's target: < 2 µs plus the clock reads.
 
 use std::{hint::black_box, sync::Arc};
 
@@ -19,6 +20,9 @@ async fn handler(body: String) -> String {
 }
 
 fn bench(c: &mut Criterion) {
+    // The process-wide Prometheus recorder, as `serve` installs it: the RED metrics cost
+    // what they cost in production.
+    tenantplane_server::app::install_metrics();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|_| unreachable!());
@@ -42,7 +46,13 @@ fn bench(c: &mut Criterion) {
                 let tenant = t[i % t.len()];
                 async move {
                     let charge = tenantplane_cpu::Charge::new();
-                    let metered = Metered::start(m, tenant, charge.clone(), &mut req);
+                    let metered = Metered::start(
+                        m,
+                        tenant,
+                        ("bench-hospital".into(), "small".into()),
+                        charge.clone(),
+                        &mut req,
+                    );
                     let res = tenantplane_cpu::metered(charge, next.run(req)).await;
                     metered.finish(res)
                 }

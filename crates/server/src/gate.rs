@@ -257,6 +257,7 @@ pub async fn resolve_tenant(
     };
     let base = canonical_base(&state, &tenant, via, host_name.as_deref(), forwarded_proto);
     let tenant_id = tenant.id;
+    let labels: (Arc<str>, Arc<str>) = (tenant.slug.as_str().into(), tenant.plan.as_str().into());
     req.extensions_mut().insert(TenantCtx {
         tenant,
         base: base.into(),
@@ -267,7 +268,13 @@ pub async fn resolve_tenant(
     // charge; without it (a router built without that layer) the gate meters from here.
     let outer = req.extensions().get::<tenantplane_cpu::Charge>().cloned();
     let charge = outer.clone().unwrap_or_default();
-    let metered = Metered::start(state.meter.clone(), tenant_id, charge.clone(), &mut req);
+    let metered = Metered::start(
+        state.meter.clone(),
+        tenant_id,
+        (labels.0, labels.1),
+        charge.clone(),
+        &mut req,
+    );
     let mut res = match outer {
         Some(_) => next.run(req).await,
         None => tenantplane_cpu::metered(charge, next.run(req)).await,

@@ -20,7 +20,14 @@ pub(crate) fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Latency as classic histograms (buckets Grafana and recording rules can use).
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+                    &tenantplane_metering::red::LATENCY_BUCKETS,
+                )
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok().map(|_| handle)
         })

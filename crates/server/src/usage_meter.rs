@@ -1,7 +1,8 @@
 //! The request meter at the edge: wraps a tenant request's body and its response's body so
 //! that, when the response has been sent (or the client went away), what the request used —
 //! route class, status, body bytes in and out, wall time, CPU time — is recorded once for
-//! its tenant ([`tenantplane_metering::RequestMeter::record`]).
+//! its tenant ([`tenantplane_metering::RequestMeter::record_served`]: the usage ledger and
+//! the RED metrics).
 
 use std::{
     pin::Pin,
@@ -72,6 +73,8 @@ pub async fn meter_cpu(
 pub struct Metered {
     meter: Arc<RequestMeter>,
     tenant: TenantId,
+    slug: Arc<str>,
+    plan: Arc<str>,
     class: RouteClass,
     started: Instant,
     read: Arc<AtomicU64>,
@@ -79,10 +82,12 @@ pub struct Metered {
 }
 
 impl Metered {
-    /// Starts metering `req` of `tenant`: its class, its clock, its body's byte count.
+    /// Starts metering `req` of `tenant` (`slug` and `plan` label its metrics): its class,
+    /// its clock, its body's byte count.
     pub fn start(
         meter: Arc<RequestMeter>,
         tenant: TenantId,
+        (slug, plan): (Arc<str>, Arc<str>),
         charge: tenantplane_cpu::Charge,
         req: &mut axum::extract::Request,
     ) -> Self {
@@ -96,6 +101,8 @@ impl Metered {
         Self {
             meter,
             tenant,
+            slug,
+            plan,
             class,
             started: Instant::now(),
             read,
@@ -118,8 +125,10 @@ impl Metered {
 
 fn record(m: Metered, status: u16, sent: u64) {
     let wall = u64::try_from(m.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    m.meter.record(
+    m.meter.record_served(
         m.tenant,
+        &m.slug,
+        &m.plan,
         &Served {
             class: m.class,
             status,

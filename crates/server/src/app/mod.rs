@@ -166,7 +166,9 @@ impl Server {
                             log.with_sink(sink)
                         }),
                 ),
-                meter: Arc::new(tenantplane_metering::RequestMeter::new()),
+                meter: Arc::new(tenantplane_metering::RequestMeter::with_top_tenants(
+                    config.metering.top_tenants,
+                )),
             },
             config.control_settings(),
         ));

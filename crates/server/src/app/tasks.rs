@@ -151,7 +151,8 @@ impl Server {
             }
         });
         let sampler = self.sampler(c6.clone());
-        let alerting = self.alerting(c6);
+        let alerting = self.alerting(c6.clone());
+        let red = self.red_top_tenants(c6);
         vec![
             poller,
             purger,
@@ -161,6 +162,7 @@ impl Server {
             standby,
             sampler,
             alerting,
+            red,
         ]
     }
 
@@ -215,6 +217,32 @@ impl Server {
                         }
                     }
                 }
+            }
+        })
+    }
+
+    /// Every minute: which tenants get latency histograms of their own (the busiest
+    /// `metering.top_tenants` and the pinned ones).
+    fn red_top_tenants(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let svc = self.state.control.clone();
+        let pinned = self.config.metering.pinned_tenants.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let top = svc.meter().top_tenants();
+                top.pin(
+                    pinned
+                        .iter()
+                        .filter_map(|s| svc.index().find(s))
+                        .map(|t| t.id),
+                );
+                top.refresh();
+                metrics::gauge!("tenantplane_red_detailed_tenants").set(top.detailed_len() as f64);
             }
         })
     }

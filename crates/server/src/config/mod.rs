@@ -387,6 +387,11 @@ pub struct MeteringConfig {
     /// How often each tenant's store size, users and patients are sampled, in seconds (0:
     /// never; storage costs then have no data).
     pub sample_interval_secs: u64,
+    /// The busiest tenants that get latency histograms of their own (`/metrics`); the
+    /// others share the per-route-class and per-plan histograms, so series stay bounded.
+    pub top_tenants: usize,
+    /// Tenants (slugs) that always get histograms of their own.
+    pub pinned_tenants: Vec<String>,
 }
 
 impl Default for MeteringConfig {
@@ -396,6 +401,8 @@ impl Default for MeteringConfig {
             minute_rows_hours: 24,
             event_key_days: 7,
             sample_interval_secs: 900,
+            top_tenants: 20,
+            pinned_tenants: Vec::new(),
         }
     }
 }

@@ -37,6 +37,8 @@ fn delta(after: &BTreeMap<String, i64>, before: &BTreeMap<String, i64>, m: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_is_metered_for_its_tenant() {
+    // The process-wide recorder, before any request (as `serve` does at start).
+    tenantplane_server::app::install_metrics();
     let s = TestServer::start().await.unwrap();
     let (a, ta) = hospital(&s, "metered-a", IsolationMode::Sqlite).await;
     let (b, tb) = hospital(&s, "metered-b", IsolationMode::Sqlite).await;
@@ -101,4 +103,24 @@ async fn each_request_is_metered_for_its_tenant() {
     assert_eq!(delta(&b1, &b0, "bytes_in"), 0);
     // Flushing again adds nothing: each request is in the ledger once.
     assert_eq!(ledger(&s, ia).await, a1);
+    // RED metrics: the tenant's requests by class and status, latency as classic
+    // histograms (by class and plan; by tenant for the busiest).
+    s.control.meter().top_tenants().refresh();
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", s.url()))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.contains(needle));
+    assert!(
+        has("tenantplane_tenant_requests_total{") && has("tenant=\"metered-a\""),
+        "{text}"
+    );
+    assert!(has("status=\"4xx\"") && has("class=\"fhir-write\""));
+    assert!(has("tenantplane_request_duration_seconds_bucket{") && has("le=\"0.005\""));
+    assert!(has("plan=\"small\""));
 }
