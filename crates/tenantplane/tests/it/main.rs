@@ -4,6 +4,7 @@
 mod architecture;
 mod attribution;
 mod ledger;
+mod monitoring;
 
 use std::{
     io::{BufRead, BufReader},
