@@ -33,6 +33,7 @@ pub mod index;
 pub mod kube;
 pub mod operators;
 pub mod placement;
+mod probe;
 pub mod provisioning;
 mod recommendations;
 pub mod standby;

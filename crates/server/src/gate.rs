@@ -204,7 +204,14 @@ pub async fn resolve_tenant(
     if let Err(e) = servable(tenant.status) {
         return e.into_response();
     }
-    let quotas = state.plans.get(&tenant.plan);
+    // The uptime probe's own requests go through resolution and to the store, but are not
+    // the tenant's: no limit, no quota, no usage.
+    let probe = crate::usage_meter::is_probe(req.headers());
+    let quotas = if probe {
+        None
+    } else {
+        state.plans.get(&tenant.plan)
+    };
     let decision = match &quotas {
         Some(q) => {
             state
@@ -266,6 +273,9 @@ pub async fn resolve_tenant(
     // bytes and its wall time, recorded when the response has been sent.
     // Under `usage_meter::meter_cpu` the whole stack is already metered into the request's
     // charge; without it (a router built without that layer) the gate meters from here.
+    if probe {
+        return next.run(req).await;
+    }
     let outer = req.extensions().get::<tenantplane_cpu::Charge>().cloned();
     let charge = outer.clone().unwrap_or_default();
     let metered = Metered::start(

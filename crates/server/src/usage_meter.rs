@@ -56,6 +56,32 @@ impl http_body::Body for CountedBody {
     }
 }
 
+/// The header carrying the synthetic uptime probe's key (see [`probe_key`]).
+pub const PROBE_HEADER: &str = "x-tenantplane-probe";
+
+/// This process's probe key: random, made at first use, never logged. A tenant request
+/// carrying it is the uptime probe's own: it is not charged to the tenant, not counted by
+/// the rate limits or the monthly quota.
+pub fn probe_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use rand::RngCore as _;
+        let mut k = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        k.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// Whether `headers` carry this process's probe key (compared in constant time).
+pub fn is_probe(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(PROBE_HEADER).is_some_and(|v| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            v.as_bytes(),
+            probe_key().as_bytes(),
+        ))
+    })
+}
+
 /// The outermost layer: a request's CPU time from the first poll of the whole stack
 /// (request id, tracing, host check, limits, dispatch) in a [`tenantplane_cpu::Charge`] the
 /// gate hands to the tenant's meter once the tenant is known; platform requests' charges

@@ -303,7 +303,21 @@ impl Server {
             Surface::All
         };
         let cancel = CancellationToken::new();
-        let tasks = self.spawn_background(cancel.clone());
+        // The uptime probe requests tenants through the main listener (loopback).
+        let probe_base = listener.local_addr().ok().map(|a| {
+            let ip = if a.ip().is_unspecified() {
+                match a.ip() {
+                    std::net::IpAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+                    std::net::IpAddr::V6(_) => {
+                        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                }
+            } else {
+                a.ip()
+            };
+            format!("http://{}", SocketAddr::new(ip, a.port()))
+        });
+        let tasks = self.spawn_background(cancel.clone(), probe_base);
         let grace = Duration::from_secs(self.config.server.shutdown_timeout_secs);
         let stop = cancel.clone();
         let graceful = async move {

@@ -252,7 +252,9 @@ async fn limit_per_ip(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics")
+        || crate::usage_meter::is_probe(req.headers())
+    {
         return next.run(req).await;
     }
     let Some(ip) = req

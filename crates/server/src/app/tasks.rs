@@ -12,6 +12,7 @@ impl Server {
     pub(super) fn spawn_background(
         &self,
         cancel: CancellationToken,
+        probe_base: Option<String>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let svc = self.state.control.clone();
         let poll = Duration::from_millis(self.config.catalog.poll_interval_ms);
@@ -152,7 +153,8 @@ impl Server {
         });
         let sampler = self.sampler(c6.clone());
         let alerting = self.alerting(c6.clone());
-        let red = self.red_top_tenants(c6);
+        let red = self.red_top_tenants(c6.clone());
+        let probe = self.uptime_probe(c6, probe_base);
         vec![
             poller,
             purger,
@@ -163,6 +165,7 @@ impl Server {
             sampler,
             alerting,
             red,
+            probe,
         ]
     }
 
@@ -243,6 +246,37 @@ impl Server {
                 );
                 top.refresh();
                 metrics::gauge!("tenantplane_red_detailed_tenants").set(top.detailed_len() as f64);
+            }
+        })
+    }
+
+    /// Every `metering.probe_interval_secs`, each active tenant through the main listener.
+    fn uptime_probe(
+        &self,
+        cancel: CancellationToken,
+        base: Option<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let svc = self.state.control.clone();
+        let every = self.config.metering.probe_interval_secs;
+        tokio::spawn(async move {
+            let Some(base) = base.filter(|_| every > 0) else {
+                return;
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let (n, failed) = svc
+                    .probe_tenants(
+                        &base,
+                        crate::usage_meter::PROBE_HEADER,
+                        crate::usage_meter::probe_key(),
+                    )
+                    .await;
+                tracing::debug!(tenants = n, failed, "uptime probe done");
             }
         })
     }

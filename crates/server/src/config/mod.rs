@@ -392,6 +392,9 @@ pub struct MeteringConfig {
     pub top_tenants: usize,
     /// Tenants (slugs) that always get histograms of their own.
     pub pinned_tenants: Vec<String>,
+    /// How often every active tenant is probed through the full edge path, in seconds
+    /// (its uptime as the SLA sees it; 0: never).
+    pub probe_interval_secs: u64,
 }
 
 impl Default for MeteringConfig {
@@ -403,6 +406,7 @@ impl Default for MeteringConfig {
             sample_interval_secs: 900,
             top_tenants: 20,
             pinned_tenants: Vec::new(),
+            probe_interval_secs: 60,
         }
     }
 }

@@ -10,6 +10,7 @@ mod fhir;
 mod fleet;
 mod identity;
 mod lifecycle;
+mod monitoring;
 mod openapi;
 mod operators;
 mod quotas;

@@ -1,0 +1,130 @@
+//! Per-tenant monitoring (issue 16): the synthetic uptime probe goes through the full edge
+//! path to each active tenant's store, is recorded per tenant, and is never charged to the
+//! tenant nor counted by its limits.
+
+use reqwest::Method;
+use tenantplane_catalog::usage::UsageQuery;
+use tenantplane_server::usage_meter::{PROBE_HEADER, probe_key};
+use tenantplane_testkit::TestServer;
+
+use crate::{new_tenant, raw};
+
+async fn metrics_text(s: &TestServer) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", s.url()))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uptime_probe_sees_each_tenant_and_costs_it_nothing() {
+    tenantplane_server::app::install_metrics();
+    let s = TestServer::start_with(tenantplane_testkit::TestServerOptions {
+        poll_interval_ms: Some(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let up = s
+        .client
+        .create_tenant(&new_tenant("probed-up"))
+        .await
+        .unwrap();
+    let down = s
+        .client
+        .create_tenant(&new_tenant("probed-down"))
+        .await
+        .unwrap();
+    // B's store is recorded at an older schema version than the binary serves: every
+    // request to it is refused (503, store upgrading) until a migration runs.
+    let c = s.control.catalog();
+    let mut t = c
+        .get_tenant(&tenantplane_core::TenantRef::Id(down.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let v = t.version;
+    t.schema_version -= 1;
+    c.update_tenant(&t, v).await.unwrap();
+    for _ in 0..100 {
+        let (st, ..) = raw(s
+            .anonymous()
+            .request(Method::GET, "/t/probed-down/api/tenant/departments"))
+        .await;
+        if st == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.control.meter().flush(s.control.catalog()).await.unwrap();
+    let (n, failed) = s
+        .control
+        .probe_tenants(&s.url(), PROBE_HEADER, probe_key())
+        .await;
+    assert!(n >= 2 && failed >= 1, "{n} probed, {failed} failed");
+    let text = metrics_text(&s).await;
+    let line = |needle: &[&str]| {
+        text.lines()
+            .find(|l| needle.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("{needle:?} in {text}"))
+            .to_owned()
+    };
+    assert!(line(&["tenantplane_tenant_up{", "tenant=\"probed-up\""]).ends_with(" 1"));
+    assert!(line(&["tenantplane_tenant_up{", "tenant=\"probed-down\""]).ends_with(" 0"));
+    line(&[
+        "tenantplane_tenant_probe_total{",
+        "tenant=\"probed-down\"",
+        "result=\"fail\"",
+    ]);
+    line(&[
+        "tenantplane_tenant_probe_total{",
+        "tenant=\"probed-up\"",
+        "result=\"ok\"",
+    ]);
+    // Not the tenant's usage: nothing in its ledger.
+    s.control.meter().flush(s.control.catalog()).await.unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sums = s
+        .control
+        .catalog()
+        .usage(&UsageQuery {
+            from: now - 3_600,
+            to: now + 3_600,
+            step: 7_200,
+            tenant: Some(up.id),
+        })
+        .await
+        .unwrap();
+    assert!(
+        sums.iter().all(|x| !x.meter.starts_with("requests:")),
+        "{sums:?}"
+    );
+    // A wrong key is an ordinary request (and is charged).
+    let (st, ..) = raw(s
+        .anonymous()
+        .request(Method::GET, "/t/probed-up/api/tenant/departments")
+        .header(PROBE_HEADER, "not-the-key"))
+    .await;
+    assert_eq!(st, 200);
+    s.control.meter().flush(s.control.catalog()).await.unwrap();
+    let sums = s
+        .control
+        .catalog()
+        .usage(&UsageQuery {
+            from: now - 3_600,
+            to: now + 3_600,
+            step: 7_200,
+            tenant: Some(up.id),
+        })
+        .await
+        .unwrap();
+    assert!(
+        sums.iter().any(|x| x.meter == "requests:tenant-admin"),
+        "{sums:?}"
+    );
+}
