@@ -105,6 +105,8 @@ pub struct Metered {
     started: Instant,
     read: Arc<AtomicU64>,
     charge: tenantplane_cpu::Charge,
+    /// The request's span (request id, tenant, user) for its access log line.
+    span: tracing::Span,
 }
 
 impl Metered {
@@ -133,6 +135,7 @@ impl Metered {
             started: Instant::now(),
             read,
             charge,
+            span: tracing::Span::current(),
         }
     }
 
@@ -151,6 +154,14 @@ impl Metered {
 
 fn record(m: Metered, status: u16, sent: u64) {
     let wall = u64::try_from(m.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    // One access line per tenant request, in its span (request id, tenant, user): no path
+    // or query (a search's parameters can hold health data), no body, no header.
+    m.span.in_scope(|| {
+        tracing::info!(target: "tenantplane::access",
+            class = m.class.as_str(), status, latency_ms = wall as f64 / 1e6,
+            bytes_in = m.read.load(Ordering::Relaxed), bytes_out = sent,
+            cpu_us = m.charge.nanos() / 1_000, "request");
+    });
     m.meter.record_served(
         m.tenant,
         &m.slug,

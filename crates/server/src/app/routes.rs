@@ -127,7 +127,8 @@ impl Server {
                         .unwrap_or("")
                         .to_owned();
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
-                        request_id = %rid, tenant_id = tracing::field::Empty)
+                        request_id = %rid, tenant_id = tracing::field::Empty,
+                        user_id = tracing::field::Empty)
                 }),
             )
             .layer(axum::middleware::from_fn(scope_request_id))

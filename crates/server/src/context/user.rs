@@ -133,6 +133,8 @@ where
     };
     let roles = s.identity.roles(tenant, ctx.db(&s.data)?).await?;
     let permissions = tenantplane_identity::roles::permissions(&roles, &claims.roles);
+    // Known from here on: the request's log lines carry the user (an id, never a name).
+    tracing::Span::current().record("user_id", tracing::field::display(&claims.sub));
     Ok(UserCtx {
         tenant: ctx,
         claims,

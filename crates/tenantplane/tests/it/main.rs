@@ -4,6 +4,7 @@
 mod architecture;
 mod attribution;
 mod ledger;
+mod logs;
 mod monitoring;
 
 use std::{
