@@ -29,6 +29,7 @@ mod budgets;
 pub mod costs;
 mod error;
 pub mod fleet;
+pub mod health;
 pub mod index;
 pub mod kube;
 pub mod operators;

@@ -31,6 +31,7 @@ impl Control {
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
+                self.meter.usage().record_probe(t.id, ok);
                 let slug = t.slug.to_string();
                 metrics::counter!("tenantplane_tenant_probe_total",
                     "tenant" => slug.clone(), "result" => if ok { "ok" } else { "fail" })

@@ -508,3 +508,46 @@ where
     }
     Ok(Option::<ObjectOnly<T>>::deserialize(d)?.map(|o| o.0))
 }
+
+/// A tenant's database connections on its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantConnections {
+    /// The database server.
+    pub server: String,
+    /// Connections in use on it now (every tenant placed there).
+    pub in_use: u64,
+    /// Its connection budget.
+    pub budget: u64,
+}
+
+/// `GET /api/v1/tenants/{t}/health`: the last hour at a glance, all replicas together (as
+/// of their last flushes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantHealth {
+    /// The tenant.
+    pub tenant: crate::TenantId,
+    /// When (RFC 3339).
+    pub as_of: String,
+    /// Requests answered in the last hour.
+    pub requests_last_hour: u64,
+    /// Their average rate per second.
+    pub rps: f64,
+    /// Share of them answered 4xx.
+    pub error_rate_4xx: f64,
+    /// Share answered 5xx.
+    pub error_rate_5xx: f64,
+    /// Median latency, ms (interpolated in the ledger's latency buckets).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub latency_p95_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Successful uptime probes this month over all of them.
+    pub uptime_ratio_month: Option<f64>,
+    /// Uptime probes this month.
+    pub probes_month: u64,
+    /// Store size at the latest hourly sample.
+    pub store_bytes: Option<u64>,
+    /// Connection use of its database server (none for SQLite tenants).
+    pub connections: Option<TenantConnections>,
+}

@@ -113,8 +113,24 @@ pub struct Served {
     pub cpu_nanos: u64,
 }
 
+/// Upper bounds (milliseconds) of the latency buckets the ledger keeps per tenant and
+/// minute (`latency_le:{bound}`, not cumulative; the last is `inf`): percentiles of any
+/// window, all replicas together, from the ledger.
+pub const LATENCY_BOUNDS_MS: [u64; 7] = [5, 25, 100, 250, 1_000, 2_500, 10_000];
+
+/// The ledger meter of latency bucket `i` (`latency_le:5` … `latency_le:inf`).
+pub fn latency_meter(i: usize) -> String {
+    match LATENCY_BOUNDS_MS.get(i) {
+        Some(b) => format!("latency_le:{b}"),
+        None => "latency_le:inf".to_owned(),
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Minute {
+    latency: [u64; LATENCY_BOUNDS_MS.len() + 1],
+    probe_ok: u64,
+    probe_fail: u64,
     requests: [u64; RouteClass::ALL.len()],
     status_4xx: u64,
     status_5xx: u64,
@@ -137,6 +153,12 @@ impl Minute {
         self.bytes_out = self.bytes_out.saturating_add(s.bytes_out);
         self.wall_nanos = self.wall_nanos.saturating_add(s.wall_nanos);
         self.cpu_nanos = self.cpu_nanos.saturating_add(s.cpu_nanos);
+        let ms = s.wall_nanos / 1_000_000;
+        let i = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|b| ms < *b)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.latency[i] = self.latency[i].saturating_add(1);
     }
 
     fn rows(&self, tenant: TenantId, bucket: i64, out: &mut Vec<UsageRow>) {
@@ -160,6 +182,11 @@ impl Minute {
         push("bytes_out".into(), self.bytes_out);
         push("wall_nanos".into(), self.wall_nanos);
         push("cpu_nanos".into(), self.cpu_nanos);
+        for (i, n) in self.latency.iter().enumerate() {
+            push(latency_meter(i), *n);
+        }
+        push("probe:ok".into(), self.probe_ok);
+        push("probe:fail".into(), self.probe_fail);
     }
 }
 
@@ -196,6 +223,18 @@ impl UsageMeter {
         let key = (tenant, minute_of(unix_seconds));
         let mut g = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
         g.entry(key).or_default().add(served);
+    }
+
+    /// Records one uptime probe of `tenant` (not a request: not charged).
+    pub fn record_probe(&self, tenant: TenantId, ok: bool) {
+        let key = (tenant, minute_of(now_seconds()));
+        let mut g = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
+        let m = g.entry(key).or_default();
+        if ok {
+            m.probe_ok += 1;
+        } else {
+            m.probe_fail += 1;
+        }
     }
 
     /// CPU nanoseconds gathered for `tenant` and not yet flushed.

@@ -42,6 +42,7 @@ where
         )
         .route("/api/v1/tenants/{tenant}/admin", post(tenants::admin_reset))
         .route("/api/v1/tenants/{tenant}/usage", get(tenants::usage))
+        .route("/api/v1/tenants/{tenant}/health", get(tenants::health))
         .route(
             "/api/v1/tenants/{tenant}/statement",
             get(statements::statement),

@@ -181,6 +181,23 @@ pub async fn usage(
     Ok(Json(control.usage(&t).await?))
 }
 
+/// A tenant's health: the last hour's requests per second, error rates and latency
+/// percentiles, its uptime this month (the synthetic probe), store size and connection use.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/health", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id or slug")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Health", body = tenantplane_core::api::TenantHealth),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn health(
+    State(control): State<Arc<Control>>,
+    _op: OperatorCtx,
+    Path(t): Path<String>,
+) -> ApiResult<Json<tenantplane_core::api::TenantHealth>> {
+    Ok(Json(control.health(&t).await?))
+}
+
 /// Update a tenant's display name, profile, plan, branding or settings.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}", tag = "tenants", request_body = UpdateTenant,
     params(("tenant" = String, Path, description = "Tenant id or slug"),

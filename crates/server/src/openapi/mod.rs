@@ -34,7 +34,7 @@ use crate::api;
         api::tenants::remove_domain, api::plans::list, api::plans::update,
         api::operators::list, api::operators::create, api::operators::me,
         api::operators::reset_token, api::operators::disable, api::placement::list,
-        api::placement::status, api::tenants::admin_reset, api::tenants::usage,
+        api::placement::status, api::tenants::admin_reset, api::tenants::usage, api::tenants::health,
         api::tenants::fhir_import, api::usage::report, api::costs::report,
         api::costs::get_prices, api::costs::change_prices, api::statements::statement, api::costs::recommendations,
         api::budgets::create, api::budgets::list, api::budgets::delete, api::budgets::alerts,

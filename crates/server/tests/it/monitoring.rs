@@ -128,3 +128,57 @@ async fn the_uptime_probe_sees_each_tenant_and_costs_it_nothing() {
         "{sums:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_view_of_a_tenant() {
+    let s = TestServer::start().await.unwrap();
+    let t = s
+        .client
+        .create_tenant(&new_tenant("healthy-hospital"))
+        .await
+        .unwrap();
+    for path in [
+        "/t/healthy-hospital/api/tenant",
+        "/t/healthy-hospital/api/tenant/departments",
+        "/t/healthy-hospital/nothing-here",
+    ] {
+        raw(s.anonymous().request(Method::GET, path)).await;
+    }
+    s.control
+        .probe_tenants(&s.url(), PROBE_HEADER, probe_key())
+        .await;
+    s.control.sample_stores().await.unwrap();
+    s.control.meter().flush(s.control.catalog()).await.unwrap();
+    let (st, _, _, h) = raw(s
+        .client
+        .request(Method::GET, "/api/v1/tenants/healthy-hospital/health"))
+    .await;
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(h["tenant"], t.id.to_string());
+    assert_eq!(
+        h["requests_last_hour"], 3,
+        "the probe is not a request: {h}"
+    );
+    assert!(
+        (h["error_rate_4xx"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+        "{h}"
+    );
+    assert_eq!(h["error_rate_5xx"], 0.0);
+    let (p50, p99) = (
+        h["latency_p50_ms"].as_f64().unwrap(),
+        h["latency_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{h}");
+    assert_eq!(h["uptime_ratio_month"], 1.0);
+    assert!(h["probes_month"].as_u64().unwrap() >= 1);
+    assert!(h["store_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        h["connections"].is_null(),
+        "a SQLite tenant has no connection budget"
+    );
+    let (st, ..) = raw(s
+        .client
+        .request(Method::GET, "/api/v1/tenants/nobody/health"))
+    .await;
+    assert_eq!(st, 404);
+}
