@@ -235,8 +235,10 @@ pub async fn flush_loop(
                 continue;
             }
         };
-        if let Err(e) = meter.flush(&catalog).await {
-            tracing::warn!(error = %e, "usage not flushed; kept for the next try");
+        match meter.flush(&catalog).await {
+            Ok(_) => metrics::gauge!("tenantplane_metering_last_flush_timestamp_seconds")
+                .set(OffsetDateTime::now_utc().unix_timestamp() as f64),
+            Err(e) => tracing::warn!(error = %e, "usage not flushed; kept for the next try"),
         }
         if last {
             break;

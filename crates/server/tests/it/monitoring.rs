@@ -182,3 +182,38 @@ async fn the_health_view_of_a_tenant() {
     .await;
     assert_eq!(st, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_gauges_are_exported() {
+    tenantplane_server::app::install_metrics();
+    let s = TestServer::start_with_pg_data(4).await.unwrap();
+    s.control.meter().flush(s.control.catalog()).await.unwrap();
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = metrics_text(&s).await;
+        if text.contains("process_resident_memory_bytes") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for series in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_cpu_seconds_total",
+        "tenantplane_sqlite_open_files",
+        "tenantplane_sqlite_max_open_files",
+        "tenantplane_runtime_workers",
+        "tenantplane_runtime_global_queue_depth",
+        "tenantplane_db_connection_budget{server=\"pg1\"}",
+        "tenantplane_db_connections{",
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
+    let rss: f64 = text
+        .lines()
+        .find(|l| l.starts_with("process_resident_memory_bytes "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss > 10e6, "{rss}");
+}
