@@ -3,8 +3,6 @@
 //! `Tenantplane-Event-Id: <alert id>` for the receiver to drop duplicates), retried with
 //! exponential backoff until a 2xx or the last attempt; every attempt is logged.
 
-use std::{sync::OnceLock, time::Duration};
-
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -35,17 +33,6 @@ impl Default for AlertSettings {
 
 /// How long a claimed delivery is reserved for the replica that claimed it.
 const LEASE_SECS: i64 = 60;
-
-pub(crate) fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
-}
 
 /// The signature header of `body` sent at `t` with `secret`.
 pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
@@ -211,7 +198,7 @@ impl Control {
             ))?;
         let body = serde_json::to_vec(&a.payload).map_err(|e| (None, e.to_string(), false))?;
         let t = OffsetDateTime::now_utc().unix_timestamp();
-        let res = http()
+        let res = crate::http()
             .post(url)
             .header("content-type", "application/json")
             .header("user-agent", "tenantplane-alerts")

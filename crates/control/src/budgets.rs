@@ -12,10 +12,13 @@ use tenantplane_core::{
     usage_api::{BudgetView, CostQuery, CreateBudget},
 };
 use tenantplane_costs::Money;
-use time::{Duration, OffsetDateTime, Time, format_description::well_known::Rfc3339};
+use time::{Duration, OffsetDateTime, Time};
 use uuid::Uuid;
 
-use crate::{Control, ControlError, ControlResult};
+use crate::{
+    Control, ControlError, ControlResult,
+    costs::{micros, rfc3339},
+};
 
 /// The budget as stored (its webhook secret sealed under the platform key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,14 +70,6 @@ pub(crate) fn period(kind: &str, now: OffsetDateTime) -> (OffsetDateTime, Offset
         .replace_day(1)
         .unwrap_or(start + Duration::days(31));
     (start, end)
-}
-
-fn micros(s: &str) -> i64 {
-    s.parse::<Money>().map(Money::micros).unwrap_or(0)
-}
-
-fn rfc(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 impl Control {
@@ -298,7 +293,7 @@ impl Control {
             let mut payload = serde_json::json!({
                 "id": alert_id,
                 "type": match kind { "spike" => "spend.spike", "projected" => "budget.projected", _ => "budget.threshold" },
-                "created_at": rfc(now),
+                "created_at": rfc3339(now),
                 "budget": {"id": id, "name": b.name, "amount": b.amount.to_string(), "period": b.period},
                 "tenant": {"id": tenant, "slug": slug},
                 "currency": currency,
@@ -333,7 +328,7 @@ impl Control {
                     let line = budget * i128::from(t) / 100;
                     let extra = |kind: &str| {
                         serde_json::json!({
-                            "period": {"start": rfc(p0), "end": rfc(p1)},
+                            "period": {"start": rfc3339(p0), "end": rfc3339(p1)},
                             "spend": row.total_cost,
                             "projected": Money::from_micros(i64::try_from(projected).unwrap_or(i64::MAX)).to_string(),
                             "basis": kind,
@@ -415,7 +410,7 @@ impl Control {
                         0,
                         day,
                         serde_json::json!({
-                            "day": rfc(day),
+                            "day": rfc3339(day),
                             "day_cost": m(cost),
                             "baseline_daily": m(baseline),
                             "factor": factor,

@@ -37,7 +37,13 @@ pub const PROPERTIES: [&str; 11] = [
     "department",
 ];
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// The amount of a decimal string, in micro-units (0 when it is not one).
+pub(crate) fn micros(s: &str) -> i64 {
+    s.parse::<Money>().map(Money::micros).unwrap_or(0)
+}
+
+/// `t` in RFC 3339 (empty if it cannot be written).
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 

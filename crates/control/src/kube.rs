@@ -78,7 +78,7 @@ impl Control {
             "{}/api/v1/query_range",
             k.prometheus_url.trim_end_matches('/')
         );
-        let res = crate::alerts::http()
+        let res = crate::http()
             .get(&url)
             .query(&[
                 ("query", query.to_owned()),

@@ -253,3 +253,16 @@ impl Control {
         }
     }
 }
+
+/// The HTTP client of the control plane's outgoing calls (alert webhooks, Prometheus, the
+/// uptime probe): 10 s timeout, no redirects followed.
+pub(crate) fn http() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
+}

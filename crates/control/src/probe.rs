@@ -24,7 +24,7 @@ impl Control {
         let results: Vec<bool> = futures_util::stream::iter(tenants)
             .map(|t| async move {
                 let url = format!("{base}/t/{}/api/tenant/departments", t.slug);
-                let ok = crate::alerts::http()
+                let ok = crate::http()
                     .get(&url)
                     .header(header, key)
                     .timeout(Duration::from_secs(10))

@@ -24,13 +24,9 @@ use tenantplane_core::{
 use tenantplane_costs::{Money, window};
 use time::OffsetDateTime;
 
-use crate::{Control, ControlError, ControlResult, costs::STORE_CLASS};
+use crate::{Control, ControlError, ControlResult, costs::STORE_CLASS, costs::micros};
 
 const GIB: f64 = (1u64 << 30) as f64;
-
-fn micros(s: &str) -> i64 {
-    s.parse::<Money>().map(Money::micros).unwrap_or(0)
-}
 
 fn m(x: f64) -> String {
     Money::from_micros(x.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64).to_string()

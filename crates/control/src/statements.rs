@@ -11,7 +11,7 @@ use tenantplane_core::usage_api::{
 use tenantplane_costs::{Money, split};
 use time::{Date, Month, OffsetDateTime, Time, format_description::well_known::Rfc3339};
 
-use crate::{Control, ControlError, ControlResult};
+use crate::{Control, ControlError, ControlResult, costs::micros};
 
 /// Most users read for the department split.
 const MAX_USERS: usize = 100_000;
@@ -54,10 +54,6 @@ fn bounds(
         return Err(ControlError::field("/month", "the month has not begun"));
     }
     Ok((a, b))
-}
-
-fn micros(s: &str) -> i64 {
-    s.parse::<Money>().map(Money::micros).unwrap_or(0)
 }
 
 fn money(m: i128) -> String {

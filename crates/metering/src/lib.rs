@@ -58,12 +58,6 @@ pub struct RequestMeter {
     top: red::TopTenants,
 }
 
-impl Default for red::TopTenants {
-    fn default() -> Self {
-        red::TopTenants::new(20)
-    }
-}
-
 /// A request refused by the monthly quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverQuota {

@@ -96,6 +96,13 @@ impl TopTenants {
     }
 }
 
+impl Default for TopTenants {
+    /// The 20 busiest tenants (`metering.top_tenants`' default).
+    fn default() -> Self {
+        Self::new(20)
+    }
+}
+
 /// Records one answered request's RED metrics.
 pub fn record(top: &TopTenants, tenant: TenantId, slug: &str, plan: &str, s: &Served) {
     top.count(tenant);

@@ -650,17 +650,7 @@ impl PgServer {
                 .map_err(owner_err)?;
             }
             IsolationMode::PgShared => {
-                let tables: Vec<String> = c
-                    .query(
-                        "SELECT table_name::text FROM information_schema.columns \
-                         WHERE table_schema = $1 AND column_name = 'tenant_id'",
-                        &[&SHARED_SCHEMA],
-                    )
-                    .await
-                    .map_err(owner_err)?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                let tables = shared_tables(&c).await?;
                 let tx = c.transaction().await.map_err(owner_err)?;
                 for t in tables {
                     tx.execute(
@@ -697,6 +687,20 @@ impl PgServer {
     pub async fn raw_app_client(&self, dbname: Option<&str>) -> Result<PooledClient> {
         self.app.get(dbname.unwrap_or(&self.main_db)).await
     }
+}
+
+/// The shared schema's tables that hold tenant rows (a `tenant_id` column).
+async fn shared_tables(c: &Client) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT table_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND column_name = 'tenant_id'",
+        &[&SHARED_SCHEMA],
+    )
+    .await
+    .map_err(owner_err)?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 fn not_served(mode: IsolationMode) -> DataError {

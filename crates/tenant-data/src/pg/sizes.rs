@@ -5,8 +5,8 @@
 use tenantplane_core::{IsolationMode, Tenant};
 
 use super::{
-    PgServer, SHARED_SCHEMA, not_served, owner_err, pool_err, quote_ident, tenant_database,
-    tenant_schema,
+    PgServer, SHARED_SCHEMA, not_served, owner_err, pool_err, quote_ident, shared_tables,
+    tenant_database, tenant_schema,
 };
 use crate::Result;
 
@@ -36,17 +36,7 @@ impl PgServer {
                 .map_err(owner_err)?
                 .get(0),
             IsolationMode::PgShared => {
-                let tables: Vec<String> = c
-                    .query(
-                        "SELECT table_name::text FROM information_schema.columns \
-                         WHERE table_schema = $1 AND column_name = 'tenant_id'",
-                        &[&SHARED_SCHEMA],
-                    )
-                    .await
-                    .map_err(owner_err)?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                let tables = shared_tables(&c).await?;
                 // Under the tenant's own context, so row security holds for any owner role.
                 let tx = c.transaction().await.map_err(owner_err)?;
                 tx.execute(
