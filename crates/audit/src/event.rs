@@ -14,6 +14,8 @@ pub enum AuditEvent {
     Security(SecurityEvent),
     /// A clinical record access.
     Clinical(ClinicalAccess),
+    /// A sign-in, an administrator's change, an operator's action on a tenant.
+    Activity(Activity),
 }
 
 impl AuditEvent {
@@ -22,6 +24,7 @@ impl AuditEvent {
         match self {
             Self::Security(e) => e.at,
             Self::Clinical(e) => e.at,
+            Self::Activity(a) => a.entry.recorded(),
         }
     }
 
@@ -30,8 +33,33 @@ impl AuditEvent {
         match self {
             Self::Security(e) => e.tenant_id,
             Self::Clinical(e) => Some(e.tenant_id),
+            Self::Activity(a) => Some(a.tenant_id),
         }
     }
+
+    /// Whether the event's entry was already written to the tenant's log in the
+    /// transaction of the change it records (a sink that persists must not write it again).
+    pub fn in_store(&self) -> bool {
+        match self {
+            Self::Clinical(e) => e.in_store,
+            Self::Activity(a) => a.in_store,
+            Self::Security(_) => false,
+        }
+    }
+}
+
+/// A sign-in, an administrator's change or an operator's action on one tenant, already in
+/// its stored form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    /// The tenant whose log records it.
+    pub tenant_id: TenantId,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: crate::Entry,
+    /// Written with the change it records.
+    #[serde(skip)]
+    pub in_store: bool,
 }
 
 /// What security event happened.
@@ -179,6 +207,9 @@ pub struct ClinicalAccess {
     pub peer: Option<IpAddr>,
     /// Request id.
     pub request_id: Option<String>,
+    /// Written to the tenant's log in the transaction of the write it records.
+    #[serde(skip)]
+    pub in_store: bool,
 }
 
 #[cfg(test)]

@@ -66,6 +66,11 @@ impl AuditLog {
         self.emit(&batch);
     }
 
+    /// Records a sign-in, an administrator's change or an operator's action.
+    pub fn activity(&self, a: crate::Activity) {
+        self.emit(&[AuditEvent::Activity(a)]);
+    }
+
     fn emit(&self, batch: &[AuditEvent]) {
         for s in &self.sinks {
             s.record(batch);
@@ -117,6 +122,7 @@ mod tests {
             status: 200,
             peer: None,
             request_id: None,
+            in_store: false,
         }
     }
 

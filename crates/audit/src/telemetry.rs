@@ -18,12 +18,14 @@ impl AuditSink for TelemetrySink {
             .iter()
             .filter_map(|e| match e {
                 AuditEvent::Clinical(c) => Some(c),
-                AuditEvent::Security(_) => None,
+                AuditEvent::Security(_) | AuditEvent::Activity(_) => None,
             })
             .collect();
         for e in events {
-            if let AuditEvent::Security(s) = e {
-                security(s);
+            match e {
+                AuditEvent::Security(s) => security(s),
+                AuditEvent::Activity(a) => activity(a),
+                AuditEvent::Clinical(_) => {}
             }
         }
         match clinical.as_slice() {
@@ -47,6 +49,16 @@ fn security(ev: &SecurityEvent) {
     metrics::counter!("tenantplane_security_events_total", "kind" => ev.kind.as_str()).increment(1);
     tracing::warn!(target: "tenantplane::security", kind = ev.kind.as_str(), tenant_id = %tenant,
         claimed = ?ev.claimed_tenant, user_id = ?ev.user_id, peer = ?ev.peer, "security event");
+}
+
+fn activity(a: &crate::Activity) {
+    let e = &a.entry;
+    metrics::counter!("tenantplane_audit_activity_total",
+        "category" => e.category.as_str(), "action" => e.action.clone())
+    .increment(1);
+    tracing::info!(target: "tenantplane::audit", category = e.category.as_str(),
+        action = %e.action, outcome = e.outcome, tenant_id = %a.tenant_id, agent = %e.agent,
+        entity = ?e.entity, peer = ?e.peer, request_id = ?e.request_id, "activity");
 }
 
 fn access(ev: &ClinicalAccess) {

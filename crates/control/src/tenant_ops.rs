@@ -75,6 +75,7 @@ impl Control {
                     status: r.status,
                     peer: None,
                     request_id: None,
+                    in_store: false,
                 });
             }
         }

@@ -4,6 +4,8 @@
 //!   to its store and hands out a [`TenantDb`] bound to that tenant, refusing tenants whose
 //!   store is not at the schema version the binary needs;
 //! - [`directory`]: the first component stored per tenant (departments);
+//! - [`audit_log`]: the tenant's hash-chained audit log (append, seal, verify, search,
+//!   prune behind signed checkpoints);
 //! - [`pgpool`]: the application connection pool of a PostgreSQL server — one budget for
 //!   all its tenant databases, LRU eviction of idle connections, bounded waits;
 //! - [`migrate`]: versioned, per-component, per-dialect migrations embedded in the binary and
@@ -21,6 +23,7 @@
 //! A tenant database handle is obtained only from a [`tenantplane_core::Tenant`] record, which
 //! the edge hands out only for a resolved tenant.
 
+pub mod audit_log;
 pub mod data;
 pub mod directory;
 pub mod fair;
@@ -94,7 +97,9 @@ pub use data::{PgTenant, SqliteTenant, TenantData, TenantDb};
 
 /// The migrations of every component built into this crate (the binary adds the others').
 pub fn builtin_migrations() -> Vec<migrate::Migration> {
-    directory::MIGRATIONS.to_vec()
+    let mut all = directory::MIGRATIONS.to_vec();
+    all.extend_from_slice(audit_log::MIGRATIONS);
+    all
 }
 
 /// Result alias.

@@ -652,6 +652,10 @@ impl PgServer {
             IsolationMode::PgShared => {
                 let tables = shared_tables(&c).await?;
                 let tx = c.transaction().await.map_err(owner_err)?;
+                // The audit log's guards let its rows go only with the whole tenant.
+                tx.batch_execute("SET LOCAL tenantplane.erase = 'on'")
+                    .await
+                    .map_err(owner_err)?;
                 for t in tables {
                     tx.execute(
                         &format!(

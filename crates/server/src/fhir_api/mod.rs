@@ -227,6 +227,7 @@ fn access(
         status: status.as_u16(),
         peer: u.peer,
         request_id: u.request_id.clone(),
+        in_store: false,
     }
 }
 

@@ -16,6 +16,8 @@ use tenantplane_tenant_data::{
 pub struct Env {
     pub data: TenantData,
     pub mode: IsolationMode,
+    /// The superuser URL of the PostgreSQL database (PostgreSQL modes).
+    pub pg_url: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,8 +38,10 @@ impl Env {
         cfg.max_blocking = 2;
         let sqlite = SqliteRegistry::new(cfg, set.clone()).unwrap();
         let mut servers = Vec::new();
+        let mut pg_url = None;
         if mode != IsolationMode::Sqlite {
             let url = tenantplane_testkit::pg::fresh_database().await.unwrap();
+            pg_url = Some(url.clone());
             servers.push(
                 PgServer::connect(
                     PgServerConfig {
@@ -55,6 +59,7 @@ impl Env {
         Self {
             data: TenantData::new(sqlite, servers, set),
             mode,
+            pg_url,
             _dir: dir,
         }
     }

@@ -2,6 +2,7 @@
 //! PostgreSQL (plus PgBouncer in transaction mode).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit_log;
 mod conformance;
 mod pg_database;
 mod pg_modes;
