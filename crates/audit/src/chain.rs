@@ -30,6 +30,11 @@ pub fn genesis(tenant: TenantId) -> Hash {
     h.finalize().into()
 }
 
+/// The hash before the first entry of the platform's log (operators' actions).
+pub fn platform_genesis() -> Hash {
+    Sha256::digest(b"tenantplane-platform-audit-v1").into()
+}
+
 fn field(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_be_bytes());
     h.update(bytes);

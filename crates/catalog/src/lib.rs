@@ -13,10 +13,13 @@
 pub mod budgets;
 mod migrations;
 mod pg_budgets;
+mod pg_platform_audit;
 mod pg_usage;
+pub mod platform_audit;
 mod postgres;
 mod sqlite;
 mod sqlite_budgets;
+mod sqlite_platform_audit;
 mod sqlite_usage;
 mod standby;
 pub mod usage;
@@ -31,6 +34,7 @@ use tenantplane_core::{
 use time::OffsetDateTime;
 
 pub use budgets::BudgetStore;
+pub use platform_audit::PlatformAuditStore;
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 pub use standby::{StandbyState, StandbyStore};
@@ -149,9 +153,11 @@ pub struct ChangeBatch {
 }
 
 /// The control-plane store (its usage ledger is the [`UsageStore`] part, budgets and alerts
-/// the [`BudgetStore`] part).
+/// the [`BudgetStore`] part, the platform audit log the [`PlatformAuditStore`] part).
 #[async_trait]
-pub trait CatalogStore: UsageStore + BudgetStore + Send + Sync + 'static {
+pub trait CatalogStore:
+    UsageStore + BudgetStore + PlatformAuditStore + Send + Sync + 'static
+{
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 

@@ -156,6 +156,37 @@ CREATE TABLE alert_deliveries (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 7,
+        name: "the platform audit log",
+        sql: r#"
+CREATE TABLE platform_audit (
+    seq         INTEGER PRIMARY KEY,
+    recorded_ms INTEGER NOT NULL,
+    category    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    outcome     INTEGER NOT NULL,
+    agent       TEXT NOT NULL,
+    entity      TEXT,
+    peer        TEXT,
+    request_id  TEXT,
+    detail      TEXT,
+    hash        BLOB NOT NULL
+) STRICT;
+CREATE INDEX platform_audit_recorded ON platform_audit (recorded_ms);
+CREATE INDEX platform_audit_entity ON platform_audit (entity, seq);
+CREATE TABLE platform_audit_head (
+    one  INTEGER PRIMARY KEY CHECK (one = 1),
+    seq  INTEGER NOT NULL,
+    hash BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER platform_audit_is_final BEFORE UPDATE ON platform_audit
+BEGIN SELECT RAISE(ABORT, 'platform_audit is append-only'); END;
+CREATE TRIGGER platform_audit_is_kept BEFORE DELETE ON platform_audit
+BEGIN SELECT RAISE(ABORT, 'platform_audit is append-only'); END;
+"#,
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -304,6 +335,39 @@ CREATE TABLE alert_deliveries (
     error    TEXT,
     PRIMARY KEY (alert_id, attempt)
 );
+"#,
+    },
+    Migration {
+        version: 7,
+        name: "the platform audit log",
+        sql: r#"
+CREATE TABLE platform_audit (
+    seq         BIGINT PRIMARY KEY,
+    recorded_ms BIGINT NOT NULL,
+    category    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    outcome     SMALLINT NOT NULL,
+    agent       TEXT NOT NULL,
+    entity      TEXT,
+    peer        TEXT,
+    request_id  TEXT,
+    detail      TEXT,
+    hash        BYTEA NOT NULL
+);
+CREATE INDEX platform_audit_recorded ON platform_audit (recorded_ms);
+CREATE INDEX platform_audit_entity ON platform_audit (entity, seq);
+CREATE TABLE platform_audit_head (
+    one  INTEGER PRIMARY KEY CHECK (one = 1),
+    seq  BIGINT NOT NULL,
+    hash BYTEA NOT NULL
+);
+CREATE FUNCTION platform_audit_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'platform_audit is append-only';
+END $$;
+CREATE TRIGGER platform_audit_guard BEFORE UPDATE OR DELETE ON platform_audit
+  FOR EACH ROW EXECUTE FUNCTION platform_audit_guard();
 "#,
     },
 ];

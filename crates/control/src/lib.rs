@@ -25,6 +25,8 @@ use tenantplane_tenant_data::TenantData;
 use time::OffsetDateTime;
 
 pub mod alerts;
+pub mod audit_ops;
+pub mod audit_writer;
 mod budgets;
 pub mod costs;
 mod error;
@@ -72,6 +74,8 @@ pub struct ControlSettings {
     pub alerting: alerts::AlertSettings,
     /// Kubernetes mode: the cluster whose namespaces are tenants too.
     pub kubernetes: Option<kube::KubeSettings>,
+    /// Audit-log retention by profile, when a plan sets none.
+    pub audit_retention: audit_ops::Retention,
 }
 
 /// The control plane.

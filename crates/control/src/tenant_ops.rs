@@ -45,7 +45,12 @@ impl Control {
         let db = self.data.handle(&t)?;
         let limits = tenantplane_records::store::Limits::of(self.quotas(&t.plan));
         use tenantplane_records::bundle::{BundleError, process};
-        let (kind, results) = match process(db, body, limits).await {
+        let who = tenantplane_records::store::Actor {
+            agent: format!("operator/{}", operator.chars().take(64).collect::<String>()),
+            peer: None,
+            request_id: None,
+        };
+        let (kind, results) = match process(db, body, limits, &who).await {
             Ok(x) => x,
             Err(BundleError::Invalid(issues)) => {
                 return Err(ControlError::InvalidBundle(BundleError::issues_detail(
@@ -75,11 +80,18 @@ impl Control {
                     status: r.status,
                     peer: None,
                     request_id: None,
-                    in_store: false,
+                    // A write's entry committed with it.
+                    in_store: r.wrote,
                 });
             }
         }
         self.audit.accesses(accesses);
+        self.audit_operator(
+            &t,
+            operator,
+            "import",
+            serde_json::json!({"entries": results.len()}),
+        );
         Ok((t.id, kind, results))
     }
 

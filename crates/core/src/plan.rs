@@ -35,6 +35,13 @@ pub struct Quotas {
     #[serde(default = "default_heavy")]
     #[schema(minimum = 1, maximum = 1000)]
     pub max_concurrent_heavy: u32,
+    /// Days the tenant's audit log keeps entries before they are pruned behind a signed
+    /// checkpoint. Absent: the deployment's default for the tenant's profile
+    /// (`[audit.retention_days]`: hospitals 7,305 days — 20 years, as Brazil's Lei
+    /// 13.787/2018 asks of medical records — others 2,557, 7 years).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 36525)]
+    pub audit_retention_days: Option<u32>,
 }
 
 fn default_weight() -> u32 {
@@ -70,6 +77,14 @@ impl Quotas {
             errs.push(
                 format!("{prefix}/max_concurrent_heavy"),
                 "must be between 1 and 1000",
+            );
+        }
+        if let Some(d) = self.audit_retention_days
+            && !(1..=36_525).contains(&d)
+        {
+            errs.push(
+                format!("{prefix}/audit_retention_days"),
+                "must be between 1 and 36525 (100 years)",
             );
         }
         if self.requests_per_month < self.requests_per_minute {
@@ -120,6 +135,7 @@ pub fn builtin_plans() -> Vec<Plan> {
                 requests_per_minute: 600,
                 weight: 1,
                 max_concurrent_heavy: 2,
+                audit_retention_days: None,
                 requests_per_month: 1_000_000,
             },
             IsolationMode::Sqlite,
@@ -134,6 +150,7 @@ pub fn builtin_plans() -> Vec<Plan> {
                 requests_per_minute: 3_000,
                 weight: 2,
                 max_concurrent_heavy: 4,
+                audit_retention_days: None,
                 requests_per_month: 10_000_000,
             },
             IsolationMode::Sqlite,
@@ -148,6 +165,7 @@ pub fn builtin_plans() -> Vec<Plan> {
                 requests_per_minute: 12_000,
                 weight: 4,
                 max_concurrent_heavy: 4,
+                audit_retention_days: None,
                 requests_per_month: 50_000_000,
             },
             IsolationMode::PgSchema,
@@ -162,6 +180,7 @@ pub fn builtin_plans() -> Vec<Plan> {
                 requests_per_minute: 60_000,
                 weight: 8,
                 max_concurrent_heavy: 8,
+                audit_retention_days: None,
                 requests_per_month: 500_000_000,
             },
             IsolationMode::PgDatabase,

@@ -575,6 +575,7 @@ pub async fn process(
     db: TenantDb<'_>,
     body: &[u8],
     limits: Limits,
+    who: &store::Actor,
 ) -> std::result::Result<(Kind, Vec<EntryResult>), BundleError> {
     let (kind, entries) = parse(body).map_err(BundleError::Invalid)?;
     let mut cache = HashMap::new();
@@ -624,8 +625,13 @@ pub async fn process(
                 }
             }
             let statuses: Vec<(u16, usize)> = writes.iter().map(|(_, s, i)| (*s, *i)).collect();
-            let outcomes =
-                store::apply(db, writes.into_iter().map(|(p, _, _)| p).collect(), true).await?;
+            let outcomes = store::apply(
+                db,
+                writes.into_iter().map(|(p, _, _)| p).collect(),
+                true,
+                who,
+            )
+            .await?;
             let mut results_of_writes = Vec::with_capacity(outcomes.len());
             for (k, o) in outcomes.into_iter().enumerate() {
                 let (status, entry) = statuses[k];
@@ -668,7 +674,7 @@ pub async fn process(
                     }
                     match plan_entry(db, e, id, &map, &mut cache, limits).await? {
                         Plan::Write(p, status) => {
-                            match store::apply(db, vec![p], false)
+                            match store::apply(db, vec![p], false, who)
                                 .await
                                 .map_err(store_error)?
                                 .pop()

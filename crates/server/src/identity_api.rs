@@ -23,6 +23,7 @@ use tenantplane_identity::{
 use tenantplane_tenant_data::directory;
 
 use crate::{
+    audit_trail::{self, Origin},
     context::{PendingUserCtx, UserCtx},
     extract::{ApiJson, ApiQuery, IfMatch, etag},
     gate::TenantCtx,
@@ -78,6 +79,7 @@ pub async fn login(
     State(limits): State<Arc<Limits>>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
+    origin: Origin,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     if req.email.len() > tenantplane_core::identity::MAX_EMAIL_LEN {
@@ -109,11 +111,32 @@ pub async fn login(
         LoginOutcome::Ok(t) => {
             limits.login_succeeded(tenant.id, &account);
             metrics::counter!("tenantplane_logins_total", "outcome" => "ok").increment(1);
+            audit_trail::login(
+                &s.audit,
+                tenant.id,
+                &origin,
+                "login",
+                format!("user/{}", t.user.id),
+                true,
+            );
             tracing::info!(user_id = %t.user.id, "tenant user logged in");
             Ok(token_response(&t))
         }
         LoginOutcome::Failed => {
             metrics::counter!("tenantplane_logins_total", "outcome" => "failed").increment(1);
+            audit_trail::record(
+                &s.audit,
+                tenant.id,
+                &origin,
+                tenantplane_audit::Entry::now(
+                    tenantplane_audit::Category::Login,
+                    "login-failed",
+                    "E",
+                    "anonymous".into(),
+                )
+                .outcome(4)
+                .detail(&serde_json::json!({ "account": account.chars().take(128).collect::<String>() })),
+            );
             if let Some(d) = limits.login_failed(tenant.id, &account) {
                 let mut ev = SecurityEvent::new(EventKind::LoginLockout);
                 ev.tenant_id = Some(tenant.id);
@@ -139,6 +162,7 @@ pub async fn refresh(
     State(s): State<TenantSide>,
     ctx: TenantCtx,
     conn: ConnectInfo<SocketAddr>,
+    origin: Origin,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Response> {
     let ip = peer_ip(&conn);
@@ -153,7 +177,17 @@ pub async fn refresh(
         .detail("the refresh token is unknown, expired, revoked or already used; log in again")
     };
     match s.identity.refresh(tenant, db, &req.refresh_token).await? {
-        RefreshOutcome::Ok(t) => Ok(token_response(&t)),
+        RefreshOutcome::Ok(t) => {
+            audit_trail::login(
+                &s.audit,
+                tenant.id,
+                &origin,
+                "token-refresh",
+                format!("user/{}", t.user.id),
+                true,
+            );
+            Ok(token_response(&t))
+        }
         RefreshOutcome::Replayed(user) => {
             let mut ev = SecurityEvent::new(EventKind::RefreshReplay);
             ev.tenant_id = Some(tenant.id);
@@ -162,7 +196,17 @@ pub async fn refresh(
             s.audit.security(ev);
             Err(bad())
         }
-        RefreshOutcome::Invalid => Err(bad()),
+        RefreshOutcome::Invalid => {
+            audit_trail::login(
+                &s.audit,
+                tenant.id,
+                &origin,
+                "token-refresh",
+                "anonymous".into(),
+                false,
+            );
+            Err(bad())
+        }
     }
 }
 
@@ -172,11 +216,20 @@ pub async fn refresh(
 pub async fn logout(
     State(s): State<TenantSide>,
     ctx: TenantCtx,
+    origin: Origin,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
     s.identity
         .logout(ctx.db(&s.data)?, &req.refresh_token)
         .await?;
+    audit_trail::login(
+        &s.audit,
+        ctx.tenant().id,
+        &origin,
+        "logout",
+        "anonymous".into(),
+        true,
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,10 +271,29 @@ pub async fn change_password(
     {
         PasswordChange::Changed(t) => {
             limits.login_succeeded(tenant.id, &account);
+            audit_trail::admin(
+                &s.audit,
+                &u,
+                "password-change",
+                "U",
+                format!("User/{}", u.claims.sub),
+                None,
+            );
             Ok(token_response(&t))
         }
         PasswordChange::WrongPassword => {
             limits.login_failed(tenant.id, &account);
+            audit_trail::login(
+                &s.audit,
+                tenant.id,
+                &Origin {
+                    peer: u.peer,
+                    request_id: u.request_id.clone(),
+                },
+                "password-change-failed",
+                format!("user/{}", u.claims.sub),
+                false,
+            );
             Err(ApiError::field("/current_password", "does not match"))
         }
         PasswordChange::Policy(m) => Err(ApiError::field("/new_password", m)),
@@ -257,6 +329,14 @@ pub async fn rotate_keys(
         .rotate(u.tenant.tenant().id, u.tenant.db(&s.data)?)
         .await?;
     tracing::info!(kid = %kid, user_id = %u.claims.sub, "signing key rotated");
+    audit_trail::admin(
+        &s.audit,
+        &u,
+        "keys-rotate",
+        "U",
+        "Keys".into(),
+        Some(serde_json::json!({ "kid": kid })),
+    );
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
 
@@ -428,6 +508,14 @@ pub async fn create_user(
             .into_response(),
     );
     r.headers_mut().insert(header::ETAG, etag(rec.version));
+    audit_trail::admin(
+        &s.audit,
+        &u,
+        "user-create",
+        "C",
+        format!("User/{}", rec.id),
+        Some(serde_json::json!({ "roles": rec.roles, "departments": rec.departments })),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("/api/tenant/users/{}", rec.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -505,6 +593,20 @@ pub async fn update_user(
     if disabling {
         tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
     }
+    audit_trail::admin(
+        &s.audit,
+        &u,
+        if disabling {
+            "user-disable"
+        } else {
+            "user-update"
+        },
+        "U",
+        format!("User/{}", rec.id),
+        Some(
+            serde_json::json!({ "roles": rec.roles, "departments": rec.departments, "disabled": rec.disabled }),
+        ),
+    );
     Ok(user_response(StatusCode::OK, &rec))
 }
 
@@ -523,6 +625,14 @@ pub async fn revoke_sessions(
     s.identity
         .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.data)?, id)
         .await?;
+    audit_trail::admin(
+        &s.audit,
+        &u,
+        "sessions-revoke",
+        "D",
+        format!("User/{id}"),
+        None,
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -542,6 +652,14 @@ pub async fn reset_password(
         .identity
         .reset_password(u.tenant.tenant().id, u.tenant.db(&s.data)?, rec, &[])
         .await?;
+    audit_trail::admin(
+        &s.audit,
+        &u,
+        "password-reset",
+        "U",
+        format!("User/{}", rec.id),
+        None,
+    );
     Ok(no_store(
         Json(UserCredentials {
             user: rec.view(),

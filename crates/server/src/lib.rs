@@ -24,6 +24,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit_trail;
 pub mod config;
 pub mod context;
 pub mod data;

@@ -104,6 +104,7 @@ pub async fn put_settings(
         .identity
         .put_sso(tenant, db, settings, req.client_secret, if_match)
         .await?;
+    crate::audit_trail::admin(&s.audit, &u, "sso-update", "U", "SSO".into(), None);
     Ok(settings_response(&v))
 }
 
@@ -114,6 +115,7 @@ pub async fn delete_settings(State(s): State<TenantSide>, u: UserCtx) -> ApiResu
     u.require(Permission::IdentityManage)?;
     s.identity.delete_sso(u.tenant.db(&s.data)?).await?;
     tracing::info!(user_id = %u.claims.sub, "tenant single sign-on removed");
+    crate::audit_trail::admin(&s.audit, &u, "sso-delete", "D", "SSO".into(), None);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -200,12 +202,15 @@ pub async fn callback(
     State(s): State<TenantSide>,
     State(limits): State<Arc<Limits>>,
     ctx: TenantCtx,
-    conn: ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
+    origin: crate::audit_trail::Origin,
     ApiQuery(q): ApiQuery<Callback>,
 ) -> ApiResult<Response> {
-    let ip = conn.0.ip();
+    // Always known when served (the listener records it); never trusted from a header.
+    let ip = origin
+        .peer
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     limits
         .admit_sign_in(ip, "too many sign-in attempts from this address")
         .await?;
@@ -238,6 +243,18 @@ pub async fn callback(
         Err(_) => "failed",
     };
     metrics::counter!("tenantplane_sso_logins_total", "outcome" => outcome).increment(1);
+    let agent = match &out {
+        Ok(t) => format!("user/{}", t.user.id),
+        Err(_) => "anonymous".into(),
+    };
+    crate::audit_trail::login(
+        &s.audit,
+        tenant.id,
+        &origin,
+        "sso-login",
+        agent,
+        out.is_ok(),
+    );
     match out {
         Ok(t) => {
             let mut r = token_response(&t);

@@ -6,7 +6,7 @@ use tenantplane_core::{
 };
 use time::OffsetDateTime;
 
-use crate::{budgets::*, ledger::*, standby::*, tenant};
+use crate::{budgets::*, ledger::*, platform_audit::*, standby::*, tenant};
 
 pub async fn create_get_roundtrip(c: Catalog) {
     let mut t = tenant("alpha-hospital");
@@ -345,7 +345,7 @@ macro_rules! catalog_conformance {
                 ledger_adds_up_across_flushes_and_replicas,
                 ledger_rolls_minutes_up_to_hours_exactly_once, meter_events_count_once,
                 gauges_keep_the_latest_sample, price_sheet_compare_and_swap,
-                budgets_and_alerts);
+                budgets_and_alerts, platform_audit_chains_concurrent_appends);
         }
     };
     (@tests $open:expr; $($name:ident),*) => {

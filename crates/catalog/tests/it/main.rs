@@ -4,6 +4,7 @@
 mod budgets;
 mod conformance;
 mod ledger;
+mod platform_audit;
 mod standby;
 
 use tenantplane_core::{IsolationMode, Profile, Tenant, TenantStatus};

@@ -3,8 +3,8 @@
 //! A create has a freshly minted id: nothing to read or lock first. So a transaction made
 //! only of creates (a `POST`, a transaction Bundle of new resources) is one statement —
 //! the current rows (a new resource has no history yet), every index row and the usage
-//! counters, each table written once with multi-row `unnest` inserts — sent with the
-//! tenant's context as one message, one implicit transaction
+//! counters and the writes' audit entries, each table written once with multi-row `unnest`
+//! inserts — sent with the tenant's context as one message, one implicit transaction
 //! ([`PgTenant::query_text_once`]).
 //!
 //! The quota is checked by the database: the counters are changed by an upsert that also
@@ -20,7 +20,7 @@ use tenantplane_tenant_data::{DataError, PgTenant};
 use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{Applied, Outcome, Write, at_ms, index_rows::IndexArrays};
+use super::{Actor, Applied, Outcome, Write, at_ms, index_rows::IndexArrays};
 use crate::{RecordsError, Result};
 
 /// The constraint of migration records/4 that refuses counters past the plan.
@@ -47,6 +47,7 @@ pub(super) async fn create_all(
     p: PgTenant<'_>,
     writes: &[Write],
     now: i64,
+    who: &Actor,
 ) -> Result<Option<Vec<Option<Applied>>>> {
     let at: OffsetDateTime = at_ms(now);
     let docs: Vec<String> = writes
@@ -81,7 +82,11 @@ pub(super) async fn create_all(
     let sql = format!(
         "WITH r AS (INSERT INTO fhir_resources (type, id, version, last_updated, deleted, doc) \
            SELECT t, i, 1, $4, false, d FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, i, d)), \
-         {} \
+         {}, \
+         a AS (INSERT INTO audit_log (recorded_ms, category, action, code, outcome, agent, \
+           entity, peer, request_id) \
+           SELECT $4, 'clinical', 'create', 'C', 0, $29, t || '/' || i || '/_history/1', $30, $31 \
+           FROM unnest($1::text[], $2::text[]) AS u(t, i)) \
          INSERT INTO fhir_usage (key, value, lim) VALUES {usage} \
          ON CONFLICT (tenant_id, key) DO UPDATE SET \
            value = fhir_usage.value + excluded.value, lim = excluded.lim",
@@ -99,6 +104,9 @@ pub(super) async fn create_all(
         (&lim_p, Type::INT8),
         (&db, Type::INT8),
         (&lim_b, Type::INT8),
+        (&who.agent, Type::TEXT),
+        (&who.peer, Type::TEXT),
+        (&who.request_id, Type::TEXT),
     ]);
     // With `dp == 0` the patients row is left out of the statement: $25/$26 are referenced
     // nowhere, which PostgreSQL accepts since their types are declared.

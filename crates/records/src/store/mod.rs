@@ -18,6 +18,7 @@ use crate::{
     resource::{Incoming, ResourceType},
 };
 
+mod actor;
 mod counters;
 mod creates_pg;
 mod index_rows;
@@ -25,6 +26,7 @@ mod reads;
 
 use counters::Counters;
 
+pub use actor::Actor;
 pub use reads::{cold_bytes, history, read, resource_count, usage, vread};
 
 /// The plan's limits a write must stay within.
@@ -149,7 +151,12 @@ fn patient_delta(w: &Write, live_before: bool, deleted: bool) -> i64 {
 
 type Applied = (Outcome, i64, Option<String>);
 
-fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite::Result<Applied> {
+fn apply_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    w: &Write,
+    now: i64,
+    who: &Actor,
+) -> rusqlite::Result<Applied> {
     use rusqlite::OptionalExtension;
     let at = at_ms(now);
     let cur: Option<(i64, bool)> = tx
@@ -200,6 +207,7 @@ fn apply_sqlite(tx: &rusqlite::Transaction<'_>, w: &Write, now: i64) -> rusqlite
             .execute((k, d))?;
         }
     }
+    tenantplane_tenant_data::audit_log::insert_sqlite(tx, &[who.entry(w, next as u64, now)])?;
     Ok((Outcome::Written(next as u64), now, doc))
 }
 
@@ -213,6 +221,7 @@ async fn apply_pg(
     now: i64,
     usage: &mut Option<Counters>,
     lock: bool,
+    who: &Actor,
 ) -> std::result::Result<Applied, tokio_postgres::Error> {
     let at = at_ms(now);
     let fresh = matches!(w.op, Op::Create);
@@ -258,7 +267,8 @@ async fn apply_pg(
         (&deleted, Type::BOOL),
         (&doc, Type::TEXT),
     ];
-    let (written, indexed) = tokio::join!(
+    let audited = [who.entry(w, next as u64, now)];
+    let (written, indexed, entry) = tokio::join!(
         tx.execute_typed(
             "WITH h AS (INSERT INTO fhir_history (type, id, version, last_updated, deleted, doc) \
              SELECT type, id, version, last_updated, deleted, doc FROM fhir_resources \
@@ -276,9 +286,11 @@ async fn apply_pg(
             if deleted { &[] } else { &w.index },
             fresh,
         ),
+        tenantplane_tenant_data::audit_log::insert_pg(tx, &audited),
     );
     written?;
     indexed?;
+    entry?;
     Ok((Outcome::Written(next as u64), now, doc))
 }
 
@@ -293,8 +305,10 @@ async fn write_all(
     db: TenantDb<'_>,
     writes: Vec<Write>,
     atomic: bool,
+    who: &Actor,
 ) -> Result<Vec<Option<Applied>>> {
     let now = now_ms();
+    let who = std::sync::Arc::new(who.clone());
     match db {
         TenantDb::Sqlite(s) => {
             s.run(move |c| {
@@ -303,7 +317,7 @@ async fn write_all(
                     let tx =
                         c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     for w in &writes {
-                        let a = apply_sqlite(&tx, w, now)?;
+                        let a = apply_sqlite(&tx, w, now, &who)?;
                         let good = ok(&a.0);
                         out.push(Some(a));
                         if !good {
@@ -321,7 +335,7 @@ async fn write_all(
                     for w in &writes {
                         let tx =
                             c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let a = apply_sqlite(&tx, w, now)?;
+                        let a = apply_sqlite(&tx, w, now, &who)?;
                         if ok(&a.0) {
                             tx.commit()?;
                         }
@@ -341,7 +355,7 @@ async fn write_all(
                 let mut out = Vec::with_capacity(writes.len());
                 for i in 0..writes.len() {
                     out.push(Some(
-                        transact_pg(p, writes.clone(), Some(i), now)
+                        transact_pg(p, writes.clone(), Some(i), now, who.clone())
                             .await?
                             .remove(0)
                             .ok_or_else(|| {
@@ -351,7 +365,7 @@ async fn write_all(
                 }
                 return Ok(out);
             }
-            transact_pg(p, writes, None, now).await
+            transact_pg(p, writes, None, now, who).await
         }
     }
 }
@@ -368,18 +382,19 @@ async fn transact_pg(
     writes: std::sync::Arc<Vec<Write>>,
     only: Option<usize>,
     now: i64,
+    who: std::sync::Arc<Actor>,
 ) -> Result<Vec<Option<Applied>>> {
     let picked = match only {
         Some(i) => writes.get(i..=i).unwrap_or_default(),
         None => &writes[..],
     };
     if !picked.is_empty() && picked.iter().all(|w| matches!(w.op, Op::Create)) {
-        if let Some(out) = creates_pg::create_all(p, picked, now).await? {
+        if let Some(out) = creates_pg::create_all(p, picked, now, &who).await? {
             return Ok(out);
         }
-        return write_pg(p, writes.clone(), only, now, &[true]).await;
+        return write_pg(p, writes.clone(), only, now, &[true], who).await;
     }
-    write_pg(p, writes.clone(), only, now, &[false, true]).await
+    write_pg(p, writes.clone(), only, now, &[false, true], who).await
 }
 
 /// One transaction on PostgreSQL: every write (`only == None`, atomic: the first one that
@@ -391,9 +406,11 @@ async fn write_pg(
     only: Option<usize>,
     now: i64,
     tries: &[bool],
+    who: std::sync::Arc<Actor>,
 ) -> Result<Vec<Option<Applied>>> {
     for &lock in tries {
         let writes = writes.clone();
+        let who = who.clone();
         let tried = p
             .transaction_deciding(move |tx| {
                 Box::pin(async move {
@@ -405,7 +422,7 @@ async fn write_pg(
                     let mut v: Vec<Option<Applied>> = (0..n).map(|_| None).collect();
                     let mut usage = None;
                     for (i, w) in picked.into_iter().enumerate() {
-                        let a = apply_pg(tx, w, now, &mut usage, lock).await?;
+                        let a = apply_pg(tx, w, now, &mut usage, lock, &who).await?;
                         if !lock && matches!(a.0, Outcome::Quota(..)) {
                             // Confirmed holding the counters (a concurrent delete may
                             // have freed room since they were read).
@@ -435,8 +452,8 @@ async fn write_pg(
     Err(RecordsError::Internal("counters changed under lock".into()))
 }
 
-async fn write(db: TenantDb<'_>, w: Write) -> Result<Applied> {
-    write_all(db, vec![w], true)
+async fn write(db: TenantDb<'_>, w: Write, who: &Actor) -> Result<Applied> {
+    write_all(db, vec![w], true, who)
         .await?
         .pop()
         .flatten()
@@ -633,9 +650,10 @@ pub async fn apply(
     db: TenantDb<'_>,
     writes: Vec<Prepared>,
     atomic: bool,
+    who: &Actor,
 ) -> Result<Vec<Option<Result<Option<Version>>>>> {
     let keys: Vec<(ResourceType, String)> = writes.iter().map(|p| (p.1, p.0.id.clone())).collect();
-    let out = write_all(db, writes.into_iter().map(|p| p.0).collect(), atomic).await?;
+    let out = write_all(db, writes.into_iter().map(|p| p.0).collect(), atomic, who).await?;
     Ok(out
         .into_iter()
         .zip(keys)
@@ -644,10 +662,10 @@ pub async fn apply(
 }
 
 /// Creates a resource with a new server-assigned id (the body's id is ignored).
-pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits) -> Result<Version> {
+pub async fn create(db: TenantDb<'_>, r: Incoming, limits: Limits, who: &Actor) -> Result<Version> {
     crate::validate::check(r.rtype, &r.value).map_err(RecordsError::Invalid)?;
     let id = db.mint_id().to_string();
-    one(db, Prepared::create(id, r, limits))
+    one(db, Prepared::create(id, r, limits), who)
         .await?
         .ok_or_else(|| RecordsError::Internal("create wrote nothing".into()))
 }
@@ -660,23 +678,33 @@ pub async fn update(
     r: Incoming,
     if_match: Option<u64>,
     limits: Limits,
+    who: &Actor,
 ) -> Result<Version> {
     crate::validate::check(r.rtype, &r.value).map_err(RecordsError::Invalid)?;
-    one(db, Prepared::update(id.to_owned(), r, if_match, limits))
-        .await?
-        .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))
+    one(
+        db,
+        Prepared::update(id.to_owned(), r, if_match, limits),
+        who,
+    )
+    .await?
+    .ok_or_else(|| RecordsError::Internal("update wrote nothing".into()))
 }
 
 /// Deletes a resource (a new, bodiless version). `None`: it was already deleted.
-pub async fn delete(db: TenantDb<'_>, rtype: ResourceType, id: &str) -> Result<Option<Version>> {
-    one(db, Prepared::delete(rtype, id.to_owned())).await
+pub async fn delete(
+    db: TenantDb<'_>,
+    rtype: ResourceType,
+    id: &str,
+    who: &Actor,
+) -> Result<Option<Version>> {
+    one(db, Prepared::delete(rtype, id.to_owned()), who).await
 }
 
 /// One prepared write in its own transaction.
-async fn one(db: TenantDb<'_>, p: Prepared) -> Result<Option<Version>> {
+async fn one(db: TenantDb<'_>, p: Prepared, who: &Actor) -> Result<Option<Version>> {
     let rtype = p.1;
     let id = p.0.id.clone();
-    finish(rtype, id, write(db, p.0).await?)
+    finish(rtype, id, write(db, p.0, who).await?)
 }
 
 pub(super) type Row = (i64, i64, bool, Option<String>);

@@ -1,6 +1,7 @@
 //! The control-plane API under `/api/v1`: operator routes (operator bearer tokens). Its
 //! OpenAPI document, with every other surface's, is in [`crate::openapi`].
 
+pub mod audit;
 pub mod budgets;
 pub mod costs;
 pub mod operators;
@@ -99,6 +100,12 @@ where
             "/api/v1/operators/{operator}/disable",
             post(operators::disable),
         )
+        .route(
+            "/api/v1/tenants/{tenant}/audit/verify",
+            post(audit::verify_tenant),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/verify", post(audit::verify_platform))
 }
 
 /// A tenant as a JSON response with its `ETag`.

@@ -95,6 +95,8 @@ impl FromRef<AppState> for GateState {
 pub struct Server {
     state: AppState,
     config: Arc<Config>,
+    /// The audit writer's queue, taken by `serve_on` (one writer per process).
+    audit_queue: std::sync::Mutex<Option<tenantplane_control::audit_writer::AuditQueueReceiver>>,
 }
 
 impl Server {
@@ -149,6 +151,12 @@ impl Server {
                 .context("opening tenant data stores")?,
         );
         let identity = Arc::new(keys::identity_from(&config)?);
+        // Every event reaches its tenant's own log through the asynchronous writer.
+        let (audit_queue, audit_rx) =
+            tenantplane_control::audit_writer::queue(config.audit.queue_capacity);
+        let audit_sinks =
+            std::iter::once(Arc::new(audit_queue) as Arc<dyn tenantplane_audit::AuditSink>)
+                .chain(audit_sinks);
         // Resource ids name their tenant under a key only this deployment holds. (The
         // first server of a process installs it; tests run several with their own keys
         // and still agree with themselves.)
@@ -218,6 +226,7 @@ impl Server {
                 config: config.clone(),
             },
             config,
+            audit_queue: std::sync::Mutex::new(Some(audit_rx)),
         })
     }
 
@@ -318,6 +327,25 @@ impl Server {
             format!("http://{}", SocketAddr::new(ip, a.port()))
         });
         let tasks = self.spawn_background(cancel.clone(), probe_base);
+        // The audit writer stops after the listeners: events of in-flight requests are
+        // written too.
+        let listeners_done = CancellationToken::new();
+        let audit_writer = self
+            .audit_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|rx| {
+                tokio::spawn(tenantplane_control::audit_writer::run(
+                    self.state.control.clone(),
+                    rx,
+                    tenantplane_control::audit_writer::WriterPolicy {
+                        flush: Duration::from_millis(self.config.audit.flush_interval_ms),
+                        ..Default::default()
+                    },
+                    listeners_done.clone(),
+                ))
+            });
         let grace = Duration::from_secs(self.config.server.shutdown_timeout_secs);
         let stop = cancel.clone();
         let graceful = async move {
@@ -354,6 +382,10 @@ impl Server {
             () = forced => tracing::warn!("shutdown timeout reached; dropping remaining connections"),
         }
         cancel.cancel();
+        listeners_done.cancel();
+        if let Some(w) = audit_writer {
+            let _ = w.await;
+        }
         for t in tasks {
             let _ = t.await;
         }

@@ -53,7 +53,10 @@ impl Server {
             platform = platform
                 .route("/healthz", get(healthz))
                 .route("/readyz", get(readyz))
-                .merge(api::router())
+                .merge(api::router().layer(axum::middleware::from_fn_with_state(
+                    state.control.clone(),
+                    api::audit::record_actions,
+                )))
                 .merge(openapi::router())
                 .route("/api/v1/{*rest}", axum::routing::any(api_not_found));
         } else {
@@ -196,6 +199,14 @@ fn tenant_service(
         )
         .route("/auth/sso/start", get(sso_api::start))
         .route("/fhir/metadata", get(fhir_api::metadata))
+        .route(
+            "/fhir/AuditEvent",
+            get(fhir_api::audit_search).fallback(fhir_api::audit_write),
+        )
+        .route(
+            "/fhir/AuditEvent/{id}",
+            get(fhir_api::audit_read).fallback(fhir_api::audit_write),
+        )
         .route(
             "/fhir/{type}",
             post(fhir_api::create)

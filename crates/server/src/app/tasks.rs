@@ -155,8 +155,10 @@ impl Server {
         let alerting = self.alerting(c6.clone());
         let red = self.red_top_tenants(c6.clone());
         let probe = self.uptime_probe(c6.clone(), probe_base);
+        let pruner = self.audit_pruner(c6.clone());
         let saturation = self.saturation(c6);
         vec![
+            pruner,
             poller,
             purger,
             startup,
@@ -169,6 +171,31 @@ impl Server {
             probe,
             saturation,
         ]
+    }
+
+    /// Prunes the tenants' audit logs past their retention every
+    /// `audit.prune_interval_secs` (the first pass ten minutes after start).
+    fn audit_pruner(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let svc = self.state.control.clone();
+        let every = self.config.audit.prune_interval_secs;
+        tokio::spawn(async move {
+            if every == 0 {
+                return;
+            }
+            let start = tokio::time::Instant::now() + Duration::from_secs(600.min(every));
+            let mut tick = tokio::time::interval_at(start, Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        let r = svc.prune_audit_due().await;
+                        tracing::info!(pruned = r.pruned, broken = r.broken, failed = r.failed,
+                            "audit retention pass");
+                    }
+                }
+            }
+        })
     }
 
     /// Samples every tenant's store size and counts each `metering.sample_interval_secs`

@@ -13,7 +13,9 @@ use figment::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod costs;
+pub use audit::{AuditConfig, RetentionDays};
 pub use costs::{CostsConfig, KubernetesConfig};
 
 /// The whole configuration.
@@ -40,6 +42,8 @@ pub struct Config {
     pub metering: MeteringConfig,
     /// Prices of the cost reports.
     pub costs: CostsConfig,
+    /// The tenants' audit logs.
+    pub audit: AuditConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -455,6 +459,10 @@ impl Config {
                 .map(|(name, s)| (name.clone(), s.modes.clone()))
                 .collect(),
             standby: self.tenants.standby.clone(),
+            audit_retention: tenantplane_control::audit_ops::Retention {
+                hospital_days: self.audit.retention_days.hospital,
+                other_days: self.audit.retention_days.other,
+            },
             event_window: tenantplane_metering::events::EventWindow {
                 keys_for_secs: (self.metering.event_key_days.max(1) * 86_400) as i64,
                 minutes_for_secs: (self.metering.minute_rows_hours.max(1) * 3_600) as i64,
@@ -563,6 +571,7 @@ impl Config {
             }
         }
         self.costs.sheet()?;
+        self.audit.validate()?;
         if self.metering.sample_interval_secs > 3_600 {
             return Err(ConfigError::Invalid(
                 "metering.sample_interval_secs is at most 3600 (each hour needs a sample)".into(),

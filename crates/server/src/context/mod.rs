@@ -7,7 +7,7 @@ use axum::http::header;
 mod operator;
 mod user;
 
-pub use operator::{OperatorCtx, ReporterCtx};
+pub use operator::{ActingOperator, OperatorCtx, ReporterCtx};
 pub use user::{PendingUserCtx, UserCtx};
 
 /// The token of an `Authorization: Bearer <token>` header: `None` when the header is

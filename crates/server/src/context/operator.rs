@@ -86,8 +86,20 @@ where
     }
 }
 
+/// Where the platform audit middleware learns who acted (set once the token is verified).
+#[derive(Debug, Clone, Default)]
+pub struct ActingOperator(pub Arc<std::sync::OnceLock<String>>);
+
 /// The operator named by the request's bearer token.
 async fn authenticate(parts: &Parts, control: &Control) -> Result<OperatorCtx, ApiError> {
+    let me = authenticate_token(parts, control).await?;
+    if let Some(slot) = parts.extensions.get::<ActingOperator>() {
+        let _ = slot.0.set(me.operator.name.clone());
+    }
+    Ok(me)
+}
+
+async fn authenticate_token(parts: &Parts, control: &Control) -> Result<OperatorCtx, ApiError> {
     {
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(ApiError::unauthorized(

@@ -26,7 +26,8 @@ pub async fn bundle(
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
     let started = std::time::Instant::now();
     let (kind, results) =
-        match tenantplane_records::bundle::process(db, &body, limits(&s, tenant)).await {
+        match tenantplane_records::bundle::process(db, &body, limits(&s, tenant), &actor(&u)).await
+        {
             Ok(x) => x,
             Err(tenantplane_records::bundle::BundleError::Invalid(issues)) => {
                 return Err(FhirError::invalid(issues));

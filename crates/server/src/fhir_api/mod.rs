@@ -27,10 +27,12 @@ use time::OffsetDateTime;
 use crate::{context::UserCtx, gate::TenantCtx, problem::ApiError, state::TenantSide};
 use tenantplane_audit::{ClinicalAccess, ClinicalAction};
 
+mod audit_routes;
 mod bundle_routes;
 mod errors;
 mod search_routes;
 
+pub use audit_routes::{audit_read, audit_search, audit_write};
 pub use bundle_routes::*;
 pub use errors::*;
 pub use search_routes::*;
@@ -227,8 +229,35 @@ fn access(
         status: status.as_u16(),
         peer: u.peer,
         request_id: u.request_id.clone(),
-        in_store: false,
+        // A write that succeeded committed its entry with it (`store::Actor`).
+        in_store: status.is_success()
+            && matches!(
+                action,
+                ClinicalAction::Create | ClinicalAction::Update | ClinicalAction::Delete
+            ),
     }
+}
+
+/// The user as the author of a write (its audit entry commits with it).
+pub(crate) fn actor(u: &UserCtx) -> store::Actor {
+    store::Actor {
+        agent: format!("user/{}", u.claims.sub),
+        peer: u.peer.map(|p| p.to_string()),
+        request_id: u.request_id.clone(),
+    }
+}
+
+/// A refused write, in the audit log with its status (nothing was written).
+fn audit_refused(
+    s: &TenantSide,
+    u: &UserCtx,
+    action: ClinicalAction,
+    rtype: ResourceType,
+    id: &str,
+    e: FhirError,
+) -> FhirError {
+    audit(s, u, action, rtype, id, e.status);
+    e
 }
 
 fn resource_response(
@@ -334,7 +363,7 @@ pub async fn create(
     let incoming = resource::parse(&body, Some(rt)).map_err(FhirError::invalid)?;
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
-    let out = store::create(db, incoming, limits(&s, tenant)).await;
+    let out = store::create(db, incoming, limits(&s, tenant), &actor(&u)).await;
     match out {
         Ok(v) => {
             audit(
@@ -353,7 +382,14 @@ pub async fn create(
                 true,
             ))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(audit_refused(
+            &s,
+            &u,
+            ClinicalAction::Create,
+            rt,
+            "",
+            e.into(),
+        )),
     }
 }
 
@@ -462,7 +498,7 @@ pub async fn update(
     }
     let tenant = u.tenant.tenant();
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
-    match store::update(db, &id, incoming, if_match, limits(&s, tenant)).await {
+    match store::update(db, &id, incoming, if_match, limits(&s, tenant), &actor(&u)).await {
         Ok(v) => {
             audit(&s, &u, ClinicalAction::Update, rt, &id, StatusCode::OK);
             Ok(resource_response(
@@ -481,7 +517,14 @@ pub async fn update(
                 "ids are assigned by the server: create with POST, update only existing resources",
             ))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(audit_refused(
+            &s,
+            &u,
+            ClinicalAction::Update,
+            rt,
+            &id,
+            e.into(),
+        )),
     }
 }
 
@@ -495,7 +538,7 @@ pub async fn delete(
     let rt = rtype(&t)?;
     check_id(&id)?;
     let db = u.tenant.db(&s.data).map_err(FhirError::from)?;
-    match store::delete(db, rt, &id).await {
+    match store::delete(db, rt, &id, &actor(&u)).await {
         Ok(v) => {
             audit(
                 &s,
@@ -514,7 +557,14 @@ pub async fn delete(
             Ok(r)
         }
         Err(RecordsError::NotFound) => Err(not_here(&u, &s, &id)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(audit_refused(
+            &s,
+            &u,
+            ClinicalAction::Delete,
+            rt,
+            &id,
+            e.into(),
+        )),
     }
 }
 

@@ -268,6 +268,9 @@ pub enum PlanCmd {
         /// Expensive requests one tenant may run at once (1-1000).
         #[arg(long)]
         max_concurrent_heavy: Option<u32>,
+        /// Days the tenants' audit logs keep entries (1-36525; default: by profile).
+        #[arg(long)]
+        audit_retention_days: Option<u32>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -349,6 +352,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             requests_per_month,
             weight,
             max_concurrent_heavy,
+            audit_retention_days,
             remote,
         }) => {
             let c = remote.client()?;
@@ -367,6 +371,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 requests_per_month: requests_per_month.unwrap_or(q.requests_per_month),
                 weight: weight.unwrap_or(q.weight),
                 max_concurrent_heavy: max_concurrent_heavy.unwrap_or(q.max_concurrent_heavy),
+                audit_retention_days: audit_retention_days.or(q.audit_retention_days),
             };
             let p = c
                 .update_plan(

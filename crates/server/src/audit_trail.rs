@@ -1,0 +1,80 @@
+//! What tenant requests record in the tenant's audit log besides clinical accesses and
+//! security events: sign-ins and sessions, administrators' changes. Entries carry ids and
+//! the request's origin, never passwords or tokens.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use tenantplane_audit::{Activity, AuditLog, Category, Entry};
+use tenantplane_core::TenantId;
+
+use crate::context::UserCtx;
+
+/// Where a request came from: the client's address and the request id.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's address.
+    pub peer: Option<IpAddr>,
+    /// `X-Request-Id`.
+    pub request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(64).collect()),
+        })
+    }
+}
+
+/// Records `entry`, stamped with `o`, in `tenant`'s log.
+pub fn record(log: &AuditLog, tenant: TenantId, o: &Origin, entry: Entry) {
+    log.activity(Activity {
+        tenant_id: tenant,
+        entry: entry.origin(o.peer.map(|p| p.to_string()), o.request_id.clone()),
+        in_store: false,
+    });
+}
+
+/// A sign-in event (`login`, `login-failed`, `token-refresh`, `logout`…).
+pub fn login(log: &AuditLog, tenant: TenantId, o: &Origin, action: &str, agent: String, ok: bool) {
+    let e = Entry::now(Category::Login, action, "E", agent).outcome(if ok { 0 } else { 4 });
+    record(log, tenant, o, e);
+}
+
+/// A change made by administrator `u` to `entity` (`User/<id>`, `SSO`, `Keys`).
+pub fn admin(
+    log: &AuditLog,
+    u: &UserCtx,
+    action: &str,
+    code: &str,
+    entity: String,
+    detail: Option<serde_json::Value>,
+) {
+    let mut e = Entry::now(
+        Category::Admin,
+        action,
+        code,
+        format!("user/{}", u.claims.sub),
+    )
+    .entity(entity);
+    if let Some(d) = detail {
+        e = e.detail(&d);
+    }
+    let o = Origin {
+        peer: u.peer,
+        request_id: u.request_id.clone(),
+    };
+    record(log, u.tenant.tenant().id, &o, e);
+}
