@@ -345,6 +345,13 @@ async fn run_wave(
             };
             if let Some(e) = &error {
                 tracing::warn!(tenant_id = %t.id, error = %e, "tenant migration failed");
+                metrics::counter!("tenantplane_fleet_migration_failures_total",
+                    "isolation" => t.isolation.as_str())
+                .increment(1);
+            } else {
+                metrics::counter!("tenantplane_fleet_migrations_total",
+                    "isolation" => t.isolation.as_str())
+                .increment(1);
             }
             progress(&Progress::Tenant {
                 id: t.id.to_string(),

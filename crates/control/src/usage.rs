@@ -111,6 +111,10 @@ impl Control {
                     value: i64::try_from(value).unwrap_or(i64::MAX),
                 };
                 let store = self.data.store_bytes(&t).await;
+                if let Ok(b) = &store {
+                    metrics::gauge!("tenantplane_tenant_store_bytes", "tenant" => t.slug.to_string())
+                        .set(*b as f64);
+                }
                 let counts = match self.data.handle(&t) {
                     Ok(db) => {
                         let users = tenantplane_identity::users::count(db).await;
@@ -170,5 +174,41 @@ impl Control {
             self.catalog.set_gauges(chunk).await?;
         }
         Ok(measured_tenants)
+    }
+
+    /// Sets `tenantplane_tenant_cost_daily{tenant,currency}`: each tenant's cost over the last
+    /// 24 hours, idle and shared costs included (weighted), as the cost report gives it. Does
+    /// nothing without prices.
+    pub async fn export_daily_costs(&self) -> ControlResult<usize> {
+        let q = tenantplane_core::usage_api::CostQuery {
+            window: "24h".into(),
+            step: None,
+            aggregate: Some("tenant".into()),
+            idle: Some("weighted".into()),
+            shared: Some("weighted".into()),
+            share_tenants: None,
+            filter: None,
+            format: None,
+        };
+        let report = match self.costs(&q).await {
+            Ok(r) => r,
+            Err(ControlError::NoPrices) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for step in &report.data {
+            for (tenant, row) in &step.allocations {
+                if tenant.starts_with("__") {
+                    continue;
+                }
+                if let Ok(v) = row.total_cost.parse::<f64>() {
+                    metrics::gauge!("tenantplane_tenant_cost_daily",
+                        "tenant" => tenant.clone(), "currency" => report.currency.clone())
+                    .set(v);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 }

@@ -104,11 +104,35 @@ pub(crate) async fn metrics_route(
                 axum::http::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4",
             )],
-            h.render(),
+            if open {
+                without_attacked_tenants(&h.render())
+            } else {
+                h.render()
+            },
         )
             .into_response(),
         None => ApiError::unavailable("metrics recorder not installed", 60).into_response(),
     }
+}
+
+/// The series naming which tenant was attacked: only on the token-protected `/metrics`.
+const ATTACKED: &str = "tenantplane_cross_tenant_attempts_total";
+
+/// The exposition without the attacked-tenant series (the open listener keeps the counts by
+/// kind in `tenantplane_security_events_total`).
+fn without_attacked_tenants(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if name.starts_with(ATTACKED) && name[ATTACKED.len()..].starts_with(['{', ' ']) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 pub(crate) async fn api_not_found() -> ApiError {
@@ -126,4 +150,22 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 /// Installs the metrics recorder (idempotent). Call once at start.
 pub fn install_metrics() -> bool {
     metrics_handle().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_attacked_tenants;
+
+    #[test]
+    fn the_open_exposition_names_no_attacked_tenant() {
+        let text = "# TYPE tenantplane_cross_tenant_attempts_total counter\n\
+            tenantplane_cross_tenant_attempts_total{tenant=\"a\",kind=\"foreign-token\"} 3\n\
+            tenantplane_cross_tenant_attempts_total_other 1\n\
+            tenantplane_security_events_total{kind=\"foreign-token\"} 3\n";
+        assert_eq!(
+            without_attacked_tenants(text),
+            "tenantplane_cross_tenant_attempts_total_other 1\n\
+             tenantplane_security_events_total{kind=\"foreign-token\"} 3\n"
+        );
+    }
 }

@@ -79,6 +79,8 @@ pub struct ShareUse {
     pub waiting: usize,
     /// Tenants holding or waiting for a slot.
     pub tenants: usize,
+    /// Requests refused after waiting (`Busy`), since start.
+    pub refused: u64,
 }
 
 /// The gate.
@@ -91,6 +93,7 @@ pub struct FairShare {
     weighted_cap: bool,
     wait: Duration,
     state: Mutex<State>,
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// A slot; freed (and handed to the next waiter in fair order) on drop.
@@ -163,6 +166,7 @@ impl FairShare {
             weighted_cap,
             wait,
             state: Mutex::new(State::default()),
+            refused: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -190,6 +194,7 @@ impl FairShare {
             in_use: s.in_use,
             waiting: s.tenants.values().map(|t| t.waiting.len()).sum(),
             tenants: s.tenants.len(),
+            refused: self.refused.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -237,7 +242,11 @@ impl FairShare {
             }
             // Timed out (or the sender vanished): the waiter's drop leaves the queue or gives
             // back a slot granted at the last moment.
-            _ => Err(DataError::Busy),
+            _ => {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(DataError::Busy)
+            }
         }
     }
 

@@ -435,6 +435,11 @@ impl PgServer {
         self.app.usage()
     }
 
+    /// The fair share of the server's connections: slots held, requests waiting, refusals.
+    pub fn share_use(&self) -> crate::fair::ShareUse {
+        self.share.usage()
+    }
+
     /// Uses `weights` for the plans' shares (the tenant data's one table).
     pub(crate) fn set_weights(&mut self, weights: Arc<PlanWeights>) {
         self.weights = weights;

@@ -190,6 +190,11 @@ impl SqliteRegistry {
             .count()
     }
 
+    /// The fair share of the blocking pool: jobs running, jobs queued, refusals.
+    pub fn share_use(&self) -> crate::fair::ShareUse {
+        self.share.usage()
+    }
+
     /// Open/evict counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

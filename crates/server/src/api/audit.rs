@@ -218,7 +218,8 @@ fn ms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(PlatformAuditParams),
     security(("operator_token" = [])),
     responses((status = 200, description = "Operator actions, newest first", body = PlatformAuditPage),
-              (status = 400, description = "Invalid parameter", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "Invalid parameter", body = tenantplane_core::api::Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such tenant", body = tenantplane_core::api::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(control): State<Arc<Control>>,
     _op: OperatorCtx,

@@ -221,6 +221,9 @@ impl Server {
                         tracing::warn!(code = e.label(), error = %e, "store sizes not sampled")
                     }
                 }
+                if let Err(e) = svc.export_daily_costs().await {
+                    tracing::warn!(code = e.label(), error = %e, "daily costs not exported");
+                }
             }
         })
     }
@@ -310,8 +313,10 @@ impl Server {
         })
     }
 
-    /// Every 10 s: saturation gauges — connections per database server, open SQLite files,
-    /// the runtime's workers, tasks and queue, the process's CPU, memory and descriptors.
+    /// Every 10 s: saturation gauges — connections per database server (in use, idle,
+    /// waiting, refusals), the SQLite pool's queue and open files, tenants behind the
+    /// binary's schema, the runtime's workers, tasks and queue, the process's CPU, memory and
+    /// descriptors.
     fn saturation(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
         let svc = self.state.control.clone();
         tokio::spawn(async move {
@@ -330,8 +335,31 @@ impl Server {
                         .set(u.open.saturating_sub(u.idle) as f64);
                     metrics::gauge!("tenantplane_db_connections", "server" => name.clone(), "state" => "idle")
                         .set(u.idle as f64);
-                    metrics::gauge!("tenantplane_db_connection_budget", "server" => name)
+                    metrics::gauge!("tenantplane_db_connection_budget", "server" => name.clone())
                         .set(u.budget as f64);
+                    let q = s.share_use();
+                    metrics::gauge!("tenantplane_db_waiting", "server" => name.clone())
+                        .set(q.waiting as f64);
+                    metrics::counter!("tenantplane_db_busy_refusals_total", "server" => name)
+                        .absolute(q.refused);
+                }
+                let q = data.sqlite().share_use();
+                metrics::gauge!("tenantplane_sqlite_queue_waiting").set(q.waiting as f64);
+                metrics::gauge!("tenantplane_sqlite_jobs_running").set(q.in_use as f64);
+                metrics::counter!("tenantplane_db_busy_refusals_total", "server" => "sqlite")
+                    .absolute(q.refused);
+                // Fleet migrations: tenants whose store is behind this binary's schema.
+                let need = data.schema_version();
+                let mut behind: std::collections::BTreeMap<&'static str, u64> = Default::default();
+                for t in svc.index().all() {
+                    let e = behind.entry(t.isolation.as_str()).or_default();
+                    if t.schema_version < need {
+                        *e += 1;
+                    }
+                }
+                for (iso, n) in behind {
+                    metrics::gauge!("tenantplane_tenants_behind_schema", "isolation" => iso)
+                        .set(n as f64);
                 }
                 metrics::gauge!("tenantplane_sqlite_open_files")
                     .set(data.sqlite().open_count() as f64);

@@ -410,6 +410,7 @@ async fn platform_routes_never_answer_on_tenant_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_platform_and_metrics_listeners() {
+    tenantplane_server::app::install_metrics();
     let platform_port = tenantplane_testkit::pg::free_port().unwrap();
     let metrics_port = tenantplane_testkit::pg::free_port().unwrap();
     let s = TestServer::start_with(TestServerOptions {
@@ -457,10 +458,26 @@ async fn separate_platform_and_metrics_listeners() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["id"], created.id.to_string());
-    // The metrics listener: /metrics without a token, nothing else.
+    // A cross-tenant attempt (a spoofed `X-Tenant-Id` from an untrusted address) is
+    // counted…
+    let r = c
+        .get(format!("{}/t/split-hospital/api/tenant", s.url()))
+        .header("x-tenant-id", "another-hospital")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The metrics listener: /metrics without a token, nothing else — and, being open, it
+    // never names an attacked tenant (that series is on the token-protected /metrics).
     let m = format!("http://127.0.0.1:{metrics_port}");
     let r = c.get(format!("{m}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("tenantplane_security_events_total"), "{text}");
+    assert!(
+        !text.contains("tenantplane_cross_tenant_attempts_total"),
+        "{text}"
+    );
     let r = c
         .get(format!("{m}/api/v1/tenants"))
         .bearer_auth(&s.token)
