@@ -5,7 +5,8 @@
 #   ./scripts/test.sh                 # the whole suite
 #   ./scripts/test.sh -p tenantplane-records   # extra arguments go to `cargo test`
 #
-# Installs (Debian/Ubuntu, as root or through sudo): PostgreSQL, PgBouncer, Redis, Prometheus; and
+# Installs (Debian/Ubuntu, as root or through sudo): PostgreSQL, PgBouncer, Redis, Prometheus,
+# Alertmanager (amtool); and
 # schemathesis (PyPI) into a virtual environment under ~/.cache for the OpenAPI contract
 # run (crates/server/tests/it/contract.rs).
 set -euo pipefail
@@ -26,6 +27,7 @@ command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then

@@ -30,4 +30,4 @@ pub use entry::{Category, Entry, code_of, now_ms, outcome_of_status};
 pub use event::{Activity, AuditEvent, ClinicalAccess, ClinicalAction, EventKind, SecurityEvent};
 pub use log::{AuditLog, AuditSink};
 pub use ring::Ring;
-pub use telemetry::TelemetrySink;
+pub use telemetry::{TelemetrySink, TenantLabel};

@@ -32,10 +32,16 @@ impl AuditLog {
     /// A log keeping the last `security` security events and `clinical` accesses, with the
     /// [`TelemetrySink`].
     pub fn new(security: usize, clinical: usize) -> Self {
+        Self::with_telemetry(security, clinical, TelemetrySink::default())
+    }
+
+    /// Like [`new`](Self::new), with `telemetry` as the telemetry sink (one that labels
+    /// tenants by slug).
+    pub fn with_telemetry(security: usize, clinical: usize, telemetry: TelemetrySink) -> Self {
         Self {
             security: Ring::new(security),
             clinical: Ring::new(clinical),
-            sinks: vec![Arc::new(TelemetrySink)],
+            sinks: vec![Arc::new(telemetry)],
         }
     }
 

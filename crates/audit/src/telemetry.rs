@@ -8,9 +8,28 @@
 
 use crate::{AuditEvent, AuditSink, ClinicalAccess, ClinicalAction, SecurityEvent};
 
+/// Names a tenant in metric labels (its slug, as the request metrics name it).
+pub type TenantLabel =
+    std::sync::Arc<dyn Fn(tenantplane_core::TenantId) -> Option<String> + Send + Sync>;
+
 /// Counters and log lines for every event.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TelemetrySink;
+#[derive(Clone, Default)]
+pub struct TelemetrySink {
+    label: Option<TenantLabel>,
+}
+
+impl std::fmt::Debug for TelemetrySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetrySink").finish_non_exhaustive()
+    }
+}
+
+impl TelemetrySink {
+    /// A sink labelling tenants with `label` (the id when it names none).
+    pub fn labelled(label: TenantLabel) -> Self {
+        Self { label: Some(label) }
+    }
+}
 
 impl AuditSink for TelemetrySink {
     fn record(&self, events: &[AuditEvent]) {
@@ -23,7 +42,7 @@ impl AuditSink for TelemetrySink {
             .collect();
         for e in events {
             match e {
-                AuditEvent::Security(s) => security(s),
+                AuditEvent::Security(s) => self.security(s),
                 AuditEvent::Activity(a) => activity(a),
                 AuditEvent::Clinical(_) => {}
             }
@@ -36,10 +55,16 @@ impl AuditSink for TelemetrySink {
     }
 }
 
-fn security(ev: &SecurityEvent) {
+impl TelemetrySink {
+    fn security(&self, ev: &SecurityEvent) {
+        security(ev, self.label.as_ref());
+    }
+}
+
+fn security(ev: &SecurityEvent, label: Option<&TenantLabel>) {
     let tenant = ev
         .tenant_id
-        .map(|t| t.to_string())
+        .map(|t| label.and_then(|l| l(t)).unwrap_or_else(|| t.to_string()))
         .unwrap_or_else(|| "none".into());
     if ev.kind.cross_tenant() {
         metrics::counter!("tenantplane_cross_tenant_attempts_total",

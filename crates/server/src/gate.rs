@@ -224,7 +224,9 @@ pub async fn resolve_tenant(
     if let Some(d) = &decision
         && let Some(p) = d.problem("this tenant's plan allows no more requests right now")
     {
-        metrics::counter!("tenantplane_rate_limited_total", "policy" => "tenant").increment(1);
+        metrics::counter!("tenantplane_rate_limited_total", "policy" => "tenant",
+            "tenant" => tenant.slug.to_string())
+        .increment(1);
         return p.into_response();
     }
     if let Some(q) = &quotas

@@ -21,6 +21,16 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts one scraping `targets` (`host:port`, path `/metrics`) every second.
     pub fn start(targets: &[String]) -> anyhow::Result<Self> {
+        Self::start_with(targets, None, &[])
+    }
+
+    /// Starts one scraping `targets` every second with `bearer` as the scrape's token,
+    /// evaluating the rule files `rules` (copied in) every second.
+    pub fn start_with(
+        targets: &[String],
+        bearer: Option<&str>,
+        rules: &[std::path::PathBuf],
+    ) -> anyhow::Result<Self> {
         let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -35,10 +45,25 @@ impl Prometheus {
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut rule_files = String::new();
+        for (i, r) in rules.iter().enumerate() {
+            let name = format!("rules-{i}.yml");
+            std::fs::copy(r, dir.join(&name))
+                .with_context(|| format!("copying {}", r.display()))?;
+            rule_files.push_str(&format!("  - {name}\n"));
+        }
+        let auth = bearer
+            .map(|b| format!("    authorization:\n      credentials: '{b}'\n"))
+            .unwrap_or_default();
+        let rule_files = if rule_files.is_empty() {
+            String::new()
+        } else {
+            format!("rule_files:\n{rule_files}")
+        };
         std::fs::write(
             dir.join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixture\n    honor_labels: true\n    static_configs:\n      - targets: [{list}]\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: fixture\n    honor_labels: true\n{auth}    static_configs:\n      - targets: [{list}]\n"
             ),
         )?;
         let script = r#""$1" --config.file="$3/prometheus.yml" --storage.tsdb.path="$3/data" \

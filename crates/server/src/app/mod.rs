@@ -164,16 +164,21 @@ impl Server {
         let control = Arc::new(Control::new(
             tenantplane_control::Parts {
                 catalog,
-                index,
+                index: index.clone(),
                 data,
                 identity,
-                audit: Arc::new(
-                    audit_sinks
-                        .into_iter()
-                        .fold(tenantplane_audit::AuditLog::default(), |log, sink| {
-                            log.with_sink(sink)
+                audit: Arc::new(audit_sinks.into_iter().fold(
+                    tenantplane_audit::AuditLog::with_telemetry(
+                        10_000,
+                        50_000,
+                        // Tenants by slug in metrics, as the request metrics name them.
+                        tenantplane_audit::TelemetrySink::labelled({
+                            let index = index.clone();
+                            Arc::new(move |id| index.get(&id).map(|t| t.slug.to_string()))
                         }),
-                ),
+                    ),
+                    |log, sink| log.with_sink(sink),
+                )),
                 meter: Arc::new(tenantplane_metering::RequestMeter::with_top_tenants(
                     config.metering.top_tenants,
                 )),

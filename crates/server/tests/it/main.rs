@@ -14,6 +14,7 @@ mod lifecycle;
 mod monitoring;
 mod openapi;
 mod operators;
+mod prometheus_scrape;
 mod quotas;
 mod resolution;
 mod shared_limits;

@@ -1,6 +1,8 @@
 //! The shipped Prometheus rules (`deploy/prometheus`): valid for `promtool check rules`,
-//! every alert unit-tested by `promtool test rules`, and every metric they read emitted
-//! somewhere in the code (a renamed metric would silence an alert).
+//! every alert unit-tested by `promtool test rules`, and every metric they (and the Grafana
+//! dashboards) read emitted somewhere in the code (a renamed metric would silence an alert).
+//! The Alertmanager example (`deploy/alertmanager`) is valid for `amtool check-config` and
+//! routes each tenant's alerts to its contacts and the NOC (`amtool config routes test`).
 
 use std::{path::PathBuf, process::Command};
 
@@ -49,9 +51,71 @@ fn prometheus_rules_check_and_pass_their_unit_tests() {
     }
 }
 
+fn amtool() -> &'static str {
+    ["/usr/bin/amtool", "/usr/local/bin/amtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("amtool is not installed (apt-get install -y prometheus-alertmanager; scripts/test.sh does)")
+}
+
+#[test]
+fn the_alertmanager_example_routes_each_tenants_alerts_to_its_contacts() {
+    let dir = root().join("deploy/alertmanager");
+    let o = Command::new(amtool())
+        .args(["check-config", "alertmanager.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (labels, receivers) in [
+        (
+            &[
+                "tenant=hospital-sao-lucas",
+                "alertname=TenantDown",
+                "severity=page",
+            ][..],
+            "noc-pager,tenant-hospital-sao-lucas,noc",
+        ),
+        (
+            &[
+                "tenant=camara-campinas",
+                "alertname=TenantUptimeBelowSla",
+                "severity=ticket",
+            ][..],
+            "tenant-camara-campinas,noc",
+        ),
+        (&["tenant=no-route-yet", "severity=ticket"][..], "noc"),
+        (
+            &["alertname=TenantStoresBusy", "severity=ticket"][..],
+            "noc",
+        ),
+    ] {
+        let o = Command::new(amtool())
+            .args(["config", "routes", "test", "--config.file=alertmanager.yml"])
+            .args(labels)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            receivers,
+            "{labels:?}"
+        );
+    }
+}
+
 #[test]
 fn every_metric_the_rules_read_is_emitted() {
-    let rules = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).unwrap();
+    let mut rules = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).unwrap();
+    for d in ["fleet.json", "tenant.json"] {
+        rules.push_str(&std::fs::read_to_string(root().join("deploy/grafana").join(d)).unwrap());
+    }
     let mut source = String::new();
     let mut stack = vec![root().join("crates")];
     while let Some(d) = stack.pop() {
