@@ -458,6 +458,32 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/tenants/{tenant}/audit/verify`: seals what is pending in the tenant's
+    /// audit log and walks its chain.
+    pub async fn verify_audit(
+        &self,
+        tenant: &str,
+    ) -> Result<tenantplane_core::audit_api::VerifyReport> {
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/tenants/{}/audit/verify", Self::seg(tenant)),
+        ))
+        .await
+    }
+
+    /// `POST /api/v1/audit/verify`: walks the platform audit log's chain.
+    pub async fn verify_platform_audit(&self) -> Result<tenantplane_core::audit_api::VerifyReport> {
+        Self::send(self.request(Method::POST, "/api/v1/audit/verify")).await
+    }
+
+    /// `GET /api/v1/audit`: operators' actions, newest first.
+    pub async fn platform_audit(
+        &self,
+        q: &tenantplane_core::audit_api::PlatformAuditParams,
+    ) -> Result<tenantplane_core::audit_api::PlatformAuditPage> {
+        Self::send(self.request(Method::GET, "/api/v1/audit").query(q)).await
+    }
+
     /// `GET /api/v1/placement`.
     pub async fn placement(&self) -> Result<tenantplane_core::api::PlacementList> {
         Self::send(self.request(Method::GET, "/api/v1/placement")).await

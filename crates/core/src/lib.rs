@@ -4,6 +4,7 @@
 //! Pure logic, no I/O: everything here is unit-tested without a database or a network.
 
 pub mod api;
+pub mod audit_api;
 pub mod cursor;
 pub mod error;
 pub mod id_tags;

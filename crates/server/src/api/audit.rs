@@ -13,11 +13,13 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use serde::{Deserialize, Serialize};
-use tenantplane_audit::{Category, Entry, chain::Break};
+use tenantplane_audit::{Category, Entry};
 use tenantplane_catalog::platform_audit::PlatformAuditQuery;
 use tenantplane_control::Control;
-use tenantplane_core::cursor;
+use tenantplane_core::{
+    audit_api::{PlatformAuditEntry, PlatformAuditPage, PlatformAuditParams, VerifyReport},
+    cursor,
+};
 
 use crate::{
     audit_trail::Origin,
@@ -150,60 +152,6 @@ pub async fn record_actions(
     response
 }
 
-/// `GET /api/v1/audit` parameters.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PlatformAuditParams {
-    /// Only actions on this tenant (id or slug).
-    pub tenant: Option<String>,
-    /// Only actions of this operator.
-    pub operator: Option<String>,
-    /// Recorded at or after (RFC 3339).
-    pub since: Option<String>,
-    /// Recorded before (RFC 3339).
-    pub until: Option<String>,
-    /// Page size, 1–500 (default 100).
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// One operator action.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PlatformAuditEntry {
-    /// Place in the platform chain.
-    pub seq: i64,
-    /// When (RFC 3339).
-    pub recorded: String,
-    /// What (`tenant-suspend`, `plan-update:small`, …).
-    pub action: String,
-    /// FHIR action code.
-    pub code: String,
-    /// FHIR outcome (0 success, 4 refused, 12 failed).
-    pub outcome: u8,
-    /// Who (`operator/<name>`).
-    pub agent: String,
-    /// On what (`Tenant/<id>` or the route).
-    pub entity: Option<String>,
-    /// From where.
-    pub peer: Option<String>,
-    /// The request.
-    pub request_id: Option<String>,
-    /// Method, route and status.
-    #[schema(value_type = Object)]
-    pub detail: Option<serde_json::Value>,
-}
-
-/// A page of operator actions, newest first.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PlatformAuditPage {
-    /// The entries.
-    pub items: Vec<PlatformAuditEntry>,
-    /// Cursor of the next page, if any.
-    pub next_cursor: Option<String>,
-}
-
 fn ms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
@@ -290,29 +238,6 @@ pub async fn list(
     Ok(Json(PlatformAuditPage { items, next_cursor }))
 }
 
-/// What a verification found.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyReport {
-    /// The tenant, for a tenant's log.
-    pub tenant: Option<String>,
-    /// `true` when the whole chain holds.
-    pub intact: bool,
-    /// Entries whose hash was checked.
-    pub checked: u64,
-    /// The last entry of the chain.
-    pub head_seq: i64,
-    /// Its hash (hex).
-    pub head_hash: String,
-    /// The signed checkpoint the walk started from (0: none).
-    pub checkpoint_seq: i64,
-    /// Entries appended but not sealed (0 after a tenant verification, which seals first).
-    pub unsealed: u64,
-    /// Where the chain breaks first.
-    #[schema(value_type = Option<Object>)]
-    pub broken: Option<Break>,
-}
-
 /// Walks a tenant's audit chain (after sealing what is pending) and reports the first
 /// break.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/audit/verify", tag = "audit",
@@ -334,7 +259,7 @@ pub async fn verify_tenant(
         head_hash: v.head_hash,
         checkpoint_seq: v.checkpoint_seq,
         unsealed: v.unsealed,
-        broken: v.broken,
+        broken: v.broken.and_then(|b| serde_json::to_value(b).ok()),
     }))
 }
 
@@ -355,6 +280,6 @@ pub async fn verify_platform(
         head_hash: v.head_hash,
         checkpoint_seq: 0,
         unsealed: 0,
-        broken: v.broken,
+        broken: v.broken.and_then(|b| serde_json::to_value(b).ok()),
     }))
 }

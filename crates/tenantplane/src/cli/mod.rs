@@ -13,9 +13,11 @@ use tenantplane_core::{
 };
 use tenantplane_server::Server;
 
+mod audit;
 mod remote;
 mod tenant;
 
+pub use audit::AuditCmd;
 pub use remote::*;
 pub use tenant::*;
 
@@ -84,6 +86,9 @@ pub enum Command {
     /// Per-tenant costs from measured usage and the price sheet (asks a server).
     #[command(subcommand)]
     Costs(CostsCmd),
+    /// Audit logs: verify a tenant's hash chain, list operators' actions (asks a server).
+    #[command(subcommand)]
+    Audit(AuditCmd),
 }
 
 /// `costs …`.
@@ -314,6 +319,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(cmd) => operator(cmd, cfg_file).await,
         Command::Demo(args) => crate::demo::run(args, cfg_file).await,
         Command::Tenant(cmd) => tenant(cmd).await,
+        Command::Audit(cmd) => {
+            if audit::run(cmd).await? {
+                Ok(())
+            } else {
+                Err(anyhow!("the audit chain is broken"))
+            }
+        }
         Command::Domain(cmd) => {
             let (remote, t) = match cmd {
                 DomainCmd::Add {

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod attribution;
+mod audit;
 mod ledger;
 mod logs;
 mod monitoring;
