@@ -1,6 +1,8 @@
 //! `/metrics` at 10,000 tenants with traffic spread over all of them: how many series the
 //! RED metrics make (per-tenant histograms only for the top N and the pinned), how long
-//! rendering takes and how big it is.
+//! rendering takes and how big it is — with the other per-tenant families a real server
+//! also exports (the probe's `tenant_up` and `probe_total`, the sampler's `store_bytes` and
+//! `cost_daily`; cross-tenant attempts and rate-limit refusals against 1 % of tenants).
 //!
 //! `cargo bench -p tenantplane-metering --bench series` (`TP_SERIES_TENANTS`, `TP_SERIES_TOP`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -67,6 +69,25 @@ fn main() {
             }
             if round == 0 {
                 top.refresh();
+            }
+        }
+        for (i, (_, slug, _)) in tenants.iter().enumerate() {
+            metrics::gauge!("tenantplane_tenant_up", "tenant" => slug.clone()).set(1.0);
+            metrics::counter!("tenantplane_tenant_probe_total", "tenant" => slug.clone(),
+                "result" => "ok")
+            .increment(60);
+            metrics::gauge!("tenantplane_tenant_store_bytes", "tenant" => slug.clone())
+                .set((i * 4096) as f64);
+            metrics::gauge!("tenantplane_tenant_cost_daily", "tenant" => slug.clone(),
+                "currency" => "BRL")
+            .set(i as f64 / 10.0);
+            if i % 100 == 0 {
+                metrics::counter!("tenantplane_cross_tenant_attempts_total",
+                    "tenant" => slug.clone(), "kind" => "foreign-token")
+                .increment(3);
+                metrics::counter!("tenantplane_rate_limited_total", "policy" => "tenant",
+                    "tenant" => slug.clone())
+                .increment(5);
             }
         }
     });

@@ -3,7 +3,11 @@
 //! gate's metering (route class, request and response bodies wrapped, the CPU clock read
 //! around each poll, the usage recorded into the tenant's minute when the body ends), 1,000
 //! tenants' minutes live in the meter, the RED metrics recorded into the Prometheus
-//! recorder). Issue 15's target: < 2 µs plus the clock reads.
+//! recorder). Issue 15's target: < 2 µs plus the clock reads. A third variant adds what
+//! issue 16's audit puts on the request path of a read: the clinical access recorded through
+//! the audit log (telemetry counter and log line, the entry made and queued for the
+//! asynchronous writer, whose database work is measured apart by `tenantplane-tenant-data`'s
+//! `--bench audit`).
 
 use std::{hint::black_box, sync::Arc};
 
@@ -58,6 +62,57 @@ fn bench(c: &mut Criterion) {
                 }
             },
         ));
+    // The audit log as `serve` builds it: tenants labelled by slug, the writer's queue (its
+    // receiving end drained by a thread, as the writer task would).
+    let (queue, rx) = tenantplane_control::audit_writer::queue(65_536);
+    let drain = std::thread::spawn(move || rx.discard_blocking());
+    let audit = Arc::new(
+        tenantplane_audit::AuditLog::with_telemetry(
+            10_000,
+            50_000,
+            tenantplane_audit::TelemetrySink::labelled(Arc::new(|_| Some("bench-hospital".into()))),
+        )
+        .with_sink(Arc::new(queue)),
+    );
+    let m = meter.clone();
+    let t = tenants.clone();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let log = audit.clone();
+    let audited = Router::new()
+        .route("/fhir/Patient/{id}", post(handler))
+        .layer(axum::middleware::from_fn(
+            move |mut req: Request, next: Next| {
+                let m = m.clone();
+                let log = log.clone();
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tenant = t[i % t.len()];
+                async move {
+                    let charge = tenantplane_cpu::Charge::new();
+                    let metered = Metered::start(
+                        m,
+                        tenant,
+                        ("bench-hospital".into(), "small".into()),
+                        charge.clone(),
+                        &mut req,
+                    );
+                    let res = tenantplane_cpu::metered(charge, next.run(req)).await;
+                    log.access(tenantplane_audit::ClinicalAccess {
+                        at: time::OffsetDateTime::now_utc(),
+                        tenant_id: tenant,
+                        user_id: Some(tenantplane_core::UserId::new()),
+                        operator: None,
+                        action: tenantplane_audit::ClinicalAction::Read,
+                        resource_type: "Patient",
+                        resource_id: "abc".into(),
+                        status: 200,
+                        peer: Some(std::net::IpAddr::from([10, 1, 2, 3])),
+                        request_id: Some("bench-request".into()),
+                        in_store: false,
+                    });
+                    metered.finish(res)
+                }
+            },
+        ));
     let rt = &rt;
     let run = |router: Router| {
         move || {
@@ -86,8 +141,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("metering_off", |b| b.iter(&mut p));
     let mut q = run(metered);
     g.bench_function("metering_on", |b| b.iter(&mut q));
+    let mut r = run(audited);
+    g.bench_function("metering_and_audit_on", |b| b.iter(&mut r));
     g.finish();
     black_box(meter.usage().take().len());
+    drop(r);
+    drop(audit);
+    black_box(drain.join().unwrap_or(0));
 }
 
 criterion_group!(benches, bench);
