@@ -267,6 +267,7 @@ async fn audit_flow(s: &TestServer, mode: IsolationMode) {
         "{text}"
     );
     assert!(!text.contains("a long and new passphrase"));
+    assert!(!text.contains("sso-client-secret-42"));
     // Shape of a clinical entry.
     let created = evs
         .iter()
@@ -473,8 +474,83 @@ async fn audit_flow(s: &TestServer, mode: IsolationMode) {
     ] {
         assert!(actions.contains(&w), "{w} not in {actions:?}");
     }
+    // Deleting the tenant is an operator action too.
+    assert_eq!(
+        operator(s, Method::DELETE, &format!("/api/v1/tenants/{slug}"))
+            .await
+            .0,
+        202
+    );
+    let (_, v) = operator(
+        s,
+        Method::GET,
+        &format!("/api/v1/audit?tenant={slug}&limit=1"),
+    )
+    .await;
+    assert_eq!(v["items"][0]["action"], "tenant-delete", "{v}");
     let (st, v) = operator(s, Method::POST, "/api/v1/audit/verify").await;
     assert_eq!((st, &v["intact"]), (200, &json!(true)), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_behind_a_signed_checkpoint_and_the_chain_goes_on() {
+    let s = TestServer::start().await.unwrap();
+    let (a, tok) = hospital(&s, "audit-retention", IsolationMode::Sqlite).await;
+    let clin = Some(tok["clinician"].as_str());
+    let body = r#"{"resourceType":"Patient","name":[{"family":"Old"}]}"#;
+    let r = send(Method::POST, &a.url("/fhir/Patient"), clin, Some(body), &[]).await;
+    assert_eq!(r.status, 201);
+    let t = s.control.index().find("audit-retention").unwrap();
+    // Hospitals keep 20 years by default: nothing is due.
+    assert_eq!(s.control.audit_retention_days(&t), 7_305);
+    let now = tenantplane_audit::now_ms();
+    let (_, before) = s.control.verify_audit("audit-retention").await.unwrap();
+    assert_eq!(s.control.prune_audit(&t, now).await.unwrap(), None);
+    // The plan keeps one day; two days later everything sealed is past it.
+    let c = s.control.catalog();
+    let mut plan = c.get_plan(&t.plan).await.unwrap().unwrap();
+    let v = plan.version;
+    plan.quotas.audit_retention_days = Some(1);
+    c.update_plan(&plan, v).await.unwrap();
+    s.control.refresh_plans().await.unwrap();
+    assert_eq!(s.control.audit_retention_days(&t), 1);
+    let (_, sealed) = s.control.verify_audit("audit-retention").await.unwrap();
+    assert!(sealed.head_seq >= before.head_seq);
+    let cut = s
+        .control
+        .prune_audit(&t, now + 2 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(cut, Some(sealed.head_seq));
+    // The chain verifies from the signed checkpoint, and goes on from it.
+    let (st, v) = operator(
+        &s,
+        Method::POST,
+        "/api/v1/tenants/audit-retention/audit/verify",
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["intact"], true, "{v}");
+    assert_eq!(v["checkpointSeq"], sealed.head_seq, "{v}");
+    let r = send(Method::POST, &a.url("/fhir/Patient"), clin, Some(body), &[]).await;
+    assert_eq!(r.status, 201);
+    let (_, v) = operator(
+        &s,
+        Method::POST,
+        "/api/v1/tenants/audit-retention/audit/verify",
+    )
+    .await;
+    assert_eq!(v["intact"], true, "{v}");
+    assert!(v["checked"].as_u64().unwrap() >= 1, "{v}");
+    // What was pruned is gone from the auditor's view; what came after is there.
+    let evs = audit_events(&a.url(""), &tok["auditor"], "&action=C", 1).await;
+    assert!(!evs.is_empty());
+    assert!(evs.iter().all(|e| {
+        e["extension"].as_array().unwrap().iter().any(|x| {
+            x["url"] == "urn:tenantplane:audit-chain-seq"
+                && x["valueInteger"].as_i64().unwrap() > sealed.head_seq
+        })
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
