@@ -86,6 +86,14 @@ enum Insert {
 pub async fn create(db: TenantDb<'_>, u: &UserRecord, hash: &str, max_users: u64) -> Result<()> {
     let doc = to_doc(u)?;
     let (id, email, version, hash) = (u.id, u.email.to_string(), u.version as i64, hash.to_owned());
+    // An audit entry pending for this change commits with it, naming the new user.
+    let audit: Vec<tenantplane_audit::Entry> = tenantplane_tenant_data::audit_log::take_pending()
+        .into_iter()
+        .map(|mut e| {
+            e.entity.get_or_insert_with(|| format!("User/{id}"));
+            e
+        })
+        .collect();
     let r = match db {
         TenantDb::Sqlite(s) => {
             let text = doc.to_string();
@@ -100,6 +108,9 @@ pub async fn create(db: TenantDb<'_>, u: &UserRecord, hash: &str, max_users: u64
                      ON CONFLICT DO NOTHING",
                     (id.to_string(), &email, version, &hash, &text),
                 )?;
+                if ins == 1 {
+                    tenantplane_tenant_data::audit_log::insert_sqlite(&tx, &audit)?;
+                }
                 tx.commit()?;
                 Ok(if ins == 1 { Insert::Ok } else { Insert::Taken })
             })
@@ -127,6 +138,9 @@ pub async fn create(db: TenantDb<'_>, u: &UserRecord, hash: &str, max_users: u64
                             &[id.as_uuid(), &email, &version, &hash, &doc],
                         )
                         .await?;
+                    if ins == 1 {
+                        tenantplane_tenant_data::audit_log::insert_pg(tx, &audit).await?;
+                    }
                     Ok(if ins == 1 { Insert::Ok } else { Insert::Taken })
                 })
             })
@@ -278,27 +292,40 @@ pub async fn update(db: TenantDb<'_>, u: &UserRecord, new_hash: Option<String>) 
     let doc = to_doc(u)?;
     let (id, version) = (u.id, u.version as i64);
     let prev = version - 1;
+    // An audit entry pending for this change commits with it.
+    let audit = tenantplane_tenant_data::audit_log::take_pending();
     let n = match db {
         TenantDb::Sqlite(s) => {
             let text = doc.to_string();
             s.run(move |c| {
-                c.execute(
+                let tx = c.transaction()?;
+                let n = tx.execute(
                     "UPDATE users SET doc = ?1, version = ?2, password_hash = coalesce(?3, password_hash) \
                      WHERE id = ?4 AND version = ?5",
                     (&text, version, new_hash, id.to_string(), prev),
-                )
+                )?;
+                if n == 1 {
+                    tenantplane_tenant_data::audit_log::insert_sqlite(&tx, &audit)?;
+                }
+                tx.commit()?;
+                Ok(n)
             })
             .await? as u64
         }
         TenantDb::Pg(p) => {
             p.transaction(move |tx| {
                 Box::pin(async move {
-                    tx.execute(
-                        "UPDATE users SET doc = $1, version = $2, password_hash = coalesce($3, password_hash) \
-                         WHERE id = $4 AND version = $5",
-                        &[&doc, &version, &new_hash, id.as_uuid(), &prev],
-                    )
-                    .await
+                    let n = tx
+                        .execute(
+                            "UPDATE users SET doc = $1, version = $2, password_hash = coalesce($3, password_hash) \
+                             WHERE id = $4 AND version = $5",
+                            &[&doc, &version, &new_hash, id.as_uuid(), &prev],
+                        )
+                        .await?;
+                    if n == 1 {
+                        tenantplane_tenant_data::audit_log::insert_pg(tx, &audit).await?;
+                    }
+                    Ok(n)
                 })
             })
             .await?

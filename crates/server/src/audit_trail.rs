@@ -53,7 +53,41 @@ pub fn login(log: &AuditLog, tenant: TenantId, o: &Origin, action: &str, agent: 
     record(log, tenant, o, e);
 }
 
-/// A change made by administrator `u` to `entity` (`User/<id>`, `SSO`, `Keys`).
+/// The entry of a change `u` is about to make to `entity` (`User/<id>`; `None`: the write
+/// names it), for `tenantplane_tenant_data::audit_log::committed_with`: it commits in the
+/// change's own transaction.
+pub fn admin_entry(
+    u: &UserCtx,
+    action: &str,
+    code: &str,
+    entity: Option<String>,
+    detail: Option<serde_json::Value>,
+) -> Entry {
+    let mut e = Entry::now(
+        Category::Admin,
+        action,
+        code,
+        format!("user/{}", u.claims.sub),
+    )
+    .origin(u.peer.map(|p| p.to_string()), u.request_id.clone());
+    e.entity = entity;
+    if let Some(d) = detail {
+        e = e.detail(&d);
+    }
+    e
+}
+
+/// After a change committed its entry (`admin_entry`): the telemetry sees it and the
+/// writer seals it.
+pub fn committed(log: &AuditLog, u: &UserCtx, entry: Entry) {
+    log.activity(Activity {
+        tenant_id: u.tenant.tenant().id,
+        entry,
+        in_store: true,
+    });
+}
+
+/// A change made by administrator `u` to `entity` (`SSO`, `Keys`), through the writer.
 pub fn admin(
     log: &AuditLog,
     u: &UserCtx,

@@ -20,7 +20,7 @@ use tenantplane_core::{
 use tenantplane_identity::{
     LoginOutcome, PasswordChange, RefreshOutcome, Tokens, user_admin, users,
 };
-use tenantplane_tenant_data::directory;
+use tenantplane_tenant_data::{audit_log::committed_with, directory};
 
 use crate::{
     audit_trail::{self, Origin},
@@ -258,27 +258,28 @@ pub async fn change_password(
         "too many wrong passwords; wait before trying again",
     )?;
     let db = u.tenant.db(&s.data)?;
-    match s
-        .identity
-        .change_password(
+    let entry = audit_trail::admin_entry(
+        &u,
+        "password-change",
+        "U",
+        Some(format!("User/{}", u.claims.sub)),
+        None,
+    );
+    match committed_with(
+        vec![entry.clone()],
+        s.identity.change_password(
             tenant,
             db,
             u.claims.sub,
             req.current_password,
             req.new_password,
-        )
-        .await?
+        ),
+    )
+    .await?
     {
         PasswordChange::Changed(t) => {
             limits.login_succeeded(tenant.id, &account);
-            audit_trail::admin(
-                &s.audit,
-                &u,
-                "password-change",
-                "U",
-                format!("User/{}", u.claims.sub),
-                None,
-            );
+            audit_trail::committed(&s.audit, &u, entry);
             Ok(token_response(&t))
         }
         PasswordChange::WrongPassword => {
@@ -493,10 +494,20 @@ pub async fn create_user(
         .unwrap_or(u64::MAX);
     let mut departments = req.departments.clone();
     departments.dedup();
-    let (rec, otp) = s
-        .identity
-        .create_user(u.tenant.db(&s.data)?, email, name, roles, departments, max)
-        .await?;
+    let entry = audit_trail::admin_entry(
+        &u,
+        "user-create",
+        "C",
+        None,
+        Some(serde_json::json!({ "roles": roles, "departments": departments })),
+    );
+    let (rec, otp) = committed_with(
+        vec![entry.clone()],
+        s.identity
+            .create_user(u.tenant.db(&s.data)?, email, name, roles, departments, max),
+    )
+    .await?;
+    audit_trail::committed(&s.audit, &u, entry.entity(format!("User/{}", rec.id)));
     let mut r = no_store(
         (
             StatusCode::CREATED,
@@ -508,14 +519,6 @@ pub async fn create_user(
             .into_response(),
     );
     r.headers_mut().insert(header::ETAG, etag(rec.version));
-    audit_trail::admin(
-        &s.audit,
-        &u,
-        "user-create",
-        "C",
-        format!("User/{}", rec.id),
-        Some(serde_json::json!({ "roles": rec.roles, "departments": rec.departments })),
-    );
     if let Ok(v) = HeaderValue::from_str(&format!("/api/tenant/users/{}", rec.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -587,14 +590,7 @@ pub async fn update_user(
     let disabling = user_admin::apply_change(&mut rec, u.claims.sub, change, &mut errs);
     errs.into_result()?;
     let tenant = u.tenant.tenant().id;
-    s.identity
-        .save_user(tenant, u.tenant.db(&s.data)?, &rec, disabling)
-        .await?;
-    if disabling {
-        tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
-    }
-    audit_trail::admin(
-        &s.audit,
+    let entry = audit_trail::admin_entry(
         &u,
         if disabling {
             "user-disable"
@@ -602,11 +598,21 @@ pub async fn update_user(
             "user-update"
         },
         "U",
-        format!("User/{}", rec.id),
-        Some(
-            serde_json::json!({ "roles": rec.roles, "departments": rec.departments, "disabled": rec.disabled }),
-        ),
+        Some(format!("User/{}", rec.id)),
+        Some(serde_json::json!({
+            "roles": rec.roles, "departments": rec.departments, "disabled": rec.disabled
+        })),
     );
+    committed_with(
+        vec![entry.clone()],
+        s.identity
+            .save_user(tenant, u.tenant.db(&s.data)?, &rec, disabling),
+    )
+    .await?;
+    audit_trail::committed(&s.audit, &u, entry);
+    if disabling {
+        tracing::info!(user_id = %rec.id, "tenant user disabled; sessions revoked");
+    }
     Ok(user_response(StatusCode::OK, &rec))
 }
 
@@ -622,17 +628,15 @@ pub async fn revoke_sessions(
 ) -> ApiResult<StatusCode> {
     u.require(Permission::UsersManage)?;
     let id = parse_user_id(&id)?;
-    s.identity
-        .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.data)?, id)
-        .await?;
-    audit_trail::admin(
-        &s.audit,
-        &u,
-        "sessions-revoke",
-        "D",
-        format!("User/{id}"),
-        None,
-    );
+    let entry =
+        audit_trail::admin_entry(&u, "sessions-revoke", "D", Some(format!("User/{id}")), None);
+    committed_with(
+        vec![entry.clone()],
+        s.identity
+            .revoke_sessions(u.tenant.tenant().id, u.tenant.db(&s.data)?, id),
+    )
+    .await?;
+    audit_trail::committed(&s.audit, &u, entry);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -648,18 +652,20 @@ pub async fn reset_password(
 ) -> ApiResult<Response> {
     u.require(Permission::UsersManage)?;
     let rec = load_user(&s, &u, &id).await?;
-    let (rec, otp) = s
-        .identity
-        .reset_password(u.tenant.tenant().id, u.tenant.db(&s.data)?, rec, &[])
-        .await?;
-    audit_trail::admin(
-        &s.audit,
+    let entry = audit_trail::admin_entry(
         &u,
         "password-reset",
         "U",
-        format!("User/{}", rec.id),
+        Some(format!("User/{}", rec.id)),
         None,
     );
+    let (rec, otp) = committed_with(
+        vec![entry.clone()],
+        s.identity
+            .reset_password(u.tenant.tenant().id, u.tenant.db(&s.data)?, rec, &[]),
+    )
+    .await?;
+    audit_trail::committed(&s.audit, &u, entry);
     Ok(no_store(
         Json(UserCredentials {
             user: rec.view(),

@@ -36,6 +36,26 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     postgres: pg::MIGRATION,
 }];
 
+tokio::task_local! {
+    static PENDING: std::cell::RefCell<Vec<Entry>>;
+}
+
+/// Runs `f` with `entries` pending: the first tenant-store write inside it that takes them
+/// ([`take_pending`]) commits them in its own transaction — for components whose writes
+/// happen deep in a service (identity's user changes) without threading an entry through
+/// every signature. A write that fails or never happens commits none of them.
+pub async fn committed_with<F: std::future::Future>(entries: Vec<Entry>, f: F) -> F::Output {
+    PENDING.scope(std::cell::RefCell::new(entries), f).await
+}
+
+/// The entries pending for this task's next write (once: they are taken), see
+/// [`committed_with`].
+pub fn take_pending() -> Vec<Entry> {
+    PENDING
+        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
+        .unwrap_or_default()
+}
+
 /// Entries sealed per transaction at most.
 pub const SEAL_BATCH: usize = 5_000;
 

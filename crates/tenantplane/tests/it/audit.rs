@@ -1,5 +1,6 @@
-//! The audit log across a crash, on the binary: every write acknowledged with 2xx has its
-//! entry even when the process is killed right after (the entry commits with the write);
+//! The audit log across a crash, on the binary: every write acknowledged with 2xx — records
+//! and an administrator's user change — has its entry even when the process is killed right
+//! after (the entry commits with the write);
 //! reads answered more than the writer's flush interval before `kill -9` are all there;
 //! the chain verifies after the restart (`tenantplane audit verify`), and an edit of the
 //! tenant's file behind the server's back makes the same command fail, naming the entry.
@@ -118,6 +119,22 @@ fn acknowledged_writes_keep_their_entries_through_kill_9_and_tampering_is_found(
         assert_eq!(st, 201, "{v}");
         written.push(v["id"].as_str().unwrap().to_owned());
     }
+    // A user created by the administrator: its entry commits with the user.
+    let (st, v) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{t}/api/tenant/users"))
+            .bearer_auth(&tok)
+            .json(&json!({"email": "nurse@crash.example", "roles": ["nurse"]}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
+    assert_eq!(st, 201, "{v}");
+    let nurse = v["user"]["id"].as_str().unwrap().to_owned();
     s.child.kill().unwrap(); // SIGKILL, right after the last acknowledged write
     s.child.wait().unwrap();
 
@@ -171,6 +188,19 @@ fn acknowledged_writes_keep_their_entries_through_kill_9_and_tampering_is_found(
         v["entry"].as_array().unwrap().len(),
         20,
         "reads older than the flush interval are all there"
+    );
+
+    let (st, v) = send(
+        &rt,
+        Method::GET,
+        &format!("{t}/fhir/AuditEvent?type=admin&entity=User/{nurse}"),
+        Some(&tok),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["entry"][0]["resource"]["subtype"][0]["code"], "user-create",
+        "the acknowledged user creation has no entry after kill -9: {v}"
     );
 
     // Behind the server's back: an entry of the tenant's file changed.
