@@ -322,6 +322,9 @@ impl Server {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The workers' busy time at the last tick, for the share of the interval they
+            // were busy.
+            let mut last_busy: Option<(std::time::Instant, Duration)> = None;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -370,6 +373,18 @@ impl Server {
                 metrics::gauge!("tenantplane_runtime_alive_tasks").set(rt.num_alive_tasks() as f64);
                 metrics::gauge!("tenantplane_runtime_global_queue_depth")
                     .set(rt.global_queue_depth() as f64);
+                let busy: Duration = (0..rt.num_workers())
+                    .map(|w| rt.worker_total_busy_duration(w))
+                    .sum();
+                let now = std::time::Instant::now();
+                if let Some((then, before)) = last_busy {
+                    let wall = now.duration_since(then).as_secs_f64() * rt.num_workers() as f64;
+                    if wall > 0.0 {
+                        metrics::gauge!("tenantplane_runtime_workers_busy_ratio")
+                            .set((busy.saturating_sub(before).as_secs_f64() / wall).min(1.0));
+                    }
+                }
+                last_busy = Some((now, busy));
                 if let Some(p) = process_stats() {
                     metrics::gauge!("process_cpu_seconds_total").set(p.0);
                     metrics::gauge!("process_resident_memory_bytes").set(p.1);
