@@ -143,13 +143,15 @@ impl Control {
         })
     }
 
-    /// Records an operator's action on tenant `t` in the tenant's own log.
+    /// Records an operator's action on tenant `t` in the tenant's own log; `origin` is the
+    /// request's (client address, request id) when it came over the API.
     pub fn audit_operator(
         &self,
         t: &Tenant,
         operator: &str,
         action: &str,
         detail: serde_json::Value,
+        origin: (Option<String>, Option<String>),
     ) {
         let entry = Entry::now(
             Category::Operator,
@@ -158,7 +160,8 @@ impl Control {
             format!("operator/{}", operator.chars().take(64).collect::<String>()),
         )
         .entity("Tenant")
-        .detail(&detail);
+        .detail(&detail)
+        .origin(origin.0, origin.1);
         self.audit().activity(Activity {
             tenant_id: t.id,
             entry,

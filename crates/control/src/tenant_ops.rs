@@ -91,6 +91,7 @@ impl Control {
             operator,
             "import",
             serde_json::json!({"entries": results.len()}),
+            (None, None),
         );
         Ok((t.id, kind, results))
     }

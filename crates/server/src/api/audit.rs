@@ -147,7 +147,16 @@ pub async fn record_actions(
     if status.is_success()
         && let Some(t) = tenant
     {
-        control.audit_operator(&t, name, &action, detail);
+        control.audit_operator(
+            &t,
+            name,
+            &action,
+            detail,
+            (
+                origin.peer.map(|p| p.to_string()),
+                origin.request_id.clone(),
+            ),
+        );
     }
     response
 }

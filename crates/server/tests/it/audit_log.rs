@@ -287,6 +287,16 @@ async fn audit_flow(s: &TestServer, mode: IsolationMode) {
             .starts_with("user/")
     );
     assert_eq!(created["agent"][0]["network"]["address"], "127.0.0.1");
+    // An operator's action on the tenant, with where it came from.
+    let suspended = evs
+        .iter()
+        .find(|e| e["subtype"][0]["code"] == "tenant-suspend")
+        .unwrap();
+    assert_eq!(
+        suspended["agent"][0]["who"]["identifier"]["value"],
+        "operator/admin"
+    );
+    assert_eq!(suspended["agent"][0]["network"]["address"], "127.0.0.1");
     let conflict = evs
         .iter()
         .find(|e| e["subtype"][0]["code"] == "update" && e["outcome"] == "4")
