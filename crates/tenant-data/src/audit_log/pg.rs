@@ -261,7 +261,7 @@ pub(super) async fn sealed_after(
 }
 
 pub(super) async fn search(tx: &Transaction<'_>, q: &AuditQuery) -> Result<Vec<Stored>, Error> {
-    let (clause, vals) = filter(q, |n| format!("${n}"));
+    let (clause, vals) = filter(q, |n| format!("${n}"), true);
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log {clause} ORDER BY id DESC LIMIT {}",
         q.limit

@@ -48,7 +48,13 @@ pub(super) enum Val {
 }
 
 /// The `WHERE` clause of `q` with placeholders made by `ph(n)` (1-based), and the values.
-pub(super) fn filter(q: &AuditQuery, ph: impl Fn(usize) -> String) -> (String, Vec<Val>) {
+/// On PostgreSQL (`pattern_ops`), the versions' range uses the byte-wise operators the
+/// entity index (`text_pattern_ops`) serves; SQLite's binary collation serves plain ones.
+pub(super) fn filter(
+    q: &AuditQuery,
+    ph: impl Fn(usize) -> String,
+    pattern_ops: bool,
+) -> (String, Vec<Val>) {
     let mut terms: Vec<String> = Vec::new();
     let mut vals: Vec<Val> = Vec::new();
     let mut bind = |v: Val| {
@@ -69,8 +75,13 @@ pub(super) fn filter(q: &AuditQuery, ph: impl Fn(usize) -> String) -> (String, V
         let b = bind(Val::Text(format!("{v}/_history/")));
         let c = bind(Val::Text(format!("{v}/_history0")));
         // The entity itself, or any of its versions (a range, so the index serves it).
+        let (ge, lt) = if pattern_ops {
+            ("~>=~", "~<~")
+        } else {
+            (">=", "<")
+        };
         terms.push(format!(
-            "(entity = {a} OR (entity >= {b} AND entity < {c}))"
+            "(entity = {a} OR (entity {ge} {b} AND entity {lt} {c}))"
         ));
     }
     if let Some(v) = &q.code {
@@ -116,13 +127,15 @@ mod tests {
             limit: 10,
             ..Default::default()
         };
-        let (w, v) = filter(&q, |n| format!("${n}"));
+        let (w, v) = filter(&q, |n| format!("${n}"), true);
         assert_eq!(
             w,
-            "WHERE recorded_ms >= $1 AND (entity = $2 OR (entity >= $3 AND entity < $4)) AND outcome = $5"
+            "WHERE recorded_ms >= $1 AND (entity = $2 OR (entity ~>=~ $3 AND entity ~<~ $4)) AND outcome = $5"
         );
         assert_eq!(v.len(), 5);
-        let (w, v) = filter(&AuditQuery::default(), |n| format!("?{n}"));
+        let (w, _) = filter(&q, |n| format!("?{n}"), false);
+        assert!(w.contains("entity >= ?3 AND entity < ?4"), "{w}");
+        let (w, v) = filter(&AuditQuery::default(), |n| format!("?{n}"), false);
         assert!(w.is_empty() && v.is_empty());
     }
 }

@@ -200,7 +200,7 @@ pub(super) fn sealed_after(
 }
 
 pub(super) fn search(c: &mut Connection, q: &AuditQuery) -> rusqlite::Result<Vec<Stored>> {
-    let (clause, vals) = filter(q, |n| format!("?{n}"));
+    let (clause, vals) = filter(q, |n| format!("?{n}"), false);
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log {clause} ORDER BY id DESC LIMIT {}",
         q.limit
