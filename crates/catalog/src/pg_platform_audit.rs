@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tenantplane_audit::{
     Category, Entry,
-    chain::{link, platform_genesis},
+    chain::{hash_from, link, platform_genesis},
 };
 use tokio_postgres::types::{ToSql, Type};
 
@@ -50,10 +50,7 @@ impl PlatformAuditStore for PgCatalog {
             .map_err(db_err)?
             .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)));
         let (seq, prev) = head.unwrap_or((0, platform_genesis().to_vec()));
-        let mut p = [0u8; 32];
-        if prev.len() == 32 {
-            p.copy_from_slice(&prev);
-        }
+        let p = hash_from(&prev);
         let seq = seq + 1;
         let h = link(&p, seq, e);
         tx.execute(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension as _, Row, TransactionBehavior, params, params_from_iter};
 use tenantplane_audit::{
     Category, Entry,
-    chain::{link, platform_genesis},
+    chain::{hash_from, link, platform_genesis},
 };
 
 use crate::{
@@ -55,10 +55,7 @@ impl PlatformAuditStore for SqliteCatalog {
                 .optional()
                 .map_err(internal)?;
             let (seq, prev) = head.unwrap_or((0, platform_genesis().to_vec()));
-            let mut p = [0u8; 32];
-            if prev.len() == 32 {
-                p.copy_from_slice(&prev);
-            }
+            let p = hash_from(&prev);
             let seq = seq + 1;
             let h = link(&p, seq, &e);
             tx.execute(

@@ -2,9 +2,9 @@
 //! security events: sign-ins and sessions, administrators' changes. Entries carry ids and
 //! the request's origin, never passwords or tokens.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tenantplane_audit::{Activity, AuditLog, Category, Entry};
 use tenantplane_core::TenantId;
@@ -25,15 +25,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            peer: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-            request_id: parts
-                .headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(64).collect()),
+            peer: crate::context::peer(parts),
+            request_id: crate::context::request_id(parts).map(|s| s.chars().take(64).collect()),
         })
     }
 }

@@ -252,15 +252,3 @@ pub async fn prune(
         }
     }
 }
-
-/// The entry count and the head, cheaply (for the health view and the benchmarks).
-pub async fn head(db: TenantDb<'_>) -> Result<(i64, u64)> {
-    let a = match db {
-        TenantDb::Sqlite(s) => s.run(sqlite::anchors).await?,
-        TenantDb::Pg(p) => {
-            p.transaction(|tx| Box::pin(async move { pg::anchors(tx).await }))
-                .await?
-        }
-    };
-    Ok((a.head.map_or(0, |h| h.0), a.unsealed))
-}

@@ -9,6 +9,7 @@ mod user;
 
 pub use operator::{ActingOperator, OperatorCtx, ReporterCtx};
 pub use user::{PendingUserCtx, UserCtx};
+pub(crate) use user::{peer, request_id};
 
 /// The token of an `Authorization: Bearer <token>` header: `None` when the header is
 /// missing, of another scheme, empty or longer than `max_len` bytes.

@@ -80,14 +80,16 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
     .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))
 }
 
-fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
+/// The client's address (recorded by the listener; never from a header).
+pub(crate) fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
 }
 
-fn request_id(parts: &Parts) -> Option<String> {
+/// The request id (`X-Request-Id`).
+pub(crate) fn request_id(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get("x-request-id")

@@ -3,7 +3,7 @@
 
 use tenantplane_audit::{
     Category, Entry,
-    chain::{Checkpoint, CheckpointKey, Hash, genesis, link},
+    chain::{Checkpoint, CheckpointKey, Hash, genesis, hash_from, link},
 };
 use tenantplane_core::TenantId;
 use tokio_postgres::{
@@ -154,14 +154,6 @@ fn entry(r: &Row) -> Entry {
     }
 }
 
-fn to_hash(v: &[u8]) -> Hash {
-    let mut h = [0u8; 32];
-    if v.len() == 32 {
-        h.copy_from_slice(v);
-    }
-    h
-}
-
 pub(super) async fn seal(tx: &Transaction<'_>, tenant: TenantId, max: usize) -> Result<u64, Error> {
     // The head row serializes sealers of one tenant (replicas, the writer and a prune).
     tx.execute(
@@ -172,7 +164,7 @@ pub(super) async fn seal(tx: &Transaction<'_>, tenant: TenantId, max: usize) -> 
     let h = tx
         .query_one("SELECT seq, hash FROM audit_head FOR UPDATE", &[])
         .await?;
-    let (mut seq, mut prev): (i64, Hash) = (h.get(0), to_hash(h.get::<_, &[u8]>(1)));
+    let (mut seq, mut prev): (i64, Hash) = (h.get(0), hash_from(h.get::<_, &[u8]>(1)));
     let limit = i64::try_from(max).unwrap_or(i64::MAX);
     let rows = tx
         .query(
@@ -222,7 +214,7 @@ pub(super) async fn anchors(tx: &Transaction<'_>) -> Result<Anchors, Error> {
         .await?
         .map(|r| Checkpoint {
             seq: r.get(0),
-            hash: to_hash(r.get::<_, &[u8]>(1)),
+            hash: hash_from(r.get::<_, &[u8]>(1)),
             at_ms: r.get(2),
             key_id: r.get(3),
             signature: r.get(4),
@@ -329,7 +321,7 @@ pub(super) async fn prune(
     if seq <= done {
         return Ok(None);
     }
-    let cp = key.sign(tenant, seq, to_hash(&hash), at_ms);
+    let cp = key.sign(tenant, seq, hash_from(&hash), at_ms);
     tx.execute(
         "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
          VALUES ($1, $2, $3, $4, $5)",

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params_from_iter};
 use tenantplane_audit::{
     Category, Entry,
-    chain::{Checkpoint, CheckpointKey, Hash, genesis, link},
+    chain::{Checkpoint, CheckpointKey, genesis, hash_from, link},
 };
 use tenantplane_core::TenantId;
 
@@ -113,17 +113,9 @@ fn head(c: &Connection) -> rusqlite::Result<Option<(i64, Vec<u8>)>> {
     .optional()
 }
 
-fn to_hash(v: &[u8]) -> Hash {
-    let mut h = [0u8; 32];
-    if v.len() == 32 {
-        h.copy_from_slice(v);
-    }
-    h
-}
-
 pub(super) fn seal(tx: &Transaction<'_>, tenant: TenantId, max: usize) -> rusqlite::Result<u64> {
     let (mut seq, prev) = head(tx)?.unwrap_or((0, genesis(tenant).to_vec()));
-    let mut prev = to_hash(&prev);
+    let mut prev = hash_from(&prev);
     let rows: Vec<(i64, Entry)> = {
         let mut st = tx.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT ?1"
@@ -161,7 +153,7 @@ pub(super) fn anchors(c: &mut Connection) -> rusqlite::Result<Anchors> {
             |r| {
                 Ok(Checkpoint {
                     seq: r.get(0)?,
-                    hash: to_hash(&r.get::<_, Vec<u8>>(1)?),
+                    hash: hash_from(&r.get::<_, Vec<u8>>(1)?),
                     at_ms: r.get(2)?,
                     key_id: r.get(3)?,
                     signature: r.get(4)?,
@@ -260,7 +252,7 @@ pub(super) fn prune(
     if seq <= done {
         return Ok(None);
     }
-    let cp = key.sign(tenant, seq, to_hash(&hash), at_ms);
+    let cp = key.sign(tenant, seq, hash_from(&hash), at_ms);
     tx.execute(
         "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
